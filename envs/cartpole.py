@@ -1,0 +1,197 @@
+"""Cart-pole of the tfjs-examples `cart-pole` demo (SPEC section 1).
+
+Barto, Sutton & Anderson's cart-pole with Euler integration. The physics are written
+once, in `physics_step`, and run by both the gymnasium env (Python floats, float64)
+and the batched torch twin (N games in tensors on any device); a test holds them equal.
+Reward is 1 for every step that does not end the game and 0 for the step that does.
+"""
+
+import math
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from nn.seeding import make_generator
+
+
+@dataclass(frozen=True)
+class CartPolePhysics:
+    gravity: float
+    cart_mass: float
+    pole_mass: float
+    pole_half_length: float
+    force_mag: float
+    tau: float
+    x_threshold: float
+    theta_threshold: float  # radians
+
+    @property
+    def total_mass(self) -> float:
+        return self.cart_mass + self.pole_mass
+
+    @property
+    def pole_moment(self) -> float:
+        return self.pole_mass * self.pole_half_length
+
+
+def physics_step(x, x_dot, theta, theta_dot, push_right, p: CartPolePhysics, cos, sin):
+    """One Euler step. Works on floats (cos=math.cos) and tensors (cos=torch.cos) alike.
+
+    `push_right` is 1 (force +force_mag) or 0 (force -force_mag). Accelerations come
+    from the current state, then positions and velocities advance, as in the original.
+    """
+    force = p.force_mag * (2 * push_right - 1)
+    cos_theta, sin_theta = cos(theta), sin(theta)
+    temp = (force + p.pole_moment * theta_dot * theta_dot * sin_theta) / p.total_mass
+    theta_acc = (p.gravity * sin_theta - cos_theta * temp) / (
+        p.pole_half_length * (4.0 / 3.0 - p.pole_mass * cos_theta * cos_theta / p.total_mass)
+    )
+    x_acc = temp - p.pole_moment * theta_acc * cos_theta / p.total_mass
+    x = x + p.tau * x_dot
+    x_dot = x_dot + p.tau * x_acc
+    theta = theta + p.tau * theta_dot
+    theta_dot = theta_dot + p.tau * theta_acc
+    failed = (abs(x) > p.x_threshold) | (abs(theta) > p.theta_threshold)
+    return x, x_dot, theta, theta_dot, failed
+
+
+class CartPoleEnv(gym.Env):
+    """The single-game env: for `gymnasium.make("rlgen/CartPole-v0")`, watching and checks."""
+
+    metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 50}
+
+    def __init__(self, render_mode: str | None = None, gravity: float = 9.8,
+                 cart_mass: float = 1.0, pole_mass: float = 0.1, pole_half_length: float = 0.5,
+                 force_mag: float = 10.0, tau: float = 0.02, x_threshold: float = 2.4,
+                 theta_threshold_degrees: float = 12.0, start_x: float = 0.5,
+                 start_x_dot: float = 0.5, start_theta_degrees: float = 6.0,
+                 start_theta_dot: float = 0.25, max_steps_per_game: int | None = 500):
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode {render_mode!r} is not one of "
+                             f"{self.metadata['render_modes']}")
+        self.render_mode = render_mode
+        self.physics = CartPolePhysics(gravity, cart_mass, pole_mass, pole_half_length,
+                                       force_mag, tau, x_threshold,
+                                       math.radians(theta_threshold_degrees))
+        self.start_high = (start_x, start_x_dot, math.radians(start_theta_degrees),
+                           start_theta_dot)
+        self.max_steps_per_game = max_steps_per_game
+        # observations past a limit end the game, so twice the limit bounds what is seen
+        big = np.finfo(np.float32).max  # velocities have no limit
+        high = np.array([2 * x_threshold, big, 2 * self.physics.theta_threshold, big],
+                        dtype=np.float32)
+        self.observation_space = gym.spaces.Box(-high, high, dtype=np.float32)
+        self.action_space = gym.spaces.Discrete(2)  # 0 pushes left, 1 pushes right
+        self.state = (0.0, 0.0, 0.0, 0.0)
+        self.steps = 0
+        self.last_action: int | None = None
+        self.caption = ""  # an extra line drawn on screen (e.g. "game 3")
+        self._renderer = None
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        if options and "state" in options:
+            self.state = tuple(float(v) for v in options["state"])
+        else:
+            self.state = tuple(float(self.np_random.uniform(-h, h)) for h in self.start_high)
+        self.steps = 0
+        self.last_action = None
+        if self.render_mode == "human":
+            self.render()
+        return self._obs(), {}
+
+    def step(self, action):
+        if not self.action_space.contains(action):
+            raise ValueError(f"action {action!r} is not 0 (left) or 1 (right)")
+        *state, failed = physics_step(*self.state, int(action), self.physics, math.cos, math.sin)
+        self.state = tuple(state)
+        self.steps += 1
+        self.last_action = int(action)
+        truncated = (not failed and self.max_steps_per_game is not None
+                     and self.steps >= self.max_steps_per_game)
+        if self.render_mode == "human":
+            self.render()
+        return self._obs(), 0.0 if failed else 1.0, bool(failed), truncated, {"steps": self.steps}
+
+    def _obs(self) -> np.ndarray:
+        return np.array(self.state, dtype=np.float32)
+
+    def render(self):
+        if self.render_mode is None:
+            gym.logger.warn("render() called without a render_mode; pass render_mode='human' "
+                            "or 'rgb_array'")
+            return None
+        if self._renderer is None:
+            from envs.cartpole_render import CartPoleRenderer
+
+            self._renderer = CartPoleRenderer(self.physics, self.render_mode,
+                                              self.metadata["render_fps"])
+        return self._renderer.draw(self.state, self.steps, self.last_action, self.caption)
+
+    def close(self):
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+
+    def batched(self, num_envs: int, device: torch.device | str = "cpu",
+                dtype: torch.dtype = torch.float32, seed: int = 0) -> "BatchedCartPole":
+        """The torch twin with these same rules, stepping `num_envs` games at once."""
+        return BatchedCartPole(num_envs, self.physics, self.start_high, self.max_steps_per_game,
+                               torch.device(device), dtype, seed)
+
+
+class BatchedCartPole:
+    """N cart-poles as tensors on one device, all stepped by one call.
+
+    `step` advances every game; games that ended keep being stepped until `reset` or
+    `reset_done`, and the caller masks them out (REINFORCE plays each game once).
+    """
+
+    def __init__(self, num_envs: int, physics: CartPolePhysics, start_high: tuple,
+                 max_steps_per_game: int | None, device: torch.device,
+                 dtype: torch.dtype = torch.float32, seed: int = 0):
+        self.num_envs = num_envs
+        self.physics = physics
+        self.max_steps_per_game = max_steps_per_game
+        self.device = device
+        self.dtype = dtype
+        self.generator = make_generator(seed, device)
+        self.start_high = torch.tensor(start_high, dtype=dtype, device=device)
+        self.state = torch.zeros(num_envs, 4, dtype=dtype, device=device)
+        self.steps = torch.zeros(num_envs, dtype=torch.long, device=device)
+        self.observation_size = 4
+        self.num_actions = 2
+
+    def _random_states(self, n: int) -> torch.Tensor:
+        u = torch.rand(n, 4, generator=self.generator, device=self.device, dtype=self.dtype)
+        return (2 * u - 1) * self.start_high
+
+    def reset(self, state: torch.Tensor | None = None) -> torch.Tensor:
+        if state is None:
+            state = self._random_states(self.num_envs)
+        self.state = state.to(device=self.device, dtype=self.dtype).clone()
+        self.steps.zero_()
+        return self.state
+
+    def reset_done(self, done: torch.Tensor) -> torch.Tensor:
+        """Start new games where `done` is true (auto-reset for algorithms that need it)."""
+        fresh = self._random_states(self.num_envs)
+        self.state = torch.where(done[:, None], fresh, self.state)
+        self.steps = torch.where(done, 0, self.steps)
+        return self.state
+
+    def step(self, push_right: torch.Tensor):
+        """Returns (obs, reward, terminated, truncated), each with a leading N dimension."""
+        x, x_dot, theta, theta_dot = self.state.unbind(1)
+        *state, failed = physics_step(x, x_dot, theta, theta_dot, push_right.to(self.dtype),
+                                      self.physics, torch.cos, torch.sin)
+        self.state = torch.stack(state, 1)
+        self.steps += 1
+        reward = (~failed).to(self.dtype)
+        if self.max_steps_per_game is None:
+            truncated = torch.zeros_like(failed)
+        else:
+            truncated = ~failed & (self.steps >= self.max_steps_per_game)
+        return self.state, reward, failed, truncated

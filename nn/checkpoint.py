@@ -1,0 +1,92 @@
+"""Self-contained, safe-to-load checkpoints.
+
+A checkpoint is one `torch.save` file holding only tensors and plain Python values:
+the experiment name, the resolved config, the step, and the state dicts. It is read
+with `weights_only=True`, so a file from elsewhere cannot run code, and it is written
+to a temporary file then renamed, so a crash mid-write never replaces a good one.
+"""
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nn.errors import UserError
+
+FORMAT = "rlgen-checkpoint"
+FORMAT_VERSION = 1
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call `write(tmp_path)`, fsync, then rename over `path` in one step."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_json(path: Path, data: dict) -> None:
+    atomic_write(Path(path), lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2) + "\n"))
+
+
+def save_checkpoint(path: Path, *, experiment: str, trainer: str, config: dict,
+                    state: dict[str, Any], **meta: Any) -> None:
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "experiment": experiment,
+        "trainer": trainer,
+        "config": config,
+        "meta": meta,
+        "state": state,
+    }
+    atomic_write(Path(path), lambda tmp: torch.save(payload, tmp))
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"no checkpoint at {path}; train one with rlgen-train or pick another run")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # corrupt zip, foreign pickle, truncated file, ...
+        reason = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
+        raise UserError(f"{path} is not a readable rlgen checkpoint ({reason}); "
+                        "delete it or point to another run") from err
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise UserError(f"{path} is not an rlgen checkpoint; point to a run dir made by rlgen-train")
+    version = payload.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise UserError(f"{path} has checkpoint format {version!r}, newer than this rlgen "
+                        f"reads ({FORMAT_VERSION}); upgrade rlgen")
+    return payload
+
+
+def checkpoint_path(run: str | Path, which: str = "best") -> Path:
+    """`run` is a run dir (then `checkpoints/<which>.pt` inside it) or a checkpoint file."""
+    run = Path(run)
+    if run.is_file():
+        return run
+    if not run.exists():
+        raise UserError(f"run dir {run} does not exist; pass run=runs/<experiment>/<timestamp>")
+    path = run / "checkpoints" / f"{which}.pt"
+    if not path.exists():
+        raise UserError(f"{run} holds no checkpoints/{which}.pt; is it an rlgen run dir "
+                        "whose training saved at least once?")
+    return path
+
+
+def require_experiment(payload: dict, expected: str, path: Path) -> None:
+    found = payload.get("experiment")
+    if found != expected:
+        raise UserError(f"{path} belongs to experiment {found!r}, not {expected!r}; "
+                        f"use experiment={found} or another run dir")

@@ -1,0 +1,178 @@
+"""Console entry points: `rlgen-train` (a Hydra app) and `rlgen-eval`, `rlgen-watch`,
+`rlgen-generate` (key=value tools that read a run dir back).
+
+The experiment's config names its trainer module (e.g. `rl.reinforce`); the tools
+dispatch to that module's `train`, `evaluate`, `watch` and `generate`, so this file
+knows no experiment. Every user-fixable problem ends as one line on stderr, exit 2.
+"""
+
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import yaml
+from omegaconf import OmegaConf
+
+from nn.checkpoint import checkpoint_path, load_checkpoint, require_experiment
+from nn.config import explain_config_error, import_trainer, parse_key_values
+from nn.errors import UserError
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+# Hydra flags that take the next word as their value
+HYDRA_FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp",
+                          "--config-name", "-cn", "--config-dir", "-cd",
+                          "--experimental-rerun", "--shell-completion", "-sc"}
+HYDRA_INFO_VALUES = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
+HYDRA_NO_VALIDATE = {"--help", "-h", "--hydra-help", "--version", "--shell-completion", "-sc"}
+
+
+def fail(command: str, message: str) -> None:
+    print(f"{command}: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def register_resolvers() -> None:
+    import conf.schemas
+
+    conf.schemas.register()
+    if not OmegaConf.has_resolver("rlgen_run_dir"):
+        OmegaConf.register_new_resolver(
+            "rlgen_run_dir", lambda resume, default: resume if resume else default)
+    if not OmegaConf.has_resolver("rlgen_hydra_subdir"):
+        stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+        OmegaConf.register_new_resolver(
+            "rlgen_hydra_subdir", lambda resume: f".hydra-resume-{stamp}" if resume else ".hydra")
+
+
+def split_hydra_args(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Separate Hydra's own flags (kept in order) from config overrides."""
+    flags, overrides = [], []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg.startswith("-"):
+            flags.append(arg)
+            takes_value = arg in HYDRA_FLAGS_WITH_VALUE or (
+                arg in ("--info", "-i") and i + 1 < len(argv) and argv[i + 1] in HYDRA_INFO_VALUES)
+            if takes_value and i + 1 < len(argv):
+                flags.append(argv[i + 1])
+                i += 1
+        else:
+            overrides.append(arg)
+        i += 1
+    return flags, overrides
+
+
+def expand_resume(overrides: list[str]) -> list[str]:
+    """`resume=RUN_DIR` replays that run's own overrides first, so it continues the same
+    config; overrides given now come after them and win (e.g. more iterations)."""
+    resume = [o.split("=", 1)[1] for o in overrides if o.startswith("resume=")]
+    if not resume or not resume[-1] or resume[-1] == "null":
+        return overrides
+    run_dir = Path(resume[-1])
+    if not run_dir.is_dir():
+        raise UserError(f"resume={run_dir}: no such run dir")
+    saved = run_dir / ".hydra" / "overrides.yaml"
+    if not saved.is_file():
+        raise UserError(f"resume={run_dir}: not an rlgen run dir (no .hydra/overrides.yaml)")
+    original = [o for o in (yaml.safe_load(saved.read_text()) or [])
+                if not o.startswith(("resume=", "hydra"))]
+    return original + [o for o in overrides if not o.startswith("resume=")] + [
+        f"resume={run_dir}"]
+
+
+def sweep_combinations(overrides: list[str]) -> list[list[str]]:
+    """Enough single-valued override lists to try every value of every sweep once."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    choices = []
+    for override in parsed:
+        if override.is_sweep_override():
+            key = override.get_key_element()
+            choices.append([f"{key}={v}" for v in override.sweep_string_iterator()])
+        else:
+            choices.append([override.input_line])
+    width = max((len(c) for c in choices), default=1)
+    return [[c[min(i, len(c) - 1)] for c in choices] for i in range(width)]
+
+
+def validate_overrides(overrides: list[str]) -> None:
+    """Compose the config now, so a bad override fails in one line before any work."""
+    from hydra import compose, initialize_config_dir
+
+    try:
+        combos = sweep_combinations(overrides)
+    except Exception as err:
+        raise UserError(f"bad override syntax: {explain_config_error(err)}") from err
+    for combo in combos:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3",
+                                   job_name="train"):
+            try:
+                cfg = compose(config_name="config", overrides=combo)
+            except Exception as err:
+                raise UserError(explain_config_error(err)) from err
+        if cfg.get("resume"):
+            path = checkpoint_path(cfg.resume, "last")
+            require_experiment(load_checkpoint(path), cfg.name, path)
+
+
+def _train_task(cfg) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        trainer = import_trainer(cfg.trainer)
+        trainer.train(cfg, Path(HydraConfig.get().runtime.output_dir))
+    except UserError as err:
+        fail("rlgen-train", str(err))
+
+
+def train_main() -> None:
+    import hydra
+
+    register_resolvers()
+    flags, overrides = split_hydra_args(sys.argv[1:])
+    if not HYDRA_NO_VALIDATE.intersection(flags):
+        try:
+            overrides = expand_resume(overrides)
+            validate_overrides(overrides)
+        except UserError as err:
+            fail("rlgen-train", str(err))
+    sys.argv = [sys.argv[0], *flags, *overrides]
+    hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(
+        _train_task)()
+
+
+def run_tool(command: str, function: str, schema: str, argv: list[str] | None = None) -> None:
+    """Shared body of eval/watch/generate: load the run's checkpoint, dispatch to its
+    trainer module, parse the remaining key=value args against that module's schema."""
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        if any(a in ("-h", "--help") for a in argv):
+            print(f"usage: {command} run=RUN_DIR [checkpoint=best|last] [key=value ...]")
+            return
+        values = dict(a.split("=", 1) for a in argv if "=" in a)
+        if "run" not in values:
+            raise UserError("pass run=RUN_DIR, a run dir made by rlgen-train (see runs/)")
+        path = checkpoint_path(values["run"], values.get("checkpoint", "best"))
+        payload = load_checkpoint(path)
+        trainer = import_trainer(payload.get("trainer", ""))
+        if not hasattr(trainer, function):
+            raise UserError(f"{command} does not apply to experiment "
+                            f"{payload.get('experiment')!r}")
+        args = parse_key_values(getattr(trainer, schema), argv)
+        getattr(trainer, function)(payload, args)
+    except UserError as err:
+        fail(command, str(err))
+
+
+def eval_main() -> None:
+    run_tool("rlgen-eval", "evaluate", "EvalArgs")
+
+
+def watch_main() -> None:
+    run_tool("rlgen-watch", "watch", "WatchArgs")
+
+
+def generate_main() -> None:
+    run_tool("rlgen-generate", "generate", "GenerateArgs")

@@ -1,0 +1,115 @@
+"""Config helpers: trusted instantiation, one-line config errors, `key=value` CLI args."""
+
+import difflib
+import importlib
+import re
+from dataclasses import fields, is_dataclass
+from typing import Any
+
+import hydra.utils
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import (
+    ConfigAttributeError,
+    ConfigKeyError,
+    OmegaConfBaseException,
+    ValidationError,
+)
+
+from nn.errors import UserError
+
+# A config read back from a run dir or checkpoint may only name these.
+TRUSTED_TARGET_PREFIXES = ("nn.", "rl.", "envs.", "generative.", "torch.optim.", "torch.nn.")
+TRAINER_PATTERN = re.compile(r"^(rl|generative)\.[a-z_][a-z0-9_]*$")
+
+
+def check_targets(node: Any, where: str = "") -> None:
+    """Refuse any `_target_` outside the project's packages and torch.optim / torch.nn."""
+    if isinstance(node, (DictConfig, dict)):
+        for key, value in node.items():
+            path = f"{where}.{key}" if where else str(key)
+            if key == "_target_" and not str(value).startswith(TRUSTED_TARGET_PREFIXES):
+                raise UserError(f"{path}={value!r} is not a trusted target; only "
+                                f"{', '.join(TRUSTED_TARGET_PREFIXES)} may be instantiated")
+            check_targets(value, path)
+    elif isinstance(node, (ListConfig, list)):
+        for i, value in enumerate(node):
+            check_targets(value, f"{where}[{i}]")
+
+
+def instantiate(node: Any, **kwargs: Any) -> Any:
+    """hydra.utils.instantiate, limited to trusted targets."""
+    check_targets(node)
+    return hydra.utils.instantiate(node, **kwargs)
+
+
+def import_trainer(name: str):
+    """The module that trains/evaluates/watches an experiment, e.g. `rl.reinforce`."""
+    if not TRAINER_PATTERN.match(str(name)):
+        raise UserError(f"trainer={name!r} is not a module of rl/ or generative/")
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as err:
+        raise UserError(f"trainer module {name!r} does not exist in this rlgen") from err
+
+
+def _suggest(key: str, options) -> str:
+    close = difflib.get_close_matches(key, [str(o) for o in options], n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def explain_config_error(err: BaseException) -> str:
+    """Turn Hydra/OmegaConf errors into one line that says what to do."""
+    from hydra.errors import MissingConfigException
+
+    if isinstance(err, MissingConfigException):
+        missing = err.missing_cfg_file or ""
+        group, _, choice = missing.rpartition("/")
+        options = sorted(o for o in (err.options or []) if not o.endswith("_schema"))
+        if group and options:
+            return (f"unknown {group} '{choice}'{_suggest(choice, options)}; "
+                    f"choose one of: {', '.join(options)}")
+        return str(err).strip().splitlines()[0]
+    cause = err
+    while cause.__cause__ is not None and not isinstance(cause, OmegaConfBaseException):
+        cause = cause.__cause__
+    if isinstance(cause, (ConfigKeyError, ConfigAttributeError)):
+        full_key = getattr(cause, "full_key", None) or getattr(cause, "key", "?")
+        parent = getattr(cause, "parent_node", None)
+        prefix, _, leaf = str(full_key).rpartition(".")
+        keys = [f"{prefix}.{k}" if prefix else str(k) for k in parent.keys()] \
+            if isinstance(parent, DictConfig) else []
+        hint = _suggest(str(full_key), keys)
+        return (f"unknown config key '{full_key}'{hint}; list the keys with "
+                "`rlgen-train experiment=NAME --cfg job`")
+    if isinstance(cause, ValidationError):
+        full_key = getattr(cause, "full_key", None) or "?"
+        message = str(cause.msg if hasattr(cause, "msg") else cause).strip().splitlines()[0]
+        return f"bad value for '{full_key}': {message}"
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
+
+
+def parse_key_values(schema: type, argv: list[str]) -> DictConfig:
+    """Parse `key=value` arguments against a dataclass: unknown keys and bad types fail."""
+    assert is_dataclass(schema)
+    config = OmegaConf.structured(schema)
+    OmegaConf.set_struct(config, True)
+    for arg in argv:
+        if "=" not in arg:
+            raise UserError(f"argument {arg!r} is not key=value; keys: "
+                            f"{', '.join(f.name for f in fields(schema))}")
+        key, value = arg.split("=", 1)
+        if key not in config.keys():  # `in` is False for a MISSING value
+            raise UserError(f"unknown argument '{key}'"
+                            f"{_suggest(key, config.keys())}; keys: "
+                            f"{', '.join(f.name for f in fields(schema))}")
+        try:
+            config.merge_with(OmegaConf.from_dotlist([f"{key}={value}"]))
+        except OmegaConfBaseException as err:
+            raise UserError(f"bad value for '{key}': "
+                            f"{str(err).strip().splitlines()[0]}") from err
+    missing = OmegaConf.missing_keys(config)
+    if missing:
+        raise UserError(f"missing required argument(s): "
+                        f"{', '.join(f'{k}=...' for k in sorted(missing))}")
+    return config

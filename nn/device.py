@@ -1,0 +1,24 @@
+"""Pick the torch device a run uses: `auto` prefers cuda, then mps, then cpu."""
+
+import torch
+
+from nn.errors import UserError
+
+
+def select_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise UserError(f"device={name!r} is not a torch device; use auto, cpu, cuda or mps") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device={name!r} asked for CUDA but none is available; use device=auto or cpu")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"device={name!r} asked for MPS but it is not available; use device=auto or cpu")
+    return device

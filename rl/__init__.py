@@ -1,0 +1,1 @@
+"""Reinforcement-learning algorithms (one per file) and the shared play/watch/eval loops."""
