@@ -1,0 +1,52 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+
+BIN = Path(sys.executable).parent
+TINY = ["experiment=cartpole_reinforce", "algo.iterations=3", "algo.games_per_iteration=4",
+        "env.max_steps_per_game=60", "device=cpu"]
+
+
+def run_cli(command: str, *args: str, cwd: Path | None = None, check: bool = True):
+    """Run an installed console script; return the CompletedProcess."""
+    env = dict(os.environ, SDL_VIDEODRIVER="dummy")
+    result = subprocess.run([str(BIN / command), *args], capture_output=True, text=True,
+                            cwd=cwd, env=env, timeout=300)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{command} {args} failed ({result.returncode}):\n"
+                             f"{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> Path:
+    """One tiny real training run through the CLI, shared by the read-back tests."""
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
+    run_cli("rlgen-train", *TINY, f"hydra.run.dir={run_dir}")
+    return run_dir
+
+
+def error_line(result) -> str:
+    """The user-facing error: exactly one line on stderr."""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def compose(*overrides: str):
+    """The composed run config, as rlgen-train would build it."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from nn.cli import CONF_DIR, register_resolvers
+
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="test"):
+        return hydra_compose(config_name="config", overrides=list(overrides))

@@ -1,0 +1,125 @@
+"""The commands a user types, run for real as subprocesses."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import TINY, compose, error_line, run_cli
+from PIL import Image
+
+from nn.config import instantiate
+
+EXPERIMENTS = sorted(p.stem for p in Path("conf/experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_composes_and_instantiates(experiment):
+    cfg = compose(f"experiment={experiment}")
+    assert cfg.name == experiment
+    env = instantiate(cfg.env)
+    policy = instantiate(cfg.model, in_features=env.observation_space.shape[0], out_features=1)
+    instantiate(cfg.algo.optimizer)(policy.parameters(), lr=cfg.algo.lr)
+
+
+def test_faithful_config_has_the_book_defaults():
+    cfg = compose("experiment=cartpole_reinforce")
+    a = cfg.algo
+    assert (a.iterations, a.games_per_iteration, a.gamma, a.lr) == (20, 20, 0.95, 0.05)
+    assert cfg.env.max_steps_per_game == 500 and list(cfg.model.hidden_sizes) == [128]
+    assert a.baseline == "none" and cfg.model.activation == "elu"
+
+
+def test_train_writes_a_complete_run_dir(trained_run):
+    assert list(trained_run.glob("events.out.tfevents.*"))
+    assert (trained_run / "checkpoints" / "best.pt").is_file()
+    assert (trained_run / "checkpoints" / "last.pt").is_file()
+    assert (trained_run / ".hydra" / "config.yaml").is_file()
+    assert "iteration 3" in (trained_run / "train.log").read_text()
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert metrics["iterations"] == 3 and len(metrics["history"]) == 3
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(trained_run)).Reload()
+    for tag in ("mean_steps", "max_steps", "steps_per_second", "loss"):
+        assert len(events.Scalars(tag)) == 3
+    assert "config/text_summary" in events.Tags()["tensors"]
+
+
+def test_eval_prints_one_json_line(trained_run):
+    result = run_cli("rlgen-eval", f"run={trained_run}", "episodes=7", "device=cpu")
+    summary = json.loads(result.stdout.strip())
+    assert summary["episodes"] == 7
+    assert 1 <= summary["min_steps"] <= summary["mean_steps"] <= 60
+
+
+def test_watch_records_gif_and_png_and_runs_in_a_headless_window(trained_run, tmp_path):
+    run_cli("rlgen-watch", f"run={trained_run}", f"record={tmp_path / 'a.gif'}", "frames=20")
+    gif = Image.open(tmp_path / "a.gif")
+    assert gif.n_frames == 20 and gif.size == (600, 400)
+    run_cli("rlgen-watch", f"run={trained_run}", f"record={tmp_path / 'last.png'}", "games=1")
+    assert Image.open(tmp_path / "last.png").size == (600, 400)
+    result = run_cli("rlgen-watch", f"run={trained_run}", "frames=30", "fps=1000")
+    assert "watched 30 frames" in result.stdout
+
+
+def test_resume_through_the_cli_continues_in_the_same_run_dir(trained_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    run_cli("rlgen-train", f"resume={run}", "algo.iterations=5")
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert [h["iteration"] for h in metrics["history"]] == [1, 2, 3, 4, 5]
+    assert list(run.glob(".hydra-resume-*/config.yaml"))
+    assert (run / ".hydra" / "config.yaml").read_text() == \
+        (trained_run / ".hydra" / "config.yaml").read_text()
+
+
+def test_multirun_sweep_with_the_basic_launcher(tmp_path):
+    run_cli("rlgen-train", "-m", *TINY, "seed=0,1", f"hydra.sweep.dir={tmp_path}")
+    seeds = sorted(json.loads(p.read_text())["seed"] for p in tmp_path.glob("*/metrics.json"))
+    assert seeds == [0, 1]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["experiment=cartpole_reinforc"], "unknown experiment 'cartpole_reinforc' (did you mean"),
+    (["algo.lrr=0.1"], "unknown config key 'algo.lrr' (did you mean 'algo.lr'?)"),
+    (["algo.iterations=many"], "bad value for 'algo.iterations'"),
+    (["seed=1.5"], "bad value for 'seed'"),
+    (["resume=/no/such/dir"], "no such run dir"),
+    (["-m", "seed=0,1", "algo.gama=0.9"], "unknown config key 'algo.gama'"),
+    (["device=tpu"], "not a torch device"),
+])
+def test_bad_train_input_is_one_clear_line(args, message, tmp_path):
+    result = run_cli("rlgen-train", *args, f"hydra.run.dir={tmp_path / 'r'}", check=False)
+    assert message in error_line(result)
+
+
+def test_resume_of_another_experiments_run_is_refused(trained_run):
+    result = run_cli("rlgen-train", "experiment=cartpole_demo", f"resume={trained_run}",
+                     check=False)
+    assert "belongs to experiment 'cartpole_reinforce'" in error_line(result)
+
+
+def test_bad_tool_input_is_one_clear_line(trained_run, tmp_path):
+    assert "pass run=RUN_DIR" in error_line(run_cli("rlgen-eval", check=False))
+    missing = run_cli("rlgen-eval", f"run={tmp_path / 'nope'}", check=False)
+    assert "does not exist" in error_line(missing)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "holds no checkpoints/best.pt" in error_line(
+        run_cli("rlgen-watch", f"run={empty}", check=False))
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(trained_run, corrupt)
+    best = corrupt / "checkpoints" / "best.pt"
+    best.write_bytes(best.read_bytes()[:200])
+    assert "not a readable rlgen checkpoint" in error_line(
+        run_cli("rlgen-eval", f"run={corrupt}", check=False))
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {"w": torch.zeros(3)}}, foreign)
+    assert "not an rlgen checkpoint" in error_line(
+        run_cli("rlgen-eval", f"run={foreign}", check=False))
+    typo = run_cli("rlgen-eval", f"run={trained_run}", "episods=3", check=False)
+    assert "did you mean 'episodes'" in error_line(typo)
+    wrong = run_cli("rlgen-watch", f"run={trained_run}", "record=out.mp4", check=False)
+    assert ".gif" in error_line(wrong)
