@@ -7,7 +7,7 @@ Reward is 1 for every step that does not end the game and 0 for the step that do
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields, replace
 
 import gymnasium as gym
 import numpy as np
@@ -26,14 +26,19 @@ class CartPolePhysics:
     tau: float
     x_threshold: float
     theta_threshold: float  # radians
+    total_mass: float = field(init=False)
+    pole_moment: float = field(init=False)
 
-    @property
-    def total_mass(self) -> float:
-        return self.cart_mass + self.pole_mass
+    def __post_init__(self):
+        object.__setattr__(self, "total_mass", self.cart_mass + self.pole_mass)
+        object.__setattr__(self, "pole_moment", self.pole_mass * self.pole_half_length)
 
-    @property
-    def pole_moment(self) -> float:
-        return self.pole_mass * self.pole_half_length
+    def as_tensors(self, dtype: torch.dtype, device: torch.device) -> "CartPolePhysics":
+        """The same constants as 0-dim tensors: tensor-by-tensor ops skip the cost of
+        wrapping a Python float on every call, which dominates at small batch sizes."""
+        return replace(self, **{f.name: torch.tensor(getattr(self, f.name), dtype=dtype,
+                                                     device=device)
+                                for f in fields(self) if f.init})
 
 
 def physics_step(x, x_dot, theta, theta_dot, push_right, p: CartPolePhysics, cos, sin):
@@ -147,51 +152,71 @@ class BatchedCartPole:
 
     `step` advances every game; games that ended keep being stepped until `reset` or
     `reset_done`, and the caller masks them out (REINFORCE plays each game once).
+    The four state variables are kept as separate contiguous tensors: elementwise ops
+    on them are several times faster than on strided columns of an [N, 4] tensor.
     """
 
     def __init__(self, num_envs: int, physics: CartPolePhysics, start_high: tuple,
                  max_steps_per_game: int | None, device: torch.device,
                  dtype: torch.dtype = torch.float32, seed: int = 0):
         self.num_envs = num_envs
-        self.physics = physics
+        self.physics = physics.as_tensors(dtype, device)
         self.max_steps_per_game = max_steps_per_game
         self.device = device
         self.dtype = dtype
         self.generator = make_generator(seed, device)
         self.start_high = torch.tensor(start_high, dtype=dtype, device=device)
-        self.state = torch.zeros(num_envs, 4, dtype=dtype, device=device)
+        self.variables = list(torch.zeros(4, num_envs, dtype=dtype, device=device))
         self.steps = torch.zeros(num_envs, dtype=torch.long, device=device)
         self.observation_size = 4
         self.num_actions = 2
 
+    @property
+    def state(self) -> torch.Tensor:
+        """[N, 4]: x, x_dot, theta, theta_dot of every game (the observation).
+        Stacked as rows then viewed transposed: a copy of contiguous blocks is cheap."""
+        return torch.stack(self.variables, 0).T
+
     def _random_states(self, n: int) -> torch.Tensor:
-        u = torch.rand(n, 4, generator=self.generator, device=self.device, dtype=self.dtype)
-        return (2 * u - 1) * self.start_high
+        u = torch.rand(4, n, generator=self.generator, device=self.device, dtype=self.dtype)
+        return (2 * u - 1) * self.start_high[:, None]
 
     def reset(self, state: torch.Tensor | None = None) -> torch.Tensor:
         if state is None:
-            state = self._random_states(self.num_envs)
-        self.state = state.to(device=self.device, dtype=self.dtype).clone()
+            columns = self._random_states(self.num_envs)
+        else:
+            columns = state.to(device=self.device, dtype=self.dtype).T
+        self.variables = [c.contiguous() for c in columns]
         self.steps.zero_()
         return self.state
 
     def reset_done(self, done: torch.Tensor) -> torch.Tensor:
         """Start new games where `done` is true (auto-reset for algorithms that need it)."""
-        fresh = self._random_states(self.num_envs)
-        self.state = torch.where(done[:, None], fresh, self.state)
-        self.steps = torch.where(done, 0, self.steps)
+        if self.device.type == "cpu":
+            # few games end per step, and drawing random numbers is the costly part on
+            # CPU: draw only for those games
+            index = done.nonzero().squeeze(1)
+            fresh = self._random_states(index.numel())
+            for variable, values in zip(self.variables, fresh, strict=True):
+                variable[index] = values
+            self.steps[index] = 0
+        else:
+            # on an accelerator a full draw and a select avoid a host sync
+            fresh = self._random_states(self.num_envs)
+            self.variables = [torch.where(done, new, old)
+                              for new, old in zip(fresh, self.variables, strict=True)]
+            self.steps = torch.where(done, 0, self.steps)
         return self.state
 
     def step(self, push_right: torch.Tensor):
         """Returns (obs, reward, terminated, truncated), each with a leading N dimension."""
-        x, x_dot, theta, theta_dot = self.state.unbind(1)
-        *state, failed = physics_step(x, x_dot, theta, theta_dot, push_right.to(self.dtype),
-                                      self.physics, torch.cos, torch.sin)
-        self.state = torch.stack(state, 1)
+        *self.variables, failed = physics_step(*self.variables, push_right.to(self.dtype),
+                                               self.physics, torch.cos, torch.sin)
         self.steps += 1
-        reward = (~failed).to(self.dtype)
+        alive = ~failed
+        reward = alive.to(self.dtype)
         if self.max_steps_per_game is None:
             truncated = torch.zeros_like(failed)
         else:
-            truncated = ~failed & (self.steps >= self.max_steps_per_game)
+            truncated = alive & (self.steps >= self.max_steps_per_game)
         return self.state, reward, failed, truncated

@@ -1,0 +1,1 @@
+"""Speed and quality benchmarks (`make bench`); results land in bench/results/."""
