@@ -123,3 +123,9 @@ def test_bad_tool_input_is_one_clear_line(trained_run, tmp_path):
     assert "did you mean 'episodes'" in error_line(typo)
     wrong = run_cli("rlgen-watch", f"run={trained_run}", "record=out.mp4", check=False)
     assert ".gif" in error_line(wrong)
+
+
+def test_render_during_training_draws_the_games_headless(tmp_path):
+    result = run_cli("rlgen-train", *TINY, "render=true", "algo.iterations=1",
+                     f"hydra.run.dir={tmp_path}")
+    assert "1 iterations" in result.stdout and (tmp_path / "metrics.json").is_file()
