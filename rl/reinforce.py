@@ -127,7 +127,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     start, best, history, elapsed = 0, -math.inf, [], 0.0
     if cfg.resume:
         path = checkpoint_path(cfg.resume, "last")
-        payload = load_checkpoint(path, map_location=device)
+        payload = load_checkpoint(path)  # on CPU: RNG states must stay CPU tensors
         require_experiment(payload, cfg.name, path)
         state = payload["state"]
         try:
@@ -136,7 +136,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             raise UserError(f"{path} holds a policy of another shape; resume it with its own "
                             "model settings") from err
         optimizer.load_state_dict(state["optimizer"])
-        sampler.set_state(state["sampler_rng"].to(sampler.get_state().device))
+        sampler.set_state(state["sampler_rng"])
         envs.generator.set_state(state["env_rng"])
         torch.set_rng_state(state["torch_rng"])
         start, best = payload["meta"]["iteration"], payload["meta"]["best_mean_steps"]
