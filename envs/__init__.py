@@ -6,3 +6,4 @@ Importing this package registers each env under an `rlgen/` id for `gymnasium.ma
 import gymnasium
 
 gymnasium.register(id="rlgen/CartPole-v0", entry_point="envs.cartpole:CartPoleEnv")
+gymnasium.register(id="rlgen/Snake-v0", entry_point="envs.snake:SnakeEnv")

@@ -1,0 +1,78 @@
+"""Pygame drawing of a Snake game: grid, snake with a marked head, fruit, score and
+length, and the book's overlay that shades each square the head can move into by the
+Q value of that move (values printed), when the env carries `q_values`."""
+
+import os
+
+import numpy as np
+
+os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+import pygame  # noqa: E402
+
+CELL, BAR = 44, 56
+BACKGROUND, GRID, INK = (245, 245, 240), (210, 210, 205), (40, 40, 40)
+BODY, HEAD, FRUIT = (70, 130, 80), (25, 70, 35), (210, 40, 40)
+
+
+def q_colour(value: float, low: float, high: float) -> tuple[int, int, int]:
+    """Red for the worst of the moves, green for the best."""
+    t = 0.5 if high - low < 1e-9 else (value - low) / (high - low)
+    return (int(230 - 150 * t), int(110 + 120 * t), 110)
+
+
+class SnakeRenderer:
+    def __init__(self, height: int, width: int, mode: str, fps: int):
+        self.height, self.width, self.mode, self.fps = height, width, mode, fps
+        pygame.display.init()
+        pygame.font.init()
+        self.font = pygame.font.Font(None, 26)
+        self.small = pygame.font.Font(None, 20)
+        size = (max(width * CELL, 360), height * CELL + BAR)
+        if mode == "human":
+            pygame.display.set_caption("rlgen snake")
+            self.screen = pygame.display.set_mode(size)
+            self.clock = pygame.time.Clock()
+        else:
+            self.screen = pygame.Surface(size)
+
+    def square(self, y: int, x: int) -> pygame.Rect:
+        return pygame.Rect(x * CELL, BAR + y * CELL, CELL, CELL)
+
+    def draw(self, env):
+        s = self.screen
+        s.fill(BACKGROUND)
+        for y in range(self.height):
+            for x in range(self.width):
+                pygame.draw.rect(s, GRID, self.square(y, x), 1)
+        if env.q_values is not None and env.snake:
+            values = [float(v) for v in env.q_values]
+            low, high = min(values), max(values)
+            for (y, x), value in zip(env.next_head_squares(), values, strict=True):
+                if 0 <= y < self.height and 0 <= x < self.width:
+                    rect = self.square(y, x)
+                    pygame.draw.rect(s, q_colour(value, low, high), rect.inflate(-2, -2))
+                    label = self.small.render(f"{value:.1f}", True, INK)
+                    s.blit(label, label.get_rect(center=rect.center))
+        for y, x in env.fruits:
+            pygame.draw.circle(s, FRUIT, self.square(y, x).center, CELL // 3)
+        for i, (y, x) in enumerate(env.snake):
+            rect = self.square(y, x).inflate(-6, -6)
+            pygame.draw.rect(s, HEAD if i == 0 else BODY, rect, border_radius=6)
+        if env.snake:  # eyes on the head
+            hy, hx = env.snake[0]
+            centre = self.square(hy, hx).center
+            pygame.draw.circle(s, (255, 255, 255), centre, 5)
+        text = f"fruits {env.eaten}   length {len(env.snake)}   step {env.steps}"
+        s.blit(self.font.render(text, True, INK), (10, 8))
+        if env.caption:
+            s.blit(self.small.render(env.caption, True, INK), (10, 32))
+        if self.mode == "human":
+            pygame.event.pump()
+            pygame.display.flip()
+            self.clock.tick(self.fps)
+            return None
+        return np.transpose(pygame.surfarray.array3d(s), (1, 0, 2)).copy()
+
+    def close(self):
+        if self.mode == "human":
+            pygame.display.quit()

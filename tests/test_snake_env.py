@@ -1,0 +1,172 @@
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium.utils.env_checker import check_env
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import envs  # noqa: F401  (registers rlgen/Snake-v0)
+from envs.snake import DX, DY, TURN, SnakeEnv
+
+
+def test_registered_env_passes_gymnasium_checker():
+    check_env(gym.make("rlgen/Snake-v0", render_mode="rgb_array").unwrapped)
+
+
+def test_start_state_follows_spec():
+    env = SnakeEnv(height=9, width=9, init_len=3)
+    for seed in range(200):
+        obs, info = env.reset(seed=seed)
+        (hy, hx), *body = env.snake
+        assert env.heading == 0 and info["length"] == 3
+        assert 2 <= hx < 9 and body == [(hy, hx - 1), (hy, hx - 2)]
+        assert obs[hy, hx, 0] == 2 and obs[..., 0].sum() == 2 + 2 and obs[..., 1].sum() == 1
+
+
+def test_moving_into_the_tail_square_ends_the_game():
+    env = SnakeEnv(height=5, width=5, init_len=4)
+    # a 2x2 loop: head (1,1), then (1,2), (2,2), tail (2,1); heading left
+    env.reset(options={"snake": [(1, 1), (1, 2), (2, 2), (2, 1)], "fruits": [(4, 4)],
+                       "heading": 2})
+    _, reward, terminated, _, _ = env.step(1)  # turn left = down, onto the tail square
+    assert terminated and reward == -10
+
+
+def test_eating_grows_and_replaces_the_fruit():
+    env = SnakeEnv(height=5, width=5)
+    env.reset(seed=0, options={"snake": [(2, 2), (2, 1)], "fruits": [(2, 3)], "heading": 0})
+    _, reward, terminated, _, info = env.step(0)
+    assert reward == 10 and not terminated and info["length"] == 3 and info["fruits_eaten"] == 1
+    assert len(env.fruits) == 1 and not env.fruits & set(env.snake)
+    _, reward, _, _, info = env.step(0)
+    assert reward == pytest.approx(-0.2) and info["length"] == 3
+
+
+def test_fruit_lands_uniformly_on_empty_squares():
+    env = SnakeEnv(height=3, width=3)
+    counts = {}
+    for seed in range(3000):
+        env.reset(seed=seed, options={"snake": [(1, 1), (1, 0)], "fruits": [(1, 2)]})
+        env._np_random = np.random.default_rng(seed)
+        env.fruits.clear()
+        env._place_fruit()
+        (square,) = env.fruits
+        counts[square] = counts.get(square, 0) + 1
+    assert set(counts) == {(y, x) for y in range(3) for x in range(3)} - {(1, 1), (1, 0)}
+    assert max(counts.values()) / min(counts.values()) < 1.3
+
+
+@pytest.mark.parametrize("height, width, fruits, init_len", [(9, 9, 1, 2), (4, 5, 3, 3)])
+def test_batched_twin_equals_single_env_step_for_step(height, width, fruits, init_len):
+    n, rng = 24, np.random.default_rng(0)
+    proto = SnakeEnv(height=height, width=width, num_fruits=fruits, init_len=init_len,
+                     max_steps_per_game=60)
+    batched = proto.batched(n, "cpu", seed=1)
+    batched.reset()
+    singles = [SnakeEnv(height=height, width=width, num_fruits=fruits, init_len=init_len,
+                        max_steps_per_game=60) for _ in range(n)]
+    for i, env in enumerate(singles):
+        env.reset(seed=i, options=batched.game_state(i))
+    eaten = ends = 0
+    for _ in range(300):
+        actions = rng.integers(0, 3, n)
+        obs, reward, terminated, truncated = batched.step(torch.as_tensor(actions))
+        for i, env in enumerate(singles):
+            single_obs, r, term, trunc, _ = env.step(int(actions[i]))
+            if r == 10:  # fruit placement is random: take the twin's new fruit
+                new_fruits = set(batched.game_state(i)["fruits"])
+                assert not new_fruits & set(env.snake)
+                env.fruits = new_fruits
+                single_obs = env._obs()
+                eaten += 1
+            np.testing.assert_array_equal(obs[i].numpy(), single_obs)
+            assert (r, term, trunc) == pytest.approx(
+                (reward[i].item(), terminated[i].item(), truncated[i].item()))
+        done = terminated | truncated
+        ends += int(done.sum())
+        batched.reset_done(done)
+        for i in done.nonzero().flatten().tolist():
+            singles[i].reset(options=batched.game_state(i))
+    assert eaten > 10 and ends > 50  # the test saw both events many times
+
+
+def check_step_invariants(before: dict, action: int, after: dict, reward: float,
+                          terminated: bool, height: int, width: int):
+    snake, fruits = before["snake"], set(before["fruits"])
+    heading = (before["heading"] + TURN[action]) % 4
+    new = (snake[0][0] + DY[heading], snake[0][1] + DX[heading])
+    off = not (0 <= new[0] < height and 0 <= new[1] < width)
+    assert terminated == (off or new in snake)  # death exactly on wall or body
+    if terminated:
+        assert reward == -10
+        return
+    ate = new in fruits
+    assert reward == pytest.approx(10 if ate else -0.2)
+    assert len(after["snake"]) == len(snake) + ate  # grows only on fruit
+    assert after["snake"][0] == new
+    assert len(set(after["snake"])) == len(after["snake"])  # no square holds two parts
+    assert not set(after["fruits"]) & set(after["snake"])  # fruit never on the snake
+
+
+boards = st.tuples(st.integers(3, 7), st.integers(3, 7), st.integers(1, 3), st.integers(2, 3))
+
+
+@settings(max_examples=40, deadline=None)
+@given(board=boards, seed=st.integers(0, 10_000),
+       actions=st.lists(st.integers(0, 2), min_size=1, max_size=80))
+def test_single_env_invariants(board, seed, actions):
+    height, width, fruits, init_len = board
+    env = SnakeEnv(height=height, width=width, num_fruits=fruits, init_len=init_len)
+    env.reset(seed=seed)
+    for action in actions:
+        before = {"snake": list(env.snake), "fruits": set(env.fruits), "heading": env.heading}
+        _, reward, terminated, _, _ = env.step(action)
+        after = {"snake": env.snake, "fruits": env.fruits}
+        check_step_invariants(before, action, after, reward, terminated, height, width)
+        if terminated:
+            env.reset()
+
+
+@settings(max_examples=25, deadline=None)
+@given(board=boards, seed=st.integers(0, 10_000),
+       actions=st.lists(st.integers(0, 2), min_size=1, max_size=60))
+def test_batched_env_invariants(board, seed, actions):
+    height, width, fruits, init_len = board
+    n = 6
+    batched = SnakeEnv(height=height, width=width, num_fruits=fruits,
+                       init_len=init_len).batched(n, "cpu", seed=seed)
+    batched.reset()
+    for k, action in enumerate(actions):
+        acts = torch.tensor([(action + i + k) % 3 for i in range(n)])
+        before = [batched.game_state(i) for i in range(n)]
+        _, reward, terminated, _ = batched.step(acts)
+        for i in range(n):
+            check_step_invariants(before[i], int(acts[i]), batched.game_state(i),
+                                  reward[i].item(), bool(terminated[i]), height, width)
+        batched.reset_done(terminated)
+
+
+def test_bad_sizes_and_actions_are_refused():
+    with pytest.raises(ValueError, match="init_len"):
+        SnakeEnv(width=3, init_len=5)
+    with pytest.raises(ValueError, match="cannot hold"):
+        SnakeEnv(height=2, width=2, num_fruits=3)
+    env = SnakeEnv()
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="straight"):
+        env.step(3)
+
+
+def test_render_shows_q_overlay_headless():
+    env = SnakeEnv(render_mode="rgb_array")
+    env.reset(seed=0, options={"snake": [(4, 4), (4, 3)], "fruits": [(0, 0)], "heading": 0})
+    plain = env.render()
+    env.q_values = [3.0, -2.0, 0.5]
+    shaded = env.render()
+    assert plain.shape == shaded.shape and (plain != shaded).any()
+    human = SnakeEnv(render_mode="human")
+    human.metadata["render_fps"] = 1000
+    human.reset(seed=0)
+    human.step(0)
+    human.close()
