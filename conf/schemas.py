@@ -65,9 +65,67 @@ class ReinforceConfig:
     target_mean_steps: float = MISSING  # "solved" level reported in metrics.json
 
 
+@dataclass
+class SnakeEnvConfig:
+    _target_: str = MISSING
+    height: int = MISSING
+    width: int = MISSING
+    num_fruits: int = MISSING
+    init_len: int = MISSING
+    max_steps_per_game: int | None = MISSING
+    reward_fruit: float = MISSING
+    reward_step: float = MISSING
+    reward_death: float = MISSING
+    egocentric: bool = MISSING  # turn the board so the snake heads up (square boards)
+
+
+@dataclass
+class ConvNetConfig:
+    _target_: str = MISSING
+    channels: list[int] = field(default_factory=lambda: [])
+    kernel_size: int = MISSING
+    padding: int = MISSING
+    batch_norm: bool = MISSING
+    hidden_sizes: list[int] = field(default_factory=lambda: [])
+    dropout: float = MISSING
+    dueling: bool = MISSING
+    init: str = MISSING
+
+
+@dataclass
+class DQNConfig:
+    num_envs: int = MISSING  # games played in parallel (1 = the original)
+    replay_size: int = MISSING
+    replay_warmup: int = MISSING  # transitions in memory before training starts
+    batch_size: int = MISSING
+    gamma: float = MISSING
+    lr: float = MISSING
+    optimizer: Any = MISSING
+    epsilon_init: float = MISSING
+    epsilon_final: float = MISSING
+    epsilon_decay_frames: int = MISSING
+    sync_every_frames: int = MISSING
+    target_init: str = MISSING  # random (the original) | copy
+    train_every_frames: int = MISSING
+    updates_per_train: int = MISSING
+    sample_without_replacement: bool = MISSING
+    double_dqn: bool = MISSING
+    n_step: int = MISSING
+    loss: str = MISSING  # mse | huber
+    max_grad_norm: float | None = None
+    max_frames: int = MISSING
+    max_seconds: float | None = None  # wall-time budget
+    stop_reward100: float | None = None  # stop once cumulativeReward100 reaches this
+    report_reward100_levels: list[float] = field(default_factory=lambda: [])
+    history_every_frames: int = MISSING
+
+
 def register() -> None:
     store = ConfigStore.instance()
     store.store(name="run_schema", node=RunConfig)
     store.store(group="env", name="cartpole_schema", node=CartPoleEnvConfig)
     store.store(group="model", name="mlp_schema", node=MLPConfig)
     store.store(group="algo", name="reinforce_schema", node=ReinforceConfig)
+    store.store(group="env", name="snake_schema", node=SnakeEnvConfig)
+    store.store(group="model", name="conv_schema", node=ConvNetConfig)
+    store.store(group="algo", name="dqn_schema", node=DQNConfig)

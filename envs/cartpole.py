@@ -168,6 +168,7 @@ class BatchedCartPole:
         self.start_high = torch.tensor(start_high, dtype=dtype, device=device)
         self.variables = list(torch.zeros(4, num_envs, dtype=dtype, device=device))
         self.steps = torch.zeros(num_envs, dtype=torch.long, device=device)
+        self.observation_dtype = dtype
         self.observation_size = 4
         self.num_actions = 2
 

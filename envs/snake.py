@@ -9,7 +9,9 @@ under the head gives +10, the snake grows and a new fruit appears on a uniformly
 empty square; without a fruit the reward is -0.2 and the tail moves up.
 
 Observation [H, W, 2]: channel 0 is 2 at the head and 1 on the body, channel 1 is 1 on
-fruit squares. `SnakeEnv` is the readable single game (a list of squares); the batched
+fruit squares. With `egocentric=True` (square boards) the same board is turned so the
+snake always heads up: a lossless re-encoding under which "turn left" always means the
+same thing on screen. `SnakeEnv` is the readable single game (a list of squares); the batched
 twin keeps N boards as tensors, each body square holding the number of steps until the
 tail leaves it, so a move is a few whole-board operations. A test holds them equal.
 """
@@ -28,13 +30,18 @@ TURN = (0, 1, 3)  # action -> change of heading (straight, left, right)
 ACTION_NAMES = ("straight", "left", "right")
 
 
+def egocentric_turns(heading):
+    """Quarter turns (counter-clockwise) that bring `heading` to UP."""
+    return (UP - heading) % 4
+
+
 class SnakeEnv(gym.Env):
     metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 8}
 
     def __init__(self, render_mode: str | None = None, height: int = 9, width: int = 9,
                  num_fruits: int = 1, init_len: int = 2, max_steps_per_game: int | None = None,
                  reward_fruit: float = 10.0, reward_step: float = -0.2,
-                 reward_death: float = -10.0):
+                 reward_death: float = -10.0, egocentric: bool = False):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode {render_mode!r} is not one of "
                              f"{self.metadata['render_modes']}")
@@ -43,7 +50,10 @@ class SnakeEnv(gym.Env):
         if height < 2 or num_fruits < 1 or num_fruits > height * width - init_len:
             raise ValueError(f"a {height}x{width} board cannot hold a snake of {init_len} "
                              f"and {num_fruits} fruit(s)")
+        if egocentric and height != width:
+            raise ValueError(f"egocentric observations need a square board, not {height}x{width}")
         self.render_mode = render_mode
+        self.egocentric = egocentric
         self.height, self.width = height, width
         self.num_fruits, self.init_len = num_fruits, init_len
         self.max_steps_per_game = max_steps_per_game
@@ -88,13 +98,14 @@ class SnakeEnv(gym.Env):
         if not self.action_space.contains(action):
             raise ValueError(f"action {action!r} is not 0 (straight), 1 (left) or 2 (right)")
         reward_fruit, reward_step, reward_death = self.rewards
-        self.heading = (self.heading + TURN[int(action)]) % 4
+        heading = (self.heading + TURN[int(action)]) % 4
         head_y, head_x = self.snake[0]
-        new = (head_y + DY[self.heading], head_x + DX[self.heading])
+        new = (head_y + DY[heading], head_x + DX[heading])
         self.steps += 1
         off_board = not (0 <= new[0] < self.height and 0 <= new[1] < self.width)
         if off_board or new in self.snake:  # the tail square counts as body
             return self._obs(), reward_death, True, False, self._info()
+        self.heading = heading
         self.snake.insert(0, new)
         if new in self.fruits:
             self.fruits.remove(new)
@@ -116,6 +127,8 @@ class SnakeEnv(gym.Env):
         obs[self.snake[0][0], self.snake[0][1], 0] = 2
         for y, x in self.fruits:
             obs[y, x, 1] = 1
+        if self.egocentric:
+            return np.rot90(obs, egocentric_turns(self.heading), axes=(0, 1)).copy()
         return obs
 
     def _info(self) -> dict:
@@ -149,7 +162,8 @@ class SnakeEnv(gym.Env):
     def batched(self, num_envs: int, device: torch.device | str = "cpu",
                 seed: int = 0) -> "BatchedSnake":
         return BatchedSnake(num_envs, self.height, self.width, self.num_fruits, self.init_len,
-                            self.max_steps_per_game, self.rewards, torch.device(device), seed)
+                            self.max_steps_per_game, self.rewards, torch.device(device), seed,
+                            self.egocentric)
 
 
 class BatchedSnake:
@@ -161,7 +175,8 @@ class BatchedSnake:
 
     def __init__(self, num_envs: int, height: int, width: int, num_fruits: int, init_len: int,
                  max_steps_per_game: int | None, rewards: tuple, device: torch.device,
-                 seed: int = 0):
+                 seed: int = 0, egocentric: bool = False):
+        self.egocentric = egocentric
         self.num_envs, self.height, self.width = num_envs, height, width
         self.num_fruits, self.init_len = num_fruits, init_len
         self.max_steps_per_game = max_steps_per_game
@@ -230,8 +245,12 @@ class BatchedSnake:
         """[N, H, W, 2] uint8: 2 at the head, 1 on the body; 1 on fruit."""
         body = self.life > 0
         head = self.life == self.length[:, None, None]
-        return torch.stack([body.to(torch.uint8) + head.to(torch.uint8),
-                            self.fruit.to(torch.uint8)], dim=-1)
+        board = torch.stack([body.to(torch.uint8) + head.to(torch.uint8),
+                             self.fruit.to(torch.uint8)], dim=-1)
+        if not self.egocentric:
+            return board
+        turned = torch.stack([torch.rot90(board, k, dims=(1, 2)) for k in range(4)])
+        return turned[egocentric_turns(self.heading), self.rows]
 
     def step(self, actions: torch.Tensor):
         """Returns (obs, reward, terminated, truncated). A finished game's obs is its last

@@ -15,12 +15,25 @@ def glorot_normal_(weight: torch.Tensor) -> torch.Tensor:
     return nn.init.trunc_normal_(weight, std=std, a=-2 * std, b=2 * std)
 
 
+def init_weights(module: nn.Module, init: str) -> None:
+    """`glorot_normal` (tf.js's default, zero biases) or `torch_default` (leave as built)."""
+    if init == "torch_default":
+        return
+    if init != "glorot_normal":
+        raise ValueError(f"init {init!r} is not glorot_normal or torch_default")
+    for layer in module.modules():
+        if isinstance(layer, (nn.Linear, nn.Conv2d)):
+            glorot_normal_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+
 class MLP(nn.Module):
-    """Dense layers `in -> hidden... -> out` with one activation between them."""
+    """Dense layers `in -> hidden... -> out` with one activation between them.
+    The input is flattened from `in_shape` (the observation's shape)."""
 
     def __init__(
         self,
-        in_features: int,
+        in_shape: list[int],
         out_features: int,
         hidden_sizes: list[int],
         activation: str = "relu",
@@ -29,20 +42,61 @@ class MLP(nn.Module):
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation {activation!r} is not one of {sorted(ACTIVATIONS)}")
-        sizes = [in_features, *hidden_sizes, out_features]
+        sizes = [math.prod(in_shape), *hidden_sizes, out_features]
         layers: list[nn.Module] = []
         for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
             layers.append(nn.Linear(n_in, n_out))
             if i < len(sizes) - 2:
                 layers.append(ACTIVATIONS[activation]())
-        self.net = nn.Sequential(*layers)
-        if init == "glorot_normal":
-            for layer in self.net:
-                if isinstance(layer, nn.Linear):
-                    glorot_normal_(layer.weight)
-                    nn.init.zeros_(layer.bias)
-        elif init != "torch_default":
-            raise ValueError(f"init {init!r} is not glorot_normal or torch_default")
+        self.net = nn.Sequential(nn.Flatten(), *layers)
+        init_weights(self, init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        return self.net(x.float())
+
+
+class ConvNet(nn.Module):
+    """Convolutions over a channels-last board, then dense layers.
+
+    With the defaults of conf/model/snake_conv.yaml this is the book's Snake DQN: conv 128,
+    256, 256 (3x3, valid, ReLU) with BatchNorm after the first two, dense 100 ReLU,
+    dropout 0.25, one output per action. `dueling` splits the dense part into a state
+    value and action advantages (Wang et al. 2016), here sharing the dense layers.
+    """
+
+    def __init__(self, in_shape: list[int], out_features: int, channels: list[int],
+                 kernel_size: int = 3, padding: int = 0, batch_norm: bool = True,
+                 hidden_sizes: list[int] = (100,), dropout: float = 0.0, dueling: bool = False,
+                 init: str = "glorot_normal"):
+        super().__init__()
+        height, width, in_channels = in_shape
+        layers: list[nn.Module] = []
+        for i, out_channels in enumerate(channels):
+            layers += [nn.Conv2d(in_channels, out_channels, kernel_size, padding=padding),
+                       nn.ReLU()]
+            if batch_norm and i < len(channels) - 1:
+                # tf.js momentum 0.99 is PyTorch's momentum 0.01
+                layers.append(nn.BatchNorm2d(out_channels, eps=1e-3, momentum=0.01))
+            in_channels = out_channels
+            height, width = height + 2 * padding - kernel_size + 1, width + 2 * padding - kernel_size + 1
+        if height < 1 or width < 1:
+            raise ValueError(f"board {in_shape[:2]} is too small for {len(channels)} "
+                             f"{kernel_size}x{kernel_size} convolutions without padding")
+        self.features = nn.Sequential(*layers, nn.Flatten())
+        sizes, dense = [in_channels * height * width, *hidden_sizes], []
+        for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
+            dense += [nn.Linear(n_in, n_out), nn.ReLU()]
+            if dropout:
+                dense.append(nn.Dropout(dropout))
+        self.dense = nn.Sequential(*dense)
+        self.out = nn.Linear(sizes[-1], out_features)
+        # dueling: a state value and action advantages share the dense layers
+        self.value = nn.Linear(sizes[-1], 1) if dueling else None
+        init_weights(self, init)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hidden = self.dense(self.features(x.float().permute(0, 3, 1, 2)))
+        advantage = self.out(hidden)
+        if self.value is None:
+            return advantage
+        return self.value(hidden) + advantage - advantage.mean(1, keepdim=True)

@@ -107,7 +107,7 @@ def reinforce_loss(policy, batch: dict, gamma: float, baseline: str) -> torch.Te
 
 
 def build_policy(cfg, env) -> torch.nn.Module:
-    return instantiate(cfg.model, in_features=env.observation_space.shape[0], out_features=1)
+    return instantiate(cfg.model, in_shape=list(env.observation_space.shape), out_features=1)
 
 
 def train(cfg: DictConfig, run_dir: Path) -> dict:
@@ -254,8 +254,7 @@ def evaluate(payload: dict, args) -> dict:
     env.max_steps_per_game = max_steps
     envs = env.batched(args.episodes, device, seed=args.seed)
     act = make_act(policy, args.greedy, make_generator(args.seed + 1, device))
-    lengths, _ = play_batched(envs, act, max_steps)
-    lengths = lengths.float()
+    lengths = play_batched(envs, act, max_steps)["steps"].float()
     summary = {"experiment": payload["experiment"], "checkpoint": args.checkpoint,
                "iteration": payload["meta"]["iteration"], "episodes": args.episodes,
                "greedy": args.greedy, "max_steps_per_game": max_steps,
@@ -270,8 +269,9 @@ def watch(payload: dict, args) -> dict:
     cfg, _, policy = load_policy(payload, torch.device("cpu"))
     env_cfg = OmegaConf.merge(cfg.env, {"max_steps_per_game": args.max_steps})
     act = make_act(policy, args.greedy, make_generator(args.seed + 1, torch.device("cpu")))
-    result = watch_agent(lambda render_mode: instantiate(env_cfg, render_mode=render_mode),
-                         act, args)
-    print(f"watched {result['frames']} frames, {result['games_finished']} finished games "
-          f"{result['game_steps']}" + (f"; wrote {args.record}" if args.record else ""))
-    return result
+
+    def choose(env, obs):
+        return act(torch.as_tensor(obs)[None])[0].item()
+
+    return watch_agent(lambda render_mode: instantiate(env_cfg, render_mode=render_mode),
+                       choose, args)

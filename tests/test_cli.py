@@ -19,7 +19,7 @@ def test_every_experiment_composes_and_instantiates(experiment):
     cfg = compose(f"experiment={experiment}")
     assert cfg.name == experiment
     env = instantiate(cfg.env)
-    policy = instantiate(cfg.model, in_features=env.observation_space.shape[0], out_features=1)
+    policy = instantiate(cfg.model, in_shape=list(env.observation_space.shape), out_features=1)
     instantiate(cfg.algo.optimizer)(policy.parameters(), lr=cfg.algo.lr)
 
 

@@ -15,9 +15,9 @@ from rl.play import EvalArgs
 
 def test_mlp_shapes_and_glorot_init():
     torch.manual_seed(0)
-    net = MLP(4, 1, [128, 32], "elu")
+    net = MLP([4], 1, [128, 32], "elu")
     assert net(torch.zeros(7, 4)).shape == (7, 1)
-    first = net.net[0]
+    first = net.net[1]  # after Flatten
     std = (2 / (4 + 128)) ** 0.5
     assert first.weight.abs().max() <= 2 * std + 1e-6 and first.bias.eq(0).all()
 
@@ -40,13 +40,13 @@ def test_seeding_repeats_torch_draws():
 
 
 def test_checkpoint_round_trip(tmp_path):
-    net = MLP(4, 1, [8])
+    net = MLP([4], 1, [8])
     path = tmp_path / "c.pt"
     save_checkpoint(path, experiment="x", trainer="rl.reinforce", config={"a": 1},
                     state={"policy": net.state_dict()}, iteration=3)
     payload = load_checkpoint(path)
     assert payload["experiment"] == "x" and payload["meta"]["iteration"] == 3
-    other = MLP(4, 1, [8])
+    other = MLP([4], 1, [8])
     other.load_state_dict(payload["state"]["policy"])
     assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(),
                                                  other.state_dict().values(), strict=True))

@@ -45,7 +45,7 @@ def test_sampling_follows_the_policy_probability():
 
 def test_one_gradient_step_makes_rewarded_actions_more_likely():
     torch.manual_seed(0)
-    policy = MLP(4, 1, [8], "elu")
+    policy = MLP([4], 1, [8], "elu")
     obs = torch.randn(2, 1, 4)
     batch = {"observations": obs, "actions": torch.tensor([[1], [1]]),
              "rewards": torch.tensor([[1.0], [0.0]]),
@@ -60,7 +60,7 @@ def test_one_gradient_step_makes_rewarded_actions_more_likely():
 
 def test_rollout_records_live_steps_only():
     torch.manual_seed(0)
-    policy = MLP(4, 1, [8], "elu")
+    policy = MLP([4], 1, [8], "elu")
     envs = CartPoleEnv(max_steps_per_game=40).batched(6, "cpu", seed=0)
     batch = reinforce.rollout(policy, envs, torch.Generator().manual_seed(1), 40)
     alive = batch["alive"]
@@ -74,12 +74,12 @@ def test_rollout_records_live_steps_only():
 def test_training_beats_a_random_policy(tmp_path):
     cfg = compose("experiment=cartpole_reinforce_fast", "algo.iterations=15", "device=cpu")
     metrics = reinforce.train(cfg, tmp_path)
-    random_policy = MLP(4, 1, [1], "elu")
+    random_policy = MLP([4], 1, [1], "elu")
     for p in random_policy.parameters():
         p.data.zero_()  # p(left) = 0.5 everywhere
     envs = CartPoleEnv().batched(200, "cpu", seed=0)
     act = reinforce.make_act(random_policy, False, torch.Generator().manual_seed(0))
-    random_mean = play_batched(envs, act, 500)[0].float().mean().item()
+    random_mean = play_batched(envs, act, 500)["steps"].float().mean().item()
     assert random_mean < 40
     assert metrics["best_mean_steps"] > 5 * random_mean
     saved = json.loads((tmp_path / "metrics.json").read_text())

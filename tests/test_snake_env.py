@@ -57,15 +57,17 @@ def test_fruit_lands_uniformly_on_empty_squares():
     assert max(counts.values()) / min(counts.values()) < 1.3
 
 
-@pytest.mark.parametrize("height, width, fruits, init_len", [(9, 9, 1, 2), (4, 5, 3, 3)])
-def test_batched_twin_equals_single_env_step_for_step(height, width, fruits, init_len):
+@pytest.mark.parametrize("height, width, fruits, init_len, egocentric",
+                         [(9, 9, 1, 2, False), (4, 5, 3, 3, False), (5, 5, 2, 2, True)])
+def test_batched_twin_equals_single_env_step_for_step(height, width, fruits, init_len,
+                                                      egocentric):
     n, rng = 24, np.random.default_rng(0)
     proto = SnakeEnv(height=height, width=width, num_fruits=fruits, init_len=init_len,
-                     max_steps_per_game=60)
+                     max_steps_per_game=60, egocentric=egocentric)
     batched = proto.batched(n, "cpu", seed=1)
     batched.reset()
     singles = [SnakeEnv(height=height, width=width, num_fruits=fruits, init_len=init_len,
-                        max_steps_per_game=60) for _ in range(n)]
+                        max_steps_per_game=60, egocentric=egocentric) for _ in range(n)]
     for i, env in enumerate(singles):
         env.reset(seed=i, options=batched.game_state(i))
     eaten = ends = 0
@@ -145,6 +147,16 @@ def test_batched_env_invariants(board, seed, actions):
             check_step_invariants(before[i], int(acts[i]), batched.game_state(i),
                                   reward[i].item(), bool(terminated[i]), height, width)
         batched.reset_done(terminated)
+
+
+def test_egocentric_view_turns_the_board_so_the_snake_heads_up():
+    env = SnakeEnv(height=5, width=5, egocentric=True)
+    for heading, snake in ((0, [(2, 2), (2, 1)]), (1, [(2, 2), (3, 2)]),
+                           (2, [(2, 2), (2, 3)]), (3, [(2, 2), (1, 2)])):
+        obs, _ = env.reset(options={"snake": snake, "fruits": [(0, 0)], "heading": heading})
+        assert obs[2, 2, 0] == 2 and obs[3, 2, 0] == 1  # the body is below the head
+    with pytest.raises(ValueError, match="square"):
+        SnakeEnv(height=5, width=6, egocentric=True)
 
 
 def test_bad_sizes_and_actions_are_refused():

@@ -1,0 +1,85 @@
+"""Replay memory for DQN-family learning, kept as preallocated tensors on the training
+device: a ring buffer with uniform sampling. Observations are stored in the env's own
+compact dtype (uint8 boards for Snake), not as float32.
+
+Each stored transition carries its own bootstrap `discount` (gamma^n, or 0 when the
+game ended inside the n steps), so one-step and n-step transitions share one buffer.
+"""
+
+import torch
+
+
+class ReplayMemory:
+    def __init__(self, capacity: int, obs_shape: tuple, obs_dtype: torch.dtype,
+                 device: torch.device):
+        self.capacity = capacity
+        self.device = device
+        self.obs = torch.zeros((capacity, *obs_shape), dtype=obs_dtype, device=device)
+        self.next_obs = torch.zeros_like(self.obs)
+        self.actions = torch.zeros(capacity, dtype=torch.long, device=device)
+        self.rewards = torch.zeros(capacity, device=device)
+        self.discounts = torch.zeros(capacity, device=device)
+        self.position = 0  # where the next transition goes
+        self.size = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def add(self, obs, actions, rewards, next_obs, discounts) -> None:
+        """Add a batch of transitions (leading dimension B), overwriting the oldest."""
+        n = actions.shape[0]
+        index = (self.position + torch.arange(n, device=self.device)) % self.capacity
+        self.obs[index] = obs
+        self.next_obs[index] = next_obs
+        self.actions[index] = actions
+        self.rewards[index] = rewards
+        self.discounts[index] = discounts
+        self.position = (self.position + n) % self.capacity
+        self.size = min(self.size + n, self.capacity)
+
+    def sample(self, batch_size: int, generator: torch.Generator,
+               without_replacement: bool = False) -> dict:
+        if without_replacement:  # the original draws distinct transitions
+            index = torch.randperm(self.size, generator=generator, device=self.device)[:batch_size]
+        else:
+            index = torch.randint(self.size, (batch_size,), generator=generator,
+                                  device=self.device)
+        return {"obs": self.obs[index], "actions": self.actions[index],
+                "rewards": self.rewards[index], "next_obs": self.next_obs[index],
+                "discounts": self.discounts[index]}
+
+
+class NStepWindow:
+    """Turns one-step transitions of N parallel games into n-step transitions.
+
+    Keeps the last n steps; once full, each new step releases the oldest one with
+    reward r_t + gamma r_{t+1} + ... cut at the end of its game, the observation n steps
+    later and discount gamma^n (0 if the game ended within the window). With n = 1 it
+    passes transitions straight through with discount gamma * (1 - terminated).
+    """
+
+    def __init__(self, n: int, gamma: float):
+        self.n, self.gamma = n, gamma
+        self.steps: list[tuple] = []
+
+    def push(self, obs, actions, rewards, next_obs, terminated, ended):
+        """`terminated`: the game ended by failing (no bootstrap); `ended`: it ended by
+        failing or by a step limit (the window must not run on into the next game)."""
+        self.steps.append((obs, actions, rewards, next_obs, terminated, ended))
+        if len(self.steps) < self.n:
+            return None
+        obs0, actions0 = self.steps[0][0], self.steps[0][1]
+        total = torch.zeros_like(rewards)
+        discount = torch.ones_like(rewards)
+        bootstrap = self.steps[-1][3]
+        running = torch.ones_like(terminated)  # the oldest step's game is still going
+        for _, _, r, nxt, term, end in self.steps:
+            total = total + running * discount * r
+            step_discount = torch.where(term, 0.0, discount * self.gamma)
+            discount = torch.where(running, step_discount, discount)
+            stop = running & end
+            # a game cut by the step limit bootstraps from its own last observation
+            bootstrap = torch.where(stop.view(-1, *[1] * (nxt.dim() - 1)), nxt, bootstrap)
+            running = running & ~end
+        self.steps.pop(0)
+        return obs0, actions0, total, bootstrap, discount

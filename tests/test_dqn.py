@@ -1,0 +1,126 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import compose, error_line, run_cli
+from PIL import Image
+
+from nn.blocks import MLP, ConvNet
+from rl import dqn
+
+TINY_SNAKE = ["experiment=snake_dqn", "device=cpu", "model.channels=[8,8]",
+              "model.hidden_sizes=[16]", "algo.replay_size=300", "algo.replay_warmup=100",
+              "algo.max_frames=400", "algo.sync_every_frames=100"]
+
+
+def test_epsilon_decays_linearly_then_stays():
+    assert dqn.epsilon_at(0, 0.5, 0.01, 100) == 0.5
+    assert dqn.epsilon_at(50, 0.5, 0.01, 100) == pytest.approx(0.255)
+    assert dqn.epsilon_at(100, 0.5, 0.01, 100) == 0.01
+    assert dqn.epsilon_at(10**6, 0.5, 0.01, 100) == 0.01
+
+
+class Fixed(torch.nn.Module):
+    """A 'network' returning given Q values per observation id."""
+
+    def __init__(self, table):
+        super().__init__()
+        self.table = torch.tensor(table)
+        self.dummy = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, obs):
+        return self.table[obs.long().flatten()] + self.dummy
+
+
+def test_bellman_target_uses_the_done_mask_and_the_max():
+    online = Fixed([[0.0, 1.0], [5.0, 2.0]])
+    target = Fixed([[0.0, 0.0], [3.0, 7.0]])
+    batch = {"obs": torch.tensor([[0], [0]]), "actions": torch.tensor([1, 0]),
+             "rewards": torch.tensor([1.0, 2.0]), "next_obs": torch.tensor([[1], [1]]),
+             "discounts": torch.tensor([0.5, 0.0])}
+    loss, q_mean = dqn.td_loss(online, target, batch, double_dqn=False, loss="mse")
+    # targets: 1 + 0.5 * max(3, 7) = 4.5 and 2 + 0 = 2; Q taken: 1 and 0
+    assert loss.item() == pytest.approx(((1 - 4.5) ** 2 + (0 - 2) ** 2) / 2)
+    assert q_mean.item() == pytest.approx(0.5)
+    # Double DQN: the online net picks action 0 at next_obs, the target values it at 3
+    loss, _ = dqn.td_loss(online, target, batch, double_dqn=True, loss="mse")
+    assert loss.item() == pytest.approx(((1 - 2.5) ** 2 + (0 - 2) ** 2) / 2)
+
+
+def test_epsilon_greedy_explores_at_the_given_rate():
+    net = MLP([4], 3, [8])
+    obs = torch.randn(20000, 4)
+    greedy = net(obs).argmax(1)
+    gen = torch.Generator().manual_seed(0)
+    assert torch.equal(dqn.epsilon_greedy(net, obs, 0.0, gen), greedy)
+    differs = (dqn.epsilon_greedy(net, obs, 0.3, gen) != greedy).float().mean()
+    assert abs(differs - 0.3 * 2 / 3) < 0.02  # a random pick equals greedy a third of the time
+
+
+def test_book_snake_network_shape_and_size():
+    net = ConvNet([9, 9, 2], 3, [128, 256, 256], hidden_sizes=[100], dropout=0.25)
+    assert 1.0e6 < sum(p.numel() for p in net.parameters()) < 1.2e6
+    assert net(torch.zeros(5, 9, 9, 2, dtype=torch.uint8)).shape == (5, 3)
+    bn = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(bn) == 2 and bn[0].momentum == 0.01 and bn[0].eps == 1e-3
+    dueling = ConvNet([12, 12, 2], 3, [8], hidden_sizes=[16], dueling=True)
+    assert dueling(torch.zeros(2, 12, 12, 2)).shape == (2, 3)
+    with pytest.raises(ValueError, match="too small"):
+        ConvNet([3, 3, 2], 3, [8, 8])
+
+
+def test_cartpole_dqn_learns(tmp_path):
+    cfg = compose("experiment=cartpole_dqn", "device=cpu", "algo.max_frames=12000")
+    metrics = dqn.train(cfg, tmp_path)
+    assert metrics["final_cumulativeReward100"] > 45  # a random policy scores about 21
+    assert (tmp_path / "checkpoints" / "best.pt").is_file()
+
+
+@pytest.fixture(scope="module")
+def snake_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("snake") / "run"
+    run_cli("rlgen-train", *TINY_SNAKE, f"hydra.run.dir={run_dir}")
+    return run_dir
+
+
+def test_snake_run_logs_the_books_tags(snake_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = EventAccumulator(str(snake_run)).Reload().Tags()["scalars"]
+    for tag in ("cumulativeReward100", "eaten100", "epsilon", "framesPerSecond", "loss",
+                "q_mean"):
+        assert tag in tags
+    metrics = json.loads((snake_run / "metrics.json").read_text())
+    assert metrics["frames"] >= 400 and metrics["updates"] > 0
+
+
+def test_snake_eval_prints_the_fruit_figures(snake_run):
+    result = run_cli("rlgen-eval", f"run={snake_run}", "episodes=5", "max_steps=200",
+                     "device=cpu")
+    summary = json.loads(result.stdout)
+    for key in ("mean_fruits", "max_fruits", "mean_return", "mean_length", "episodes"):
+        assert key in summary
+    assert summary["episodes"] == 5 and summary["mean_length"] >= 2
+
+
+def test_snake_watch_draws_the_q_overlay(snake_run, tmp_path):
+    run_cli("rlgen-watch", f"run={snake_run}", f"record={tmp_path / 'snake.png'}", "frames=3")
+    frame = np.asarray(Image.open(tmp_path / "snake.png").convert("RGB")).reshape(-1, 3)
+    shaded = (frame[:, 2] == 110) & (frame[:, 0] != frame[:, 1])  # the Q colours
+    assert shaded.sum() > 500
+    result = run_cli("rlgen-watch", f"run={snake_run}", "frames=5", "fps=200")
+    assert "watched 5 frames" in result.stdout
+
+
+def test_another_board_trains_and_evaluates_without_code_changes(tmp_path):
+    run_cli("rlgen-train", *TINY_SNAKE, "env.height=12", "env.width=12", "env.num_fruits=2",
+            f"hydra.run.dir={tmp_path}")
+    summary = json.loads(run_cli("rlgen-eval", f"run={tmp_path}", "episodes=3",
+                                 "max_steps=100").stdout)
+    assert summary["episodes"] == 3
+
+
+def test_dqn_resume_is_refused_clearly(snake_run):
+    result = run_cli("rlgen-train", f"resume={snake_run}", check=False)
+    assert "not supported for DQN" in error_line(result)
