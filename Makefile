@@ -26,7 +26,10 @@ test: $(STAMP)
 	SDL_VIDEODRIVER=dummy $(BIN)/python -m pytest
 
 bench: $(STAMP)
-	$(BIN)/python -m bench.run
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
+	$(BIN)/python -m bench.cartpole
+	$(BIN)/python -m bench.snake
+	$(BIN)/python -m bench.dqn_sb3
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

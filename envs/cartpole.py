@@ -120,6 +120,10 @@ class CartPoleEnv(gym.Env):
             self.render()
         return self._obs(), 0.0 if failed else 1.0, bool(failed), truncated, {"steps": self.steps}
 
+    def human_action(self, arrow_pressed: str | None, arrows_held: set[str]) -> int:
+        """Hold the left or right arrow to push that way (right when neither is held)."""
+        return 0 if "left" in arrows_held or arrow_pressed == "left" else 1
+
     def _obs(self) -> np.ndarray:
         return np.array(self.state, dtype=np.float32)
 

@@ -3,12 +3,10 @@ the step count and the current action. Used by the env's `render()` and by live
 rendering during training, so a game looks the same wherever it is shown."""
 
 import math
-import os
 
-import numpy as np
+import pygame
 
-os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
-import pygame  # noqa: E402
+from envs.screen import Screen
 
 WIDTH, HEIGHT = 600, 400
 RAIL_Y = 300
@@ -20,17 +18,8 @@ CART_COLOUR, POLE_COLOUR, AXLE_COLOUR = (60, 90, 160), (200, 150, 90), (120, 120
 class CartPoleRenderer:
     def __init__(self, physics, mode: str, fps: int):
         self.physics = physics
-        self.mode = mode
-        self.fps = fps
-        pygame.display.init()  # display and fonts only: no audio device is needed
-        pygame.font.init()
+        self.screen = Screen((WIDTH, HEIGHT), mode, fps, "rlgen cart-pole")
         self.font = pygame.font.Font(None, 26)
-        if mode == "human":
-            pygame.display.set_caption("rlgen cart-pole")
-            self.screen = pygame.display.set_mode((WIDTH, HEIGHT))
-            self.clock = pygame.time.Clock()
-        else:
-            self.screen = pygame.Surface((WIDTH, HEIGHT))
         world_width = 2 * physics.x_threshold * 1.2
         self.scale = WIDTH / world_width
 
@@ -39,7 +28,7 @@ class CartPoleRenderer:
 
     def draw(self, state, steps: int, action: int | None, caption: str = ""):
         x, _, theta, _ = (float(v) for v in state)
-        s = self.screen
+        s = self.screen.surface
         s.fill(BACKGROUND)
         # rail and the red lines the cart must stay between
         pygame.draw.line(s, INK, (0, RAIL_Y), (WIDTH, RAIL_Y), 2)
@@ -67,13 +56,7 @@ class CartPoleRenderer:
             lines.append(caption)
         for i, text in enumerate(lines):
             s.blit(self.font.render(text, True, INK), (10, 10 + 24 * i))
-        if self.mode == "human":
-            pygame.event.pump()
-            pygame.display.flip()
-            self.clock.tick(self.fps)
-            return None
-        return np.transpose(pygame.surfarray.array3d(s), (1, 0, 2)).copy()
+        return self.screen.present()
 
     def close(self):
-        if self.mode == "human":
-            pygame.display.quit()
+        self.screen.close()

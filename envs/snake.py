@@ -134,6 +134,13 @@ class SnakeEnv(gym.Env):
     def _info(self) -> dict:
         return {"fruits_eaten": self.eaten, "length": len(self.snake), "steps": self.steps}
 
+    def human_action(self, arrow_pressed: str | None, arrows_held: set[str]) -> int:
+        """Arrow keys name a direction on screen; turn towards it (reversing is ignored)."""
+        wanted = {"right": RIGHT, "up": UP, "left": LEFT, "down": DOWN}.get(arrow_pressed)
+        if wanted is None:
+            return 0
+        return {0: 0, 1: 1, 3: 2}.get((wanted - self.heading) % 4, 0)
+
     def next_head_squares(self) -> list[tuple[int, int]]:
         """Where the head lands for each action (straight, left, right); may be off board."""
         y, x = self.snake[0]
@@ -196,32 +203,33 @@ class BatchedSnake:
         self.head_y, self.head_x, self.heading = zeros.clone(), zeros.clone(), zeros.clone()
         self.length, self.steps, self.eaten = zeros.clone(), zeros.clone(), zeros.clone()
 
-    def _fresh(self):
-        """New start positions for all N games (the caller keeps the ones it needs)."""
-        n, h, w, k = self.num_envs, self.height, self.width, self.init_len
+    def _fresh(self, n: int):
+        """n new start positions: snake boards, fruit boards, head rows and columns."""
+        h, w, k = self.height, self.width, self.init_len
         y = torch.randint(h, (n,), generator=self.generator, device=self.device)
         x = torch.randint(k - 1, w, (n,), generator=self.generator, device=self.device)
         life = torch.zeros(n, h, w, dtype=torch.int16, device=self.device)
+        rows = self.rows[:n]
         for i in range(k):
-            life[self.rows, y, x - i] = k - i
+            life[rows, y, x - i] = k - i
         fruit = torch.zeros(n, h, w, dtype=torch.bool, device=self.device)
         for _ in range(self.num_fruits):
             fruit |= self._random_empty(life, fruit)
         return life, fruit, y, x
 
     def _random_empty(self, life: torch.Tensor, fruit: torch.Tensor) -> torch.Tensor:
-        """A one-hot board per game marking a uniformly random empty square (none if full)."""
+        """A one-hot board per game marking a uniformly random empty square (none if full):
+        random scores, occupied squares scored -1, the best score wins."""
         n = life.shape[0]
         occupied = ((life > 0) | fruit).view(n, -1)
         scores = torch.rand(occupied.shape, generator=self.generator, device=self.device)
-        scores = scores.masked_fill(occupied, -1.0)
-        best = scores.argmax(1)
-        pick = torch.zeros_like(occupied)
-        pick[self.rows[:n], best] = ~occupied.all(1)
+        best = scores.masked_fill(occupied, -1.0).max(1)
+        pick = torch.zeros_like(occupied).scatter_(1, best.indices[:, None],
+                                                   (best.values >= 0)[:, None])
         return pick.view_as(fruit)
 
     def reset(self) -> torch.Tensor:
-        self.life, self.fruit, self.head_y, self.head_x = self._fresh()
+        self.life, self.fruit, self.head_y, self.head_x = self._fresh(self.num_envs)
         self.heading.zero_()
         self.length.fill_(self.init_len)
         self.steps.zero_()
@@ -229,16 +237,16 @@ class BatchedSnake:
         return self.observation()
 
     def reset_done(self, done: torch.Tensor) -> torch.Tensor:
-        life, fruit, y, x = self._fresh()
-        board = done[:, None, None]
-        self.life = torch.where(board, life, self.life)
-        self.fruit = torch.where(board, fruit, self.fruit)
-        self.head_y = torch.where(done, y, self.head_y)
-        self.head_x = torch.where(done, x, self.head_x)
-        self.heading = torch.where(done, 0, self.heading)
-        self.length = torch.where(done, self.init_len, self.length)
-        self.steps = torch.where(done, 0, self.steps)
-        self.eaten = torch.where(done, 0, self.eaten)
+        """Start new games where `done` is true; only those games are built afresh."""
+        index = done.nonzero().flatten()
+        if index.numel():
+            life, fruit, y, x = self._fresh(index.numel())
+            self.life[index], self.fruit[index] = life, fruit
+            self.head_y[index], self.head_x[index] = y, x
+            self.heading[index] = 0
+            self.length[index] = self.init_len
+            self.steps[index] = 0
+            self.eaten[index] = 0
         return self.observation()
 
     def observation(self) -> torch.Tensor:
@@ -271,7 +279,9 @@ class BatchedSnake:
         life[self.rows, cell] = torch.where(alive, self.length.to(life.dtype), life[self.rows, cell])
         fruit[self.rows, cell] &= ~ate
         self.life, self.fruit = life.view_as(self.life), fruit.view_as(self.fruit)
-        self.fruit |= self._random_empty(self.life, self.fruit) & ate[:, None, None]
+        eaters = ate.nonzero().flatten()
+        if eaters.numel():  # new fruit only where one was eaten
+            self.fruit[eaters] |= self._random_empty(self.life[eaters], self.fruit[eaters])
         self.heading = torch.where(alive, heading, self.heading)
         self.head_y = torch.where(alive, ny, self.head_y)
         self.head_x = torch.where(alive, nx, self.head_x)

@@ -2,12 +2,9 @@
 length, and the book's overlay that shades each square the head can move into by the
 Q value of that move (values printed), when the env carries `q_values`."""
 
-import os
+import pygame
 
-import numpy as np
-
-os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
-import pygame  # noqa: E402
+from envs.screen import Screen
 
 CELL, BAR = 44, 56
 BACKGROUND, GRID, INK = (245, 245, 240), (210, 210, 205), (40, 40, 40)
@@ -22,24 +19,17 @@ def q_colour(value: float, low: float, high: float) -> tuple[int, int, int]:
 
 class SnakeRenderer:
     def __init__(self, height: int, width: int, mode: str, fps: int):
-        self.height, self.width, self.mode, self.fps = height, width, mode, fps
-        pygame.display.init()
-        pygame.font.init()
+        self.height, self.width = height, width
+        size = (max(width * CELL, 360), height * CELL + BAR)
+        self.screen = Screen(size, mode, fps, "rlgen snake")
         self.font = pygame.font.Font(None, 26)
         self.small = pygame.font.Font(None, 20)
-        size = (max(width * CELL, 360), height * CELL + BAR)
-        if mode == "human":
-            pygame.display.set_caption("rlgen snake")
-            self.screen = pygame.display.set_mode(size)
-            self.clock = pygame.time.Clock()
-        else:
-            self.screen = pygame.Surface(size)
 
     def square(self, y: int, x: int) -> pygame.Rect:
         return pygame.Rect(x * CELL, BAR + y * CELL, CELL, CELL)
 
     def draw(self, env):
-        s = self.screen
+        s = self.screen.surface
         s.fill(BACKGROUND)
         for y in range(self.height):
             for x in range(self.width):
@@ -66,13 +56,7 @@ class SnakeRenderer:
         s.blit(self.font.render(text, True, INK), (10, 8))
         if env.caption:
             s.blit(self.small.render(env.caption, True, INK), (10, 32))
-        if self.mode == "human":
-            pygame.event.pump()
-            pygame.display.flip()
-            self.clock.tick(self.fps)
-            return None
-        return np.transpose(pygame.surfarray.array3d(s), (1, 0, 2)).copy()
+        return self.screen.present()
 
     def close(self):
-        if self.mode == "human":
-            pygame.display.quit()
+        self.screen.close()

@@ -7,14 +7,15 @@ knows no experiment. Every user-fixable problem ends as one line on stderr, exit
 """
 
 import sys
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import yaml
-from omegaconf import OmegaConf
+from omegaconf import MISSING, OmegaConf
 
 from nn.checkpoint import checkpoint_path, load_checkpoint, require_experiment
-from nn.config import explain_config_error, import_trainer, parse_key_values
+from nn.config import explain_config_error, import_trainer, instantiate, parse_key_values
 from nn.errors import UserError
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -152,6 +153,9 @@ def run_tool(command: str, function: str, schema: str, argv: list[str] | None = 
             print(f"usage: {command} run=RUN_DIR [checkpoint=best|last] [key=value ...]")
             return
         values = dict(a.split("=", 1) for a in argv if "=" in a)
+        if function == "watch" and "run" not in values and "env" in values:
+            play_env_by_hand(argv)
+            return
         if "run" not in values:
             raise UserError("pass run=RUN_DIR, a run dir made by rlgen-train (see runs/)")
         path = checkpoint_path(values["run"], values.get("checkpoint", "best"))
@@ -164,6 +168,32 @@ def run_tool(command: str, function: str, schema: str, argv: list[str] | None = 
         getattr(trainer, function)(payload, args)
     except UserError as err:
         fail(command, str(err))
+
+
+@dataclass
+class PlayArgs:
+    env: str = MISSING  # a config in conf/env/, e.g. snake or cartpole
+    fps: float | None = None
+    frames: int | None = None  # stop after this many frames (default: until closed)
+
+
+def play_env_by_hand(argv: list[str]) -> None:
+    """`rlgen-watch env=NAME [env overrides]`: a person plays the env with arrow keys.
+    Keys other than PlayArgs' are env settings, e.g. `height=12`."""
+    from hydra import compose, initialize_config_dir
+
+    from nn.viewer import play_by_hand
+
+    ours = [a for a in argv if a.split("=", 1)[0] in ("env", "fps", "frames")]
+    args = parse_key_values(PlayArgs, ours)
+    env_overrides = [f"env.{a}" for a in argv if a not in ours]
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="play"):
+        try:
+            cfg = compose(config_name="config", overrides=[f"env={args.env}", *env_overrides])
+        except Exception as err:
+            raise UserError(explain_config_error(err)) from err
+    play_by_hand(instantiate(cfg.env, render_mode="rgb_array"), args.fps, args.frames)
 
 
 def eval_main() -> None:

@@ -34,7 +34,7 @@ from nn.device import select_device
 from nn.errors import UserError
 from nn.logger import RunLogger
 from nn.seeding import make_generator, seed_everything
-from rl.play import EvalArgs, WatchArgs, play_batched, report, watch_agent
+from rl.play import EvalArgs, WatchArgs, play_batched, rebuild_agent, report, watch_agent
 from rl.replay import NStepWindow, ReplayMemory
 
 __all__ = ["EvalArgs", "WatchArgs", "train", "evaluate", "watch"]
@@ -188,8 +188,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             if not history or frame - history[-1]["frame"] >= algo.history_every_frames:
                 history.append(record)
             for level in algo.report_reward100_levels:
-                if full and mean_return >= level and str(level) not in reached:
-                    reached[str(level)] = record
+                if full and mean_return >= level and f"{level:g}" not in reached:
+                    reached[f"{level:g}"] = record
             if full and mean_return > best:
                 best, best_frame = mean_return, frame
                 save("best", frame=frame, cumulativeReward100=mean_return, games=games)
@@ -220,16 +220,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
 
 
 def load_q_network(payload: dict, device: torch.device):
-    cfg = OmegaConf.create(payload["config"])
-    env = instantiate(cfg.env)
-    q_network = build_q_network(cfg, env).to(device)
-    try:
-        q_network.load_state_dict(payload["state"]["q_network"])
-    except (KeyError, RuntimeError) as err:
-        raise UserError("checkpoint's Q-network weights do not fit its own model config; "
-                        "the file is damaged or foreign") from err
-    q_network.eval()
-    return cfg, env, q_network
+    return rebuild_agent(payload, build_q_network, "q_network", device)
 
 
 def evaluate(payload: dict, args) -> dict:

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
+from nn.config import instantiate
 from nn.errors import UserError
+from nn.viewer import Viewer
 
 
 @dataclass
@@ -63,6 +65,20 @@ def play_batched(envs, act, max_steps: int) -> dict[str, torch.Tensor]:
     return games
 
 
+def rebuild_agent(payload: dict, build, state_key: str, device: torch.device):
+    """The run's config, its env and its trained network, from a checkpoint alone."""
+    cfg = OmegaConf.create(payload["config"])
+    env = instantiate(cfg.env)
+    network = build(cfg, env).to(device)
+    try:
+        network.load_state_dict(payload["state"][state_key])
+    except (KeyError, RuntimeError) as err:
+        raise UserError(f"checkpoint's {state_key} weights do not fit its own model config; "
+                        "the file is damaged or foreign") from err
+    network.eval()
+    return cfg, env, network
+
+
 def report(summary: dict) -> None:
     """Evaluation results: one JSON line on stdout."""
     print(json.dumps(summary), flush=True)
@@ -80,58 +96,6 @@ def save_recording(frames: list[np.ndarray], path: Path, fps: int) -> None:
                        duration=max(1, round(1000 / fps)), loop=0)
     else:
         Image.fromarray(frames[-1]).save(path)
-
-
-class Viewer:
-    """A pygame window showing rendered frames. Keys: space pauses, + and - change the
-    speed, r restarts the game, Esc (or closing the window) quits."""
-
-    def __init__(self, fps: float, title: str):
-        import pygame
-
-        self.pygame = pygame
-        pygame.display.init()
-        pygame.display.set_caption(title)
-        self.fps = fps
-        self.screen = None
-        self.clock = pygame.time.Clock()
-        self.paused = False
-
-    def show(self, frame: np.ndarray) -> str | None:
-        """Draw a frame and wait one tick; returns "quit", "restart" or None."""
-        pygame = self.pygame
-        if self.screen is None:
-            self.screen = pygame.display.set_mode((frame.shape[1], frame.shape[0]))
-        while True:
-            surface = pygame.surfarray.make_surface(np.transpose(frame, (1, 0, 2)))
-            self.screen.blit(surface, (0, 0))
-            pygame.display.flip()
-            command = self.handle_events()
-            self.clock.tick(self.fps)
-            if command or not self.paused:
-                return command
-
-    def handle_events(self) -> str | None:
-        pygame = self.pygame
-        for event in pygame.event.get():
-            if event.type == pygame.QUIT:
-                return "quit"
-            if event.type != pygame.KEYDOWN:
-                continue
-            if event.key in (pygame.K_ESCAPE, pygame.K_q):
-                return "quit"
-            if event.key == pygame.K_SPACE:
-                self.paused = not self.paused
-            elif event.key in (pygame.K_PLUS, pygame.K_EQUALS, pygame.K_KP_PLUS):
-                self.fps = min(self.fps * 1.5, 1000)
-            elif event.key in (pygame.K_MINUS, pygame.K_KP_MINUS):
-                self.fps = max(self.fps / 1.5, 1)
-            elif event.key == pygame.K_r:
-                return "restart"
-        return None
-
-    def close(self):
-        self.pygame.display.quit()
 
 
 def watch_agent(make_env, choose, args) -> dict:

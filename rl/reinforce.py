@@ -27,7 +27,7 @@ from nn.device import select_device
 from nn.errors import UserError
 from nn.logger import RunLogger
 from nn.seeding import make_generator, seed_everything
-from rl.play import EvalArgs, WatchArgs, play_batched, report, watch_agent
+from rl.play import EvalArgs, WatchArgs, play_batched, rebuild_agent, report, watch_agent
 
 __all__ = ["EvalArgs", "WatchArgs", "train", "evaluate", "watch"]
 
@@ -221,17 +221,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
 
 
 def load_policy(payload: dict, device: torch.device):
-    """Rebuild the env config and policy from a checkpoint alone."""
-    cfg = OmegaConf.create(payload["config"])
-    env = instantiate(cfg.env)
-    policy = build_policy(cfg, env).to(device)
-    try:
-        policy.load_state_dict(payload["state"]["policy"])
-    except (KeyError, RuntimeError) as err:
-        raise UserError("checkpoint's policy weights do not fit its own model config; "
-                        "the file is damaged or foreign") from err
-    policy.eval()
-    return cfg, env, policy
+    return rebuild_agent(payload, build_policy, "policy", device)
 
 
 def make_act(policy, greedy: bool, generator: torch.Generator | None):

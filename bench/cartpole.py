@@ -1,13 +1,11 @@
 """Cart-pole benchmarks: speed as ratios measured in this one process, and the learning
 targets of the REINFORCE issue. Prints tables and writes bench/results/cartpole.json.
 
-    python -m bench.run            # everything (about a minute on 2 CPU cores)
-    python -m bench.run --quick    # fewer repeats, for a smoke test
+    python -m bench.cartpole        # about a minute on 2 CPU cores
+    python -m bench.cartpole --quick
 """
 
 import argparse
-import json
-import platform
 import subprocess
 import sys
 import tempfile
@@ -17,26 +15,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench import common
+from bench.common import compose, table
 from envs.cartpole import CartPoleEnv
 from rl import reinforce
 
-RESULTS = Path(__file__).parent / "results"
-
-
-def compose(*overrides):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    from nn.cli import CONF_DIR, register_resolvers
-
-    register_resolvers()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="bench"):
-        return hydra_compose(config_name="config", overrides=list(overrides))
-
 
 def train_quiet(*overrides):
-    with tempfile.TemporaryDirectory() as tmp:
-        return reinforce.train(compose(*overrides, "device=cpu"), Path(tmp))
+    return common.train_quiet(reinforce.train, *overrides)
 
 
 def trained_policy():
@@ -141,26 +127,13 @@ def bench_learning() -> dict:
     return {"cartpole_reinforce_25_iterations": faithful, "cartpole_reinforce_fast": fast}
 
 
-def table(title: str, rows: list[dict]) -> None:
-    print(f"\n## {title}")
-    keys = list(rows[0])
-    print("| " + " | ".join(keys) + " |")
-    print("|" + "---|" * len(keys))
-    for row in rows:
-        print("| " + " | ".join(str(row[k]) for k in keys) + " |")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
     quick = parser.parse_args().quick
-    import logging
-
-    logging.getLogger("rlgen").setLevel(logging.WARNING)
     torch.manual_seed(0)
     np.random.seed(0)
-    results = {"machine": f"{platform.processor() or platform.machine()}, "
-                          f"{torch.get_num_threads()} torch threads, torch {torch.__version__}"}
+    results = {"machine": common.machine()}
     policy = trained_policy()
     results["rollout"] = bench_rollout(policy, repeats=1 if quick else 3)
     results["vector_env"] = [bench_vector_env(n, 100 if quick else 500) for n in (4096, 65536)]
@@ -174,9 +147,7 @@ def main() -> None:
           results["learning"]["cartpole_reinforce_25_iterations"])
     table("learning: cartpole_reinforce_fast (training seconds to mean steps >= 475)",
           results["learning"]["cartpole_reinforce_fast"])
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "cartpole.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nwrote {RESULTS / 'cartpole.json'}")
+    common.write("cartpole", results)
 
 
 if __name__ == "__main__":

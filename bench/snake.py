@@ -1,0 +1,108 @@
+"""Snake benchmarks: batched env speed against the single env in a Python loop, DQN
+training speed of the fast recipe against the book's, and (with --summarize) the
+greedy quality of finished runs. Writes bench/results/snake.json.
+
+    python -m bench.snake                          # speed, about 5 minutes
+    python -m bench.snake --summarize RUN_DIR ...  # time to thresholds + greedy eval
+
+The 30-minute quality runs themselves are plain training commands:
+    rlgen-train experiment=snake_dqn_fast seed=0   # then seed=1, seed=2
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench import common
+from envs.snake import SnakeEnv
+from rl import dqn
+
+
+@torch.inference_mode()
+def env_speed(num_envs: int, steps: int, single_steps: int) -> dict:
+    single = SnakeEnv()
+    single.reset(seed=0)
+    rng = np.random.default_rng(0)
+    actions = rng.integers(0, 3, single_steps)
+    t0 = time.perf_counter()
+    for action in actions:
+        _, _, terminated, truncated, _ = single.step(int(action))
+        if terminated or truncated:
+            single.reset()
+    single_rate = single_steps / (time.perf_counter() - t0)
+    batched = SnakeEnv().batched(num_envs, "cpu", seed=0)
+    batched.reset()
+    all_actions = torch.randint(0, 3, (steps, num_envs))
+    t0 = time.perf_counter()
+    for t in range(steps):
+        _, _, terminated, truncated = batched.step(all_actions[t])
+        batched.reset_done(terminated | truncated)
+    batched_rate = steps * num_envs / (time.perf_counter() - t0)
+    return {"games": num_envs, "single_env_steps_per_s": round(single_rate),
+            "batched_steps_per_s": round(batched_rate),
+            "ratio": round(batched_rate / single_rate, 1)}
+
+
+def training_speed(seconds: float) -> list[dict]:
+    rows = []
+    for experiment in ("snake_dqn", "snake_dqn_fast"):
+        m = common.train_quiet(dqn.train, f"experiment={experiment}",
+                               f"algo.max_seconds={seconds}")
+        rows.append({"experiment": experiment, "seconds": m["train_seconds"],
+                     "frames": m["frames"], "frames_per_second": m["frames_per_second"],
+                     "updates_per_second": round(m["updates"] / m["train_seconds"], 1),
+                     "eaten100": m["final_eaten100"]})
+    return rows
+
+
+def summarize(run_dirs: list[str]) -> list[dict]:
+    """Time to the reward thresholds, figures at 20 minutes, and a greedy evaluation of
+    the best checkpoint over 100 games, for finished training runs."""
+    rows = []
+    for run in run_dirs:
+        metrics = json.loads((Path(run) / "metrics.json").read_text())
+        at_20 = [h for h in metrics["history"] if h["seconds"] <= 1200]
+        evaluation = subprocess.run(
+            [str(Path(sys.executable).parent / "rlgen-eval"), f"run={run}", "episodes=100",
+             "device=cpu"], capture_output=True, text=True, check=True)
+        greedy = json.loads(evaluation.stdout)
+        reached = metrics["reached"]
+        rows.append({
+            "experiment": metrics["experiment"], "seed": metrics["seed"],
+            "train_seconds": metrics["train_seconds"], "frames": metrics["frames"],
+            "seconds_to_reward100_100": reached.get("100", {}).get("seconds"),
+            "best_cumulativeReward100": round(metrics["best_cumulativeReward100"] or 0, 1),
+            "eaten100_at_20_min": at_20[-1]["eaten100"] if at_20 else None,
+            "greedy_mean_fruits": greedy["mean_fruits"], "greedy_max_fruits": greedy["max_fruits"],
+            "run": run})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--summarize", nargs="+", metavar="RUN_DIR")
+    parser.add_argument("--seconds", type=float, default=120)
+    args = parser.parse_args()
+    results_path = common.RESULTS / "snake.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    results["machine"] = common.machine()
+    if args.summarize:
+        results["quality"] = summarize(args.summarize)
+        common.table("Snake runs: thresholds, 20-minute figures, greedy eval of best checkpoint",
+                     results["quality"])
+    else:
+        results["env_speed"] = [env_speed(n, 200, 20000) for n in (64, 1024)]
+        results["training_speed"] = training_speed(args.seconds)
+        common.table("batched snake env vs the single env in a Python loop", results["env_speed"])
+        common.table(f"DQN training speed, {args.seconds:.0f} s each", results["training_speed"])
+    common.write("snake", results)
+
+
+if __name__ == "__main__":
+    main()
