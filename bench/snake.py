@@ -76,7 +76,8 @@ def summarize(run_dirs: list[str]) -> list[dict]:
         rows.append({
             "experiment": metrics["experiment"], "seed": metrics["seed"],
             "train_seconds": metrics["train_seconds"], "frames": metrics["frames"],
-            "seconds_to_reward100_100": reached.get("100", {}).get("seconds"),
+            "seconds_to_reward100_100": (reached.get("100") or reached.get("100.0") or {}).get(
+                "seconds"),
             "best_cumulativeReward100": round(metrics["best_cumulativeReward100"] or 0, 1),
             "eaten100_at_20_min": at_20[-1]["eaten100"] if at_20 else None,
             "greedy_mean_fruits": greedy["mean_fruits"], "greedy_max_fruits": greedy["max_fruits"],
