@@ -189,6 +189,42 @@ class VAETrainConfig:
     likelihood: str = MISSING  # mse784 (the book: 784 * MSE) | bernoulli
 
 
+@dataclass
+class ConvClassifierConfig:
+    _target_: str = MISSING
+    channels: list[int] = field(default_factory=lambda: [])  # the two conv layers
+    kernel_size: int = MISSING
+    hidden: int | None = None  # a dense layer before the output (null: the book's none)
+    dropout: float = MISSING
+
+
+@dataclass
+class ClassifierTrainConfig:
+    epochs: int = MISSING
+    batch_size: int = MISSING
+    lr: float = MISSING
+    optimizer: Any = MISSING
+    augment_shift: int = MISSING  # random translations of up to this many pixels (0: none)
+
+
+@dataclass
+class ACGANModelConfig:
+    generator: Any = MISSING
+    discriminator: Any = MISSING
+
+
+@dataclass
+class ACGANTrainConfig:
+    epochs: int = MISSING
+    batch_size: int = MISSING
+    lr: float = MISSING
+    optimizer: Any = MISSING
+    soft_one: float = MISSING  # realness label of real images (and of fakes, for the generator)
+    shuffle: bool = MISSING  # reshuffle each epoch (the original: file order)
+    judge: str | None = None  # an mnist_cnn run dir: score each epoch, keep the best
+    judge_per_class: int = MISSING
+
+
 def register() -> None:
     store = ConfigStore.instance()
     store.store(name="run_schema", node=RunConfig)
@@ -205,3 +241,7 @@ def register() -> None:
     store.store(group="model", name="vae_schema", node=VAEModelConfig)
     store.store(group="model", name="conv_vae_schema", node=ConvVAEModelConfig)
     store.store(group="algo", name="vae_schema", node=VAETrainConfig)
+    store.store(group="model", name="conv_classifier_schema", node=ConvClassifierConfig)
+    store.store(group="algo", name="classifier_schema", node=ClassifierTrainConfig)
+    store.store(group="model", name="acgan_schema", node=ACGANModelConfig)
+    store.store(group="algo", name="acgan_schema", node=ACGANTrainConfig)

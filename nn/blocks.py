@@ -9,8 +9,10 @@ ACTIVATIONS = {"elu": nn.ELU, "relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
 
 
 def glorot_normal_(weight: torch.Tensor) -> torch.Tensor:
-    """tf.js's default kernel initializer: normal with std sqrt(2/(fan_in+fan_out)), cut at 2 std."""
-    fan_out, fan_in = weight.shape[0], weight[0].numel()
+    """tf.js's default kernel initializer: normal with std sqrt(2/(fan_in+fan_out)), cut at
+    2 std. For convolutions both fans count the kernel's receptive field, as Keras does."""
+    receptive = weight[0][0].numel() if weight.dim() > 2 else 1
+    fan_out, fan_in = weight.shape[0] * receptive, weight.shape[1] * receptive
     std = math.sqrt(2.0 / (fan_in + fan_out))
     return nn.init.trunc_normal_(weight, std=std, a=-2 * std, b=2 * std)
 
@@ -22,7 +24,7 @@ def init_weights(module: nn.Module, init: str) -> None:
     if init != "glorot_normal":
         raise ValueError(f"init {init!r} is not glorot_normal or torch_default")
     for layer in module.modules():
-        if isinstance(layer, (nn.Linear, nn.Conv2d)):
+        if isinstance(layer, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
             glorot_normal_(layer.weight)
             nn.init.zeros_(layer.bias)
 

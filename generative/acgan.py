@@ -1,0 +1,398 @@
+"""Auxiliary-classifier GAN that draws MNIST digits of a requested class.
+
+Reference: tfjs-examples `mnist-acgan` (Deep Learning with JavaScript, ch. 10; SPEC
+section 5), itself from Keras' `mnist_acgan.py`. Book: reasonable digits after 5
+epochs, good after 15, close to perfect by 100 (600 batches of 100 per epoch).
+
+Per batch: a discriminator step on real images (realness label 0.95, the "soft one")
+beside generated ones (label 0; the generator in inference mode), then a generator
+step on twice as many fakes through the frozen discriminator, asking for realness
+0.95 and the requested classes. Both losses are binary cross-entropy on realness plus
+cross-entropy on the class.
+"""
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from omegaconf import MISSING, DictConfig, OmegaConf
+from torch import nn
+
+from generative.classifier import load_judge, to_model_input
+from generative.datasets import load_images
+from nn.blocks import glorot_normal_
+from nn.checkpoint import (
+    atomic_write,
+    checkpoint_path,
+    load_checkpoint,
+    require_experiment,
+    save_checkpoint,
+)
+from nn.config import instantiate
+from nn.device import select_device
+from nn.errors import UserError
+from nn.logger import RunLogger
+from nn.seeding import make_generator, seed_everything
+
+NUM_CLASSES = 10
+
+
+class Generator(nn.Module):
+    """(z [B, latent], class [B]) -> images [B, 1, 28, 28] in [-1, 1]."""
+
+    def __init__(self, latent_size: int):
+        super().__init__()
+        self.latent_size = latent_size
+        self.embedding = nn.Embedding(NUM_CLASSES, latent_size)
+        self.dense = nn.Linear(latent_size, 3 * 3 * 384)
+        bn = {"momentum": 0.01, "eps": 1e-3}  # tf.js BatchNormalization defaults
+        self.up = nn.Sequential(
+            nn.ConvTranspose2d(384, 192, 5, stride=1), nn.ReLU(), nn.BatchNorm2d(192, **bn),
+            nn.ConvTranspose2d(192, 96, 5, stride=2, padding=2, output_padding=1), nn.ReLU(),
+            nn.BatchNorm2d(96, **bn),
+            nn.ConvTranspose2d(96, 1, 5, stride=2, padding=2, output_padding=1), nn.Tanh())
+        glorot_normal_(self.embedding.weight)
+        for layer in [self.dense, *self.up]:
+            if isinstance(layer, (nn.Linear, nn.ConvTranspose2d)):
+                glorot_normal_(layer.weight)
+                nn.init.zeros_(layer.bias)
+
+    def forward(self, z: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        h = z * self.embedding(classes)  # the class reaches the generator here
+        h = F.relu(self.dense(h)).view(-1, 384, 3, 3)
+        return self.up(h)
+
+
+class Discriminator(nn.Module):
+    """images -> (realness logit [B], class logits [B, 10])."""
+
+    def __init__(self, dropout: float):
+        super().__init__()
+        layers, width = [], 1
+        for channels, stride in ((32, 2), (64, 1), (128, 2), (256, 1)):
+            layers += [nn.Conv2d(width, channels, 3, stride=stride, padding=1),
+                       nn.LeakyReLU(0.2), nn.Dropout(dropout)]
+            width = channels
+        self.body = nn.Sequential(*layers, nn.Flatten())
+        self.realness = nn.Linear(256 * 7 * 7, 1)
+        self.aux = nn.Linear(256 * 7 * 7, NUM_CLASSES)
+        for layer in self.modules():
+            if isinstance(layer, (nn.Linear, nn.Conv2d)):
+                glorot_normal_(layer.weight)
+                nn.init.zeros_(layer.bias)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.body(images)
+        return self.realness(h).squeeze(1), self.aux(h)
+
+
+def sample_z(n: int, latent_size: int, generator: torch.Generator, device) -> torch.Tensor:
+    """z ~ U(-1, 1), as the original."""
+    return torch.rand(n, latent_size, generator=generator, device=device) * 2 - 1
+
+
+def sample_classes(n: int, generator: torch.Generator, device) -> torch.Tensor:
+    return torch.randint(0, NUM_CLASSES, (n,), generator=generator, device=device)
+
+
+def discriminator_step(gen, disc, opt_d, real, labels, rng, soft_one: float) -> dict:
+    """Real images (realness soft_one) beside fakes from the generator in inference mode."""
+    n = len(real)
+    z = sample_z(n, gen.latent_size, rng, real.device)
+    requested = sample_classes(n, rng, real.device)
+    gen.eval()
+    with torch.no_grad():
+        fake = gen(z, requested)
+    gen.train()
+    realness, aux = disc(torch.cat([real, fake]))
+    target = torch.cat([torch.full((n,), soft_one, device=real.device),
+                        torch.zeros(n, device=real.device)])
+    realness_loss = F.binary_cross_entropy_with_logits(realness, target)
+    class_loss = F.cross_entropy(aux, torch.cat([labels, requested]))
+    loss = realness_loss + class_loss
+    opt_d.zero_grad(set_to_none=True)
+    loss.backward()
+    opt_d.step()
+    return {"dLoss": loss, "d_realness": realness_loss, "d_class": class_loss}
+
+
+def generator_step(gen, disc, opt_g, n: int, rng, soft_one: float, device) -> dict:
+    """Fakes through the frozen discriminator, asking for realness soft_one and the
+    requested classes; only the generator's weights move."""
+    z = sample_z(n, gen.latent_size, rng, device)
+    requested = sample_classes(n, rng, device)
+    disc.requires_grad_(False)
+    try:
+        realness, aux = disc(gen(z, requested))
+        realness_loss = F.binary_cross_entropy_with_logits(
+            realness, torch.full((n,), soft_one, device=device))
+        class_loss = F.cross_entropy(aux, requested)
+        loss = realness_loss + class_loss
+        opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_g.step()
+    finally:
+        disc.requires_grad_(True)
+    return {"gLoss": loss, "g_realness": realness_loss, "g_class": class_loss}
+
+
+@torch.no_grad()
+def digit_grid(gen, z: torch.Tensor, digits: list[int]) -> torch.Tensor:
+    """One row per digit, one column per z: [28 rows, 28 cols] image in [0, 1]."""
+    gen.eval()
+    device = z.device
+    rows = [gen(z, torch.full((len(z),), d, device=device, dtype=torch.long)) for d in digits]
+    gen.train()
+    images = (torch.stack(rows)[:, :, 0] + 1) / 2  # [digits, n, 28, 28]
+    return images.permute(0, 2, 1, 3).reshape(len(digits) * 28, len(z) * 28).cpu()
+
+
+@torch.no_grad()
+def generate_per_class(gen, per_class: int, rng, device) -> tuple[torch.Tensor, torch.Tensor]:
+    gen.eval()
+    classes = torch.arange(NUM_CLASSES, device=device).repeat_interleave(per_class)
+    images = torch.cat([gen(sample_z(len(c), gen.latent_size, rng, device), c)
+                        for c in classes.split(500)])
+    return images, classes
+
+
+def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Frechet distance between Gaussians fitted to two feature sets [N, D]:
+    |mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a^1/2 S_b S_a^1/2)^1/2), in float64."""
+    a, b = a.double(), b.double()
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = torch.cov(a.T), torch.cov(b.T)
+    vals, vecs = torch.linalg.eigh(cov_a)
+    root_a = vecs @ torch.diag(vals.clamp(min=0).sqrt()) @ vecs.T
+    cross = torch.linalg.eigvalsh(root_a @ cov_b @ root_a).clamp(min=0).sqrt().sum()
+    return float((mu_a - mu_b).pow(2).sum() + cov_a.trace() + cov_b.trace() - 2 * cross)
+
+
+@torch.no_grad()
+def judge_images(judge, images: torch.Tensor, requested: torch.Tensor) -> dict:
+    logits, feats = [], []
+    for x in images.split(1000):
+        feats.append(judge.features(x))
+        logits.append(judge.head(feats[-1]))
+    probs = torch.cat(logits).softmax(1)
+    return {"class_accuracy": (probs.argmax(1) == requested).float().mean().item(),
+            "judge_confidence": probs.gather(1, requested[:, None]).mean().item(),
+            "features": torch.cat(feats)}
+
+
+def build_nets(cfg):
+    return instantiate(cfg.model.generator), instantiate(cfg.model.discriminator)
+
+
+def train(cfg: DictConfig, run_dir: Path) -> dict:
+    algo = cfg.algo
+    device = select_device(cfg.device)
+    seed_everything(cfg.seed)
+    data = load_images(cfg.data)
+    images = to_model_input(data.train_images).to(device)
+    labels = data.train_labels.to(device)
+    gen, disc = (net.to(device) for net in build_nets(cfg))
+    opt_g = instantiate(algo.optimizer)(gen.parameters(), lr=algo.lr)
+    opt_d = instantiate(algo.optimizer)(disc.parameters(), lr=algo.lr)
+    rng = make_generator(cfg.seed + 1, device)
+    fixed_z = sample_z(10, gen.latent_size, make_generator(cfg.seed + 2, device), device)
+    judge = load_judge(algo.judge, device) if algo.judge else None
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    ckpt_dir = run_dir / "checkpoints"
+    start, step, best, history, elapsed = 0, 0, -1.0, [], 0.0
+    if cfg.resume:
+        path = checkpoint_path(cfg.resume, "last")
+        payload = load_checkpoint(path)
+        require_experiment(payload, cfg.name, path)
+        state = payload["state"]
+        for module, key in ((gen, "generator"), (disc, "discriminator"), (opt_g, "opt_g"),
+                            (opt_d, "opt_d")):
+            module.load_state_dict(state[key])
+        rng.set_state(state["rng"])
+        torch.set_rng_state(state["torch_rng"])
+        meta = payload["meta"]
+        start, step, best = meta["epoch"], meta["step"], meta["best_class_accuracy"]
+        history, elapsed = meta["history"], meta["train_seconds"]
+
+    def save(name: str, epoch: int) -> None:
+        state = {"generator": gen.state_dict(), "discriminator": disc.state_dict(),
+                 "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
+                 "rng": rng.get_state(), "torch_rng": torch.get_rng_state()}
+        save_checkpoint(ckpt_dir / f"{name}.pt", experiment=cfg.name, trainer=cfg.trainer,
+                        config=resolved, state=state, epoch=epoch, step=step,
+                        best_class_accuracy=best, history=history, train_seconds=elapsed,
+                        dataset=data.name)
+
+    batches = math.ceil(len(images) / algo.batch_size)
+    logger = RunLogger(run_dir, cfg, total=algo.epochs, unit="epoch", initial=start,
+                       purge_step=step + 1 if step else None)
+    logger.info(f"training {cfg.name} on {device}: {data.name}, {len(images)} images, "
+                f"{batches} batches per epoch; run dir {run_dir}")
+    for epoch in range(start + 1, algo.epochs + 1):
+        t0 = time.perf_counter()
+        order = (torch.randperm(len(images), generator=rng, device=device) if algo.shuffle
+                 else torch.arange(len(images), device=device))
+        sums = {}
+        for index in order.split(algo.batch_size):
+            d = discriminator_step(gen, disc, opt_d, images[index], labels[index], rng,
+                                   algo.soft_one)
+            g = generator_step(gen, disc, opt_g, 2 * len(index), rng, algo.soft_one, device)
+            step += 1
+            values = {k: v.item() for k, v in {**d, **g}.items()}
+            if not all(math.isfinite(v) for v in values.values()):
+                raise UserError(f"a loss became non-finite at step {step} (epoch {epoch}); the "
+                                f"last good checkpoint is {ckpt_dir / 'last.pt'}")
+            logger.scalars(step, values)
+            for k, v in values.items():
+                sums[k] = sums.get(k, 0.0) + v
+        seconds = time.perf_counter() - t0
+        elapsed += seconds
+        record = {"epoch": epoch, "step": step, **{k: v / batches for k, v in sums.items()},
+                  "steps_per_second": batches / seconds, "train_seconds": round(elapsed, 2)}
+        if judge is not None:
+            fakes, requested = generate_per_class(gen, algo.judge_per_class, rng, device)
+            record["class_accuracy"] = judge_images(judge, fakes, requested)["class_accuracy"]
+            logger.scalars(epoch, {"judge/class_accuracy": record["class_accuracy"]})
+        history.append(record)
+        logger.scalars(epoch, {"steps_per_second": record["steps_per_second"]})
+        logger.writer.add_image("digits", digit_grid(gen, fixed_z, list(range(10))), epoch,
+                                dataformats="HW")
+        save("last", epoch)
+        # with a judge, best = the highest class accuracy; without one, the latest
+        if judge is None or record["class_accuracy"] > best:
+            best = record.get("class_accuracy", best)
+            save("best", epoch)
+        logger.progress(dLoss=record["dLoss"], gLoss=record["gLoss"],
+                        **({"class_acc": record["class_accuracy"]} if judge else {}))
+        logger.info(f"epoch {epoch}: dLoss {record['dLoss']:.4f}, gLoss {record['gLoss']:.4f}, "
+                    f"{record['steps_per_second']:.2f} steps/s"
+                    + (f", class accuracy {record['class_accuracy']:.3f}" if judge else ""))
+
+    last = history[-1] if history else {}
+    metrics = {"experiment": cfg.name, "seed": cfg.seed, "device": str(device),
+               "dataset": data.name, "train_images": len(images), "epochs": last.get("epoch", 0),
+               "steps": step, "final_dLoss": last.get("dLoss"), "final_gLoss": last.get("gLoss"),
+               "best_class_accuracy": best if judge else None,
+               "train_seconds": round(elapsed, 2), "history": history}
+    logger.finish(metrics, {"final_dLoss": metrics["final_dLoss"],
+                            "final_gLoss": metrics["final_gLoss"]})
+    print(f"{cfg.name} seed {cfg.seed}: {metrics['epochs']} epochs ({step} steps) in "
+          f"{elapsed:.0f}s, final dLoss {metrics['final_dLoss']:.3f}, gLoss "
+          f"{metrics['final_gLoss']:.3f}; run dir {run_dir}", flush=True)
+    return metrics
+
+
+# ---------------------------------------------------------------- tools
+
+
+@dataclass
+class EvalArgs:
+    run: str = MISSING
+    judge: str = MISSING  # a run dir of experiment mnist_cnn
+    checkpoint: str = "best"
+    per_class: int = 500  # generated images per digit
+    seed: int = 0
+    device: str = "auto"
+
+
+@dataclass
+class GenerateArgs:
+    run: str = MISSING
+    checkpoint: str = "best"
+    digits: str = "0123456789"  # one row per digit
+    n: int = 8  # images per digit
+    seed: int = 0
+    out: str = "digits.png"
+    device: str = "cpu"
+
+
+@dataclass
+class WatchArgs:
+    run: str = MISSING
+    checkpoint: str = "best"
+    seed: int = 0
+    frames: int | None = None  # stop after this many frames (default: until closed)
+    record: str | None = None  # save the last frame to this .png
+    fps: int = 30
+
+
+def load_generator(payload: dict, device) -> tuple[DictConfig, Generator]:
+    cfg = OmegaConf.create(payload["config"])
+    gen, _ = build_nets(cfg)
+    try:
+        gen.load_state_dict(payload["state"]["generator"])
+    except (KeyError, RuntimeError) as err:
+        raise UserError("checkpoint's generator weights do not fit its own model config; the "
+                        "file is damaged or foreign") from err
+    return cfg, gen.to(device).eval()
+
+
+def evaluate(payload: dict, args) -> dict:
+    """Class accuracy and confidence of the judge on generated digits, and the Frechet
+    distance in the judge's feature space (with the real-vs-real floor beside it)."""
+    device = select_device(args.device)
+    cfg, gen = load_generator(payload, device)
+    judge = load_judge(args.judge, device)
+    if args.per_class < 2:
+        raise UserError("per_class must be at least 2")
+    fakes, requested = generate_per_class(gen, args.per_class, make_generator(args.seed, device),
+                                          device)
+    judged = judge_images(judge, fakes, requested)
+    data = load_images(cfg.data)
+    real_test = to_model_input(data.test_images).to(device)
+    real_train = to_model_input(data.train_images).to(device)
+    pick = torch.randperm(len(real_train), generator=make_generator(args.seed, torch.device("cpu")))
+    real_train = real_train[pick[:len(real_test)].to(device)]
+    test_feats = judge_images(judge, real_test, data.test_labels.to(device))["features"]
+    train_feats = judge_images(judge, real_train, torch.zeros(len(real_train), dtype=torch.long,
+                                                              device=device))["features"]
+    summary = {"experiment": payload["experiment"], "checkpoint": args.checkpoint,
+               "epoch": payload["meta"]["epoch"], "generated_per_class": args.per_class,
+               "class_accuracy": round(judged["class_accuracy"], 4),
+               "judge_confidence": round(judged["judge_confidence"], 4),
+               "frechet_distance": round(frechet_distance(judged["features"], test_feats), 3),
+               "frechet_floor_real_test_vs_train": round(
+                   frechet_distance(test_feats, train_feats), 3),
+               "real_images": len(real_test), "dataset": data.name}
+    print(json.dumps(summary), flush=True)
+    return summary
+
+
+def generate(payload: dict, args) -> Path:
+    device = select_device(args.device)
+    _, gen = load_generator(payload, device)
+    if not args.digits or any(c not in "0123456789" for c in args.digits):
+        raise UserError(f"digits={args.digits!r} must be a string of digits 0-9, e.g. 0123456789")
+    if args.n < 1:
+        raise UserError("n must be at least 1")
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise UserError(f"cannot write {out}: folder {out.parent} does not exist")
+    z = sample_z(args.n, gen.latent_size, make_generator(args.seed, device), device)
+    grid = digit_grid(gen, z, [int(c) for c in args.digits])
+    from PIL import Image
+
+    pixels = (grid.clamp(0, 1) * 255).round().byte().numpy()
+    atomic_write(out, lambda tmp: Image.fromarray(pixels).save(tmp, format="PNG"))
+    print(f"wrote {len(args.digits)} rows of {args.n} digits to {out}", flush=True)
+    return out
+
+
+def watch(payload: dict, args) -> dict:
+    from generative.digit_viewer import view_digits
+
+    cfg, gen = load_generator(payload, torch.device("cpu"))
+    data = load_images(cfg.data)
+    real = [data.test_images[data.test_labels == d][0].float() / 255 for d in range(NUM_CLASSES)]
+
+    def draw(z: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            out = gen(z.expand(NUM_CLASSES, -1), torch.arange(NUM_CLASSES))
+        return (out[:, 0] + 1) / 2
+
+    return view_digits(draw, torch.stack(real), gen.latent_size,
+                       make_generator(args.seed, torch.device("cpu")), args)

@@ -1,0 +1,178 @@
+"""MNIST convnet classifier: the book's chapter 4 model shape, used here as the judge of
+generated digits (its class predictions, and its penultimate features for a Frechet
+distance).
+
+Book model: conv 8 5x5 ReLU, max-pool 2, conv 16 5x5 ReLU, max-pool 2, flatten,
+dense 10 softmax. The `mnist_cnn` experiment widens it (32 and 64 filters, a dense
+layer of 128 with dropout) because a judge must be clearly better than what it judges,
+and the 128 features give the Frechet distance a compact, well-trained space.
+"""
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from omegaconf import MISSING, DictConfig, OmegaConf
+from torch import nn
+
+from generative.datasets import load_images
+from nn.checkpoint import checkpoint_path, load_checkpoint, require_experiment, save_checkpoint
+from nn.config import instantiate
+from nn.device import select_device
+from nn.errors import UserError
+from nn.logger import RunLogger
+from nn.seeding import make_generator, seed_everything
+
+
+class MNISTConvNet(nn.Module):
+    """Images in [-1, 1], [B, 1, 28, 28] -> class logits; `features` gives the
+    penultimate activations."""
+
+    def __init__(self, channels: list[int], kernel_size: int, hidden: int | None,
+                 dropout: float):
+        super().__init__()
+        c1, c2 = channels
+        side = ((28 - kernel_size + 1) // 2 - kernel_size + 1) // 2
+        layers = [nn.Conv2d(1, c1, kernel_size), nn.ReLU(), nn.MaxPool2d(2),
+                  nn.Conv2d(c1, c2, kernel_size), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten()]
+        width = c2 * side * side
+        if hidden:
+            layers += [nn.Dropout(dropout), nn.Linear(width, hidden), nn.ReLU()]
+            width = hidden
+        self.body = nn.Sequential(*layers)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(width, 10)
+        self.feature_dim = width
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        return self.body(images)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(self.features(images)))
+
+
+def to_model_input(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [N, 28, 28] -> float [N, 1, 28, 28] in [-1, 1] (the generator's range)."""
+    return images[:, None].float() / 127.5 - 1.0
+
+
+@torch.no_grad()
+def accuracy(model, images: torch.Tensor, labels: torch.Tensor) -> float:
+    model.eval()
+    correct = sum((model(x).argmax(1) == y).sum().item()
+                  for x, y in zip(images.split(1000), labels.split(1000), strict=True))
+    model.train()
+    return correct / len(images)
+
+
+def build_model(cfg) -> nn.Module:
+    return instantiate(cfg.model)
+
+
+def train(cfg: DictConfig, run_dir: Path) -> dict:
+    algo = cfg.algo
+    device = select_device(cfg.device)
+    seed_everything(cfg.seed)
+    data = load_images(cfg.data)
+    train_x, train_y = to_model_input(data.train_images).to(device), data.train_labels.to(device)
+    test_x, test_y = to_model_input(data.test_images).to(device), data.test_labels.to(device)
+    model = build_model(cfg).to(device)
+    optimizer = instantiate(algo.optimizer)(model.parameters(), lr=algo.lr)
+    shuffle_rng = make_generator(cfg.seed + 1, device)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    if cfg.resume:
+        raise UserError("the classifier trains in about a minute; start a new run instead of "
+                        "resume=...")
+    logger = RunLogger(run_dir, cfg, total=algo.epochs, unit="epoch")
+    best, history, elapsed, step = -1.0, [], 0.0, 0
+    for epoch in range(1, algo.epochs + 1):
+        t0 = time.perf_counter()
+        loss_sum = 0.0
+        for index in torch.randperm(len(train_x), generator=shuffle_rng,
+                                    device=device).split(algo.batch_size):
+            x = train_x[index]
+            if algo.augment_shift:  # random translations of up to augment_shift pixels
+                x = random_shift(x, algo.augment_shift, shuffle_rng)
+            loss = F.cross_entropy(model(x), train_y[index])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            loss_sum += loss.item() * len(index)
+        elapsed += time.perf_counter() - t0
+        test_accuracy = accuracy(model, test_x, test_y)
+        record = {"epoch": epoch, "loss": loss_sum / len(train_x), "test_accuracy": test_accuracy,
+                  "train_seconds": round(elapsed, 2)}
+        if not math.isfinite(record["loss"]):
+            raise UserError(f"loss became non-finite in epoch {epoch}; try a smaller algo.lr")
+        history.append(record)
+        logger.scalars(epoch, {"loss": record["loss"], "test_accuracy": test_accuracy})
+        if test_accuracy > best:
+            best = test_accuracy
+            save_checkpoint(run_dir / "checkpoints" / "best.pt", experiment=cfg.name,
+                            trainer=cfg.trainer, config=resolved, state={"model": model.state_dict()},
+                            epoch=epoch, test_accuracy=test_accuracy, dataset=data.name)
+        logger.progress(loss=record["loss"], test_accuracy=test_accuracy)
+        logger.info(f"epoch {epoch}: loss {record['loss']:.4f}, test accuracy {test_accuracy:.4f}")
+    save_checkpoint(run_dir / "checkpoints" / "last.pt", experiment=cfg.name, trainer=cfg.trainer,
+                    config=resolved, state={"model": model.state_dict()}, epoch=algo.epochs,
+                    test_accuracy=history[-1]["test_accuracy"], dataset=data.name)
+    metrics = {"experiment": cfg.name, "seed": cfg.seed, "dataset": data.name,
+               "train_images": len(train_x), "test_images": len(test_x),
+               "final_test_accuracy": history[-1]["test_accuracy"], "best_test_accuracy": best,
+               "train_seconds": round(elapsed, 2), "history": history}
+    logger.finish(metrics, {"best_test_accuracy": best})
+    print(f"{cfg.name} seed {cfg.seed}: test accuracy {history[-1]['test_accuracy']:.4f} "
+          f"(best {best:.4f}) on {len(test_x)} {data.name} test images in {elapsed:.0f}s; "
+          f"run dir {run_dir}", flush=True)
+    return metrics
+
+
+def random_shift(x: torch.Tensor, pixels: int, generator: torch.Generator) -> torch.Tensor:
+    """Translate each image by up to `pixels` in x and y, filling with background (-1)."""
+    padded = F.pad(x, (pixels,) * 4, value=-1.0)
+    n = len(x)
+    dx = torch.randint(0, 2 * pixels + 1, (n,), generator=generator, device=x.device)
+    dy = torch.randint(0, 2 * pixels + 1, (n,), generator=generator, device=x.device)
+    rows = (dy[:, None] + torch.arange(28, device=x.device))[:, :, None]
+    cols = (dx[:, None] + torch.arange(28, device=x.device))[:, None, :]
+    return padded[torch.arange(n, device=x.device)[:, None, None], 0, rows, cols][:, None]
+
+
+# ---------------------------------------------------------------- the judge
+
+
+def load_judge(run: str, device: torch.device) -> nn.Module:
+    path = checkpoint_path(run, "best")
+    payload = load_checkpoint(path)
+    require_experiment(payload, "mnist_cnn", path)
+    model = build_model(OmegaConf.create(payload["config"])).to(device)
+    try:
+        model.load_state_dict(payload["state"]["model"])
+    except (KeyError, RuntimeError) as err:
+        raise UserError(f"{path}: judge weights do not fit its own model config") from err
+    return model.eval()
+
+
+@dataclass
+class EvalArgs:
+    run: str = MISSING
+    checkpoint: str = "best"
+    device: str = "auto"
+
+
+def evaluate(payload: dict, args) -> dict:
+    device = select_device(args.device)
+    cfg = OmegaConf.create(payload["config"])
+    model = build_model(cfg).to(device)
+    model.load_state_dict(payload["state"]["model"])
+    data = load_images(cfg.data)
+    acc = accuracy(model, to_model_input(data.test_images).to(device), data.test_labels.to(device))
+    summary = {"experiment": payload["experiment"], "dataset": data.name,
+               "test_images": len(data.test_images), "test_accuracy": round(acc, 4)}
+    print(json.dumps(summary), flush=True)
+    return summary

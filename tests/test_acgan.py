@@ -1,0 +1,189 @@
+"""The ACGAN and its judge: shapes, what each training step may change, label smoothing
+and class conditioning, the Frechet distance, and the tools end to end."""
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from generative import acgan, classifier
+from tests.conftest import compose, error_line, run_cli
+
+
+def nets():
+    torch.manual_seed(0)
+    return acgan.Generator(100), acgan.Discriminator(0.3)
+
+
+def test_shapes_and_book_defaults():
+    gen, disc = nets()
+    images = gen(torch.rand(4, 100) * 2 - 1, torch.tensor([0, 3, 7, 9]))
+    assert images.shape == (4, 1, 28, 28)
+    assert images.min() >= -1 and images.max() <= 1
+    realness, aux = disc(images)
+    assert realness.shape == (4,) and aux.shape == (4, 10)
+    cfg = compose("experiment=acgan")
+    assert (cfg.algo.batch_size, cfg.algo.lr, cfg.algo.optimizer.betas, cfg.algo.soft_one,
+            cfg.model.generator.latent_size, cfg.data.name) == (100, 2e-4, [0.5, 0.999], 0.95,
+                                                                 100, "mnist")
+
+
+def snapshot(module):
+    return {k: v.clone() for k, v in module.state_dict().items()}
+
+
+def changed(before, module):
+    return {k for k, v in module.state_dict().items() if not torch.equal(before[k], v)}
+
+
+def test_each_step_moves_only_its_own_network():
+    gen, disc = nets()
+    opt_g = torch.optim.Adam(gen.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(disc.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    real = torch.rand(8, 1, 28, 28) * 2 - 1
+    labels = torch.randint(0, 10, (8,))
+    rng = torch.Generator().manual_seed(0)
+    g0, d0 = snapshot(gen), snapshot(disc)
+    acgan.discriminator_step(gen, disc, opt_d, real, labels, rng, 0.95)
+    assert not changed(g0, gen)  # generator ran in inference mode: not even BN statistics
+    assert changed(d0, disc) == set(disc.state_dict())
+    g1, d1 = snapshot(gen), snapshot(disc)
+    acgan.generator_step(gen, disc, opt_g, 16, rng, 0.95, "cpu")
+    assert not changed(d1, disc)
+    assert {k for k in changed(g1, gen) if "num_batches" not in k} >= {
+        "dense.weight", "up.0.weight", "up.6.weight", "embedding.weight"}
+    assert all(p.requires_grad for p in disc.parameters())  # unfrozen again
+
+
+def test_soft_one_is_the_realness_target(monkeypatch):
+    gen, disc = nets()
+    targets = []
+    original = torch.nn.functional.binary_cross_entropy_with_logits
+
+    def spy(logits, target, *args, **kwargs):
+        targets.append(target.clone())
+        return original(logits, target, *args, **kwargs)
+
+    monkeypatch.setattr(acgan.F, "binary_cross_entropy_with_logits", spy)
+    rng = torch.Generator().manual_seed(0)
+    opt = torch.optim.Adam(disc.parameters())
+    acgan.discriminator_step(gen, disc, opt, torch.zeros(3, 1, 28, 28), torch.arange(3), rng, 0.95)
+    acgan.generator_step(gen, disc, torch.optim.Adam(gen.parameters()), 6, rng, 0.95, "cpu")
+    assert targets[0].tolist() == pytest.approx([0.95] * 3 + [0.0] * 3)
+    assert targets[1].tolist() == pytest.approx([0.95] * 6)
+
+
+def test_requested_class_reaches_the_generator():
+    gen, _ = nets()
+    gen.eval()
+    z = torch.rand(1, 100) * 2 - 1
+    three, seven = gen(z, torch.tensor([3])), gen(z, torch.tensor([7]))
+    assert not torch.allclose(three, seven)
+    gen.zero_grad()
+    gen(z, torch.tensor([3])).sum().backward()
+    touched = gen.embedding.weight.grad.abs().sum(1) > 0
+    assert touched.tolist() == [i == 3 for i in range(10)]
+
+
+def test_frechet_distance_matches_the_closed_form():
+    torch.manual_seed(0)
+    a = torch.randn(20000, 3) * torch.tensor([1.0, 2.0, 0.5])
+    b = torch.randn(20000, 3) * torch.tensor([1.0, 1.0, 0.5]) + torch.tensor([3.0, 0.0, 0.0])
+    # diagonal covariances: |mu|^2 + sum (sigma_a - sigma_b)^2 = 9 + 1
+    assert acgan.frechet_distance(a, b) == pytest.approx(10.0, rel=0.05)
+    assert acgan.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_classifier_shapes_and_shift_augmentation():
+    model = classifier.MNISTConvNet([8, 16], 5, None, 0.0)  # the book's sizes
+    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10) and model.feature_dim == 256
+    x = torch.full((1, 1, 28, 28), -1.0)
+    x[0, 0, 10, 10] = 1.0
+    shifted = classifier.random_shift(x, 2, torch.Generator().manual_seed(1))
+    (row, col), = (shifted[0, 0] == 1).nonzero().tolist()
+    assert abs(row - 10) <= 2 and abs(col - 10) <= 2 and shifted.sum() == x.sum()
+
+
+@pytest.fixture(scope="module")
+def judge_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("judge") / "run"
+    run_cli("rlgen-train", "experiment=mnist_cnn", "algo.epochs=1", "device=cpu",
+            f"hydra.run.dir={run_dir}")
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def gan_run(tmp_path_factory, judge_run):
+    run_dir = tmp_path_factory.mktemp("gan") / "run"
+    run_cli("rlgen-train", "experiment=acgan_mnist5k", "algo.epochs=1", "algo.batch_size=400",
+            f"algo.judge={judge_run}", "algo.judge_per_class=5", "device=cpu",
+            f"hydra.run.dir={run_dir}")
+    return run_dir
+
+
+def test_judge_learns_real_digits(judge_run):
+    metrics = json.loads((judge_run / "metrics.json").read_text())
+    assert metrics["test_images"] == 1000 and metrics["best_test_accuracy"] > 0.8
+
+
+def test_tiny_gan_run_logs_the_books_tags(gan_run):
+    metrics = json.loads((gan_run / "metrics.json").read_text())
+    assert metrics["steps"] == 10 and 0 <= metrics["best_class_accuracy"] <= 1
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(gan_run)).Reload()
+    assert {"dLoss", "gLoss", "d_realness", "d_class", "g_realness", "g_class",
+            "judge/class_accuracy"} <= set(events.Tags()["scalars"])
+    assert len(events.Scalars("dLoss")) == 10 and "digits" in events.Tags()["images"]
+
+
+def test_eval_prints_judged_scores(gan_run, judge_run):
+    out = run_cli("rlgen-eval", f"run={gan_run}", f"judge={judge_run}", "per_class=20",
+                  "device=cpu").stdout
+    summary = json.loads(out)
+    assert {"class_accuracy", "judge_confidence", "frechet_distance",
+            "frechet_floor_real_test_vs_train"} <= summary.keys()
+    assert summary["frechet_floor_real_test_vs_train"] < summary["frechet_distance"]
+    wrong = run_cli("rlgen-eval", f"run={gan_run}", f"judge={gan_run}", check=False)
+    assert "not 'mnist_cnn'" in error_line(wrong)
+
+
+def test_generate_writes_a_digit_grid(gan_run, tmp_path):
+    out = tmp_path / "digits.png"
+    run_cli("rlgen-generate", f"run={gan_run}", "digits=357", "n=4", f"out={out}")
+    assert Image.open(out).size == (4 * 28, 3 * 28)
+    bad = run_cli("rlgen-generate", f"run={gan_run}", "digits=3a", f"out={out}", check=False)
+    assert "digits='3a'" in error_line(bad)
+
+
+def test_digit_viewer_headless(gan_run, tmp_path):
+    shot = tmp_path / "viewer.png"
+    out = run_cli("rlgen-watch", f"run={gan_run}", "frames=2", f"record={shot}").stdout
+    assert "showed 2 frames" in out and shot.exists()
+
+
+def test_digit_viewer_keys_pick_resample_and_nudge():
+    import pygame
+
+    from generative.digit_viewer import view_digits
+
+    class Args:
+        frames, record, fps = 3, None, 1000
+
+    def key(k):
+        return pygame.event.Event(pygame.KEYDOWN, key=k, mod=0, unicode="")
+
+    pygame.display.init()
+    script = [[key(pygame.K_7), key(pygame.K_DOWN), key(pygame.K_RIGHT)], [key(pygame.K_SPACE)]]
+    original = pygame.event.get
+    pygame.event.get = lambda: script.pop(0) if script else []
+    seen = []
+    try:
+        result = view_digits(lambda z: seen.append(z.clone()) or torch.zeros(10, 28, 28),
+                             torch.zeros(10, 28, 28), 100, torch.Generator().manual_seed(0), Args)
+    finally:
+        pygame.event.get = original
+    assert result["digit"] == 7 and result["dim"] == 1 and result["resamples"] == 1
+    assert seen[0][0, 1] == pytest.approx(min(1.0, seen[0][0, 1].item()))
+    assert not torch.equal(seen[0], seen[1])  # space drew a new z
