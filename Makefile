@@ -35,6 +35,9 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.cartpole
 	$(BIN)/python -m bench.snake
 	$(BIN)/python -m bench.dqn_sb3
+	$(BIN)/python -m bench.text
+	$(BIN)/python -m bench.vae
+	$(BIN)/python -m bench.acgan
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

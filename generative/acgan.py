@@ -36,6 +36,7 @@ from nn.config import instantiate
 from nn.device import select_device
 from nn.errors import UserError
 from nn.logger import RunLogger
+from nn.preemption import GracefulStop
 from nn.seeding import make_generator, seed_everything
 
 NUM_CLASSES = 10
@@ -99,12 +100,15 @@ def sample_classes(n: int, generator: torch.Generator, device) -> torch.Tensor:
     return torch.randint(0, NUM_CLASSES, (n,), generator=generator, device=device)
 
 
-def discriminator_step(gen, disc, opt_d, real, labels, rng, soft_one: float) -> dict:
-    """Real images (realness soft_one) beside fakes from the generator in inference mode."""
+def discriminator_step(gen, disc, opt_d, real, labels, rng, soft_one: float,
+                       fakes_in_inference_mode: bool = True) -> dict:
+    """Real images (realness soft_one) beside fakes. The original draws the fakes with the
+    generator in inference mode (BatchNorm running statistics); the alternative uses batch
+    statistics, the same mode the generator step trains in."""
     n = len(real)
     z = sample_z(n, gen.latent_size, rng, real.device)
     requested = sample_classes(n, rng, real.device)
-    gen.eval()
+    gen.train(not fakes_in_inference_mode)
     with torch.no_grad():
         fake = gen(z, requested)
     gen.train()
@@ -232,6 +236,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                        purge_step=step + 1 if step else None)
     logger.info(f"training {cfg.name} on {device}: {data.name}, {len(images)} images, "
                 f"{batches} batches per epoch; run dir {run_dir}")
+    stop, stopped = GracefulStop.install(), None
     for epoch in range(start + 1, algo.epochs + 1):
         t0 = time.perf_counter()
         order = (torch.randperm(len(images), generator=rng, device=device) if algo.shuffle
@@ -239,7 +244,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         sums = {}
         for index in order.split(algo.batch_size):
             d = discriminator_step(gen, disc, opt_d, images[index], labels[index], rng,
-                                   algo.soft_one)
+                                   algo.soft_one, algo.fakes_in_inference_mode)
             g = generator_step(gen, disc, opt_g, 2 * len(index), rng, algo.soft_one, device)
             step += 1
             values = {k: v.item() for k, v in {**d, **g}.items()}
@@ -271,15 +276,23 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         logger.info(f"epoch {epoch}: dLoss {record['dLoss']:.4f}, gLoss {record['gLoss']:.4f}, "
                     f"{record['steps_per_second']:.2f} steps/s"
                     + (f", class accuracy {record['class_accuracy']:.3f}" if judge else ""))
+        if stop.requested:
+            stopped = stop.message(f"epoch {epoch}", run_dir)
+            break
+    stop.restore()
 
     last = history[-1] if history else {}
     metrics = {"experiment": cfg.name, "seed": cfg.seed, "device": str(device),
                "dataset": data.name, "train_images": len(images), "epochs": last.get("epoch", 0),
                "steps": step, "final_dLoss": last.get("dLoss"), "final_gLoss": last.get("gLoss"),
                "best_class_accuracy": best if judge else None,
-               "train_seconds": round(elapsed, 2), "history": history}
+               "train_seconds": round(elapsed, 2),
+               "status": "stopped" if stopped else "finished", "history": history}
     logger.finish(metrics, {"final_dLoss": metrics["final_dLoss"],
                             "final_gLoss": metrics["final_gLoss"]})
+    if stopped:
+        print(stopped, flush=True)
+        return metrics
     print(f"{cfg.name} seed {cfg.seed}: {metrics['epochs']} epochs ({step} steps) in "
           f"{elapsed:.0f}s, final dLoss {metrics['final_dLoss']:.3f}, gLoss "
           f"{metrics['final_gLoss']:.3f}; run dir {run_dir}", flush=True)

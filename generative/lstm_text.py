@@ -32,6 +32,7 @@ from nn.config import instantiate
 from nn.device import select_device
 from nn.errors import UserError
 from nn.logger import RunLogger
+from nn.preemption import GracefulStop
 from nn.seeding import make_generator, seed_everything
 
 VAL_CONTEXT = 100  # characters of preceding text each validation segment starts from
@@ -278,6 +279,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
 
     start_epoch, step, best, history, elapsed = 0, 0, math.inf, [], 0.0
     lstm_state = None  # carried across chunks (and epochs) by the all_positions objective
+    step_time = 0.0
     if cfg.resume:
         path = checkpoint_path(cfg.resume, "last")
         payload = load_checkpoint(path)
@@ -294,6 +296,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         meta = payload["meta"]
         start_epoch, step, best = meta["epoch"], meta["step"], meta["best_val_loss"]
         history, elapsed = meta["history"], meta["train_seconds"]
+        step_time = history[-1]["step_seconds"] if history else 0.0
         if isinstance(sampler, StreamSampler):
             sampler.position, sampler.offset = meta["stream_position"], meta["stream_offset"]
             lstm_state = [(h.to(device), c.to(device)) for h, c in state["lstm_state"]] \
@@ -315,7 +318,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     logger.info(f"training {cfg.name} on {device}: corpus {corpus.name} "
                 f"({len(corpus.train_text):,} training, {len(corpus.val_text):,} validation "
                 f"characters, {len(corpus.chars)} distinct); run dir {run_dir}")
-    stop = False
+    out_of_time = False
+    stop, stopped = GracefulStop.install(), None
     for epoch in range(start_epoch + 1, algo.epochs + 1):
         t0 = time.perf_counter()
         loss_sum, batches, examples, chars_in = 0.0, 0, 0, 0
@@ -339,9 +343,10 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             examples += x.shape[1]
             chars_in += x.numel()
             if algo.max_seconds is not None and elapsed + time.perf_counter() - t0 >= algo.max_seconds:
-                stop = True
+                out_of_time = True
                 break
         train_time = time.perf_counter() - t0
+        step_time += train_time  # training steps only; train_seconds adds evaluation
         val = validation_loss(model, ids, corpus.val_start, algo, autocast)
         if not math.isfinite(val) or not math.isfinite(loss_sum):
             raise UserError(f"loss became non-finite in epoch {epoch} (step {step}); the last "
@@ -352,7 +357,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         record = {"epoch": epoch, "step": step, "loss": loss_sum / batches, "val_loss": val,
                   "val_bpc": val / math.log(2), "chars_per_second": chars_in / train_time,
                   "examples_per_second": examples / train_time,
-                  "lr": scheduler.get_last_lr()[0], "train_seconds": round(elapsed, 2)}
+                  "lr": scheduler.get_last_lr()[0], "train_seconds": round(elapsed, 2),
+                  "step_seconds": round(step_time, 2)}
         history.append(record)
         logger.scalars(epoch, {k: record[k] for k in ("loss", "val_loss", "val_bpc", "lr",
                                                       "chars_per_second", "examples_per_second")})
@@ -365,8 +371,12 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         logger.info(f"epoch {epoch}: loss {record['loss']:.4f}, val {val:.4f} nats/char "
                     f"({record['val_bpc']:.3f} bpc), {record['chars_per_second']:.0f} chars/s, "
                     f"{elapsed:.0f}s")
-        if stop:
+        if stop.requested:
+            stopped = stop.message(f"epoch {epoch}", run_dir)
             break
+        if out_of_time:
+            break
+    stop.restore()
 
     last = history[-1] if history else {}
     metrics = {"experiment": cfg.name, "seed": cfg.seed, "device": str(device),
@@ -375,9 +385,13 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                "epochs": last.get("epoch", 0), "steps": step,
                "final_val_loss": last.get("val_loss"), "best_val_loss": best if history else None,
                "best_val_bpc": best / math.log(2) if history else None,
-               "train_seconds": round(elapsed, 2), "history": history}
+               "train_seconds": round(elapsed, 2),
+               "status": "stopped" if stopped else "finished", "history": history}
     logger.finish(metrics, {"best_val_loss": metrics["best_val_loss"],
                             "final_val_loss": metrics["final_val_loss"]})
+    if stopped:
+        print(stopped, flush=True)
+        return metrics
     print(f"{cfg.name} seed {cfg.seed}: {metrics['epochs']} epochs in {elapsed:.0f}s, "
           f"best validation loss {metrics['best_val_loss']:.4f} nats/char "
           f"({metrics['best_val_bpc']:.3f} bits); run dir {run_dir}", flush=True)

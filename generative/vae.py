@@ -35,6 +35,7 @@ from nn.config import instantiate
 from nn.device import select_device
 from nn.errors import UserError
 from nn.logger import RunLogger
+from nn.preemption import GracefulStop
 from nn.seeding import make_generator, seed_everything
 
 IMAGE = 28 * 28
@@ -191,6 +192,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     logger.info(f"training {cfg.name} on {device}: {data.name}, {len(train_x)} training and "
                 f"{len(test_x)} test images; run dir {run_dir}")
     shown = test_x[:10]
+    stop, stopped = GracefulStop.install(), None
     for epoch in range(start + 1, algo.epochs + 1):
         t0 = time.perf_counter()
         order = torch.randperm(len(train_x), generator=shuffle_rng, device=device)
@@ -238,6 +240,10 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         logger.info(f"epoch {epoch}: loss {record['loss']:.2f}, test loss {test['loss']:.2f} "
                     f"(reconstruction {test['reconstruction']:.2f}, KL {test['kl']:.2f}), "
                     f"{record['images_per_second']:.0f} images/s")
+        if stop.requested:
+            stopped = stop.message(f"epoch {epoch}", run_dir)
+            break
+    stop.restore()
 
     last = history[-1] if history else {}
     metrics = {"experiment": cfg.name, "seed": cfg.seed, "device": str(device),
@@ -246,9 +252,13 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                "final_loss": last.get("loss"), "final_test_loss": last.get("test_loss"),
                "final_test_reconstruction": last.get("test_reconstruction"),
                "final_test_kl": last.get("test_kl"), "best_test_loss": best if history else None,
-               "train_seconds": round(elapsed, 2), "history": history}
+               "train_seconds": round(elapsed, 2),
+               "status": "stopped" if stopped else "finished", "history": history}
     logger.finish(metrics, {"best_test_loss": metrics["best_test_loss"],
                             "final_test_loss": metrics["final_test_loss"]})
+    if stopped:
+        print(stopped, flush=True)
+        return metrics
     print(f"{cfg.name} seed {cfg.seed}: {metrics['epochs']} epochs in {elapsed:.0f}s, final "
           f"loss {metrics['final_loss']:.2f}, test loss {metrics['final_test_loss']:.2f}; "
           f"run dir {run_dir}", flush=True)

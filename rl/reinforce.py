@@ -26,6 +26,7 @@ from nn.config import instantiate
 from nn.device import select_device
 from nn.errors import UserError
 from nn.logger import RunLogger
+from nn.preemption import GracefulStop
 from nn.seeding import make_generator, seed_everything
 from rl.play import EvalArgs, WatchArgs, play_batched, rebuild_agent, report, watch_agent
 
@@ -165,6 +166,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     logger.info(f"training {cfg.name} on {device}: {algo.iterations} iterations of "
                 f"{algo.games_per_iteration} games; run dir {run_dir}")
     solved_at = next((h for h in history if h["mean_steps"] >= algo.target_mean_steps), None)
+    stop, stopped = GracefulStop.install(), None
     for iteration in range(start + 1, algo.iterations + 1):
         t0 = time.perf_counter()
         batch = rollout(policy, envs, sampler, cfg.env.max_steps_per_game, on_step)
@@ -199,6 +201,10 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             solved_at = record
         if algo.stop_mean_steps is not None and record["mean_steps"] >= algo.stop_mean_steps:
             break
+        if stop.requested:
+            stopped = stop.message(f"iteration {iteration}", run_dir)
+            break
+    stop.restore()
 
     last = history[-1] if history else {}
     metrics = {
@@ -208,10 +214,14 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         "target_mean_steps": algo.target_mean_steps,
         "solved_iteration": solved_at["iteration"] if solved_at else None,
         "solved_train_seconds": solved_at["train_seconds"] if solved_at else None,
-        "train_seconds": round(elapsed, 3), "history": history,
+        "train_seconds": round(elapsed, 3), "status": "stopped" if stopped else "finished",
+        "history": history,
     }
     logger.finish(metrics, {"best_mean_steps": metrics["best_mean_steps"],
                             "final_mean_steps": metrics["final_mean_steps"]})
+    if stopped:
+        print(stopped, flush=True)
+        return metrics
     solved = (f"reached {algo.target_mean_steps:g} at iteration {metrics['solved_iteration']}"
               if solved_at else f"did not reach {algo.target_mean_steps:g}")
     print(f"{cfg.name} seed {cfg.seed}: {metrics['iterations']} iterations in "

@@ -1,0 +1,96 @@
+"""`rlgen-runs [DIR ...] [--json]`: a table of the run dirs under DIR (default runs/),
+so a sweep can be compared at a glance: experiment, the overrides that differ between
+the listed runs, seed, status, best metric and training time."""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+
+def find_runs(roots: list[Path]) -> list[Path]:
+    """Every folder holding a `.hydra/config.yaml` (a run dir), sorted by path."""
+    found = set()
+    for root in roots:
+        if (root / ".hydra" / "config.yaml").is_file():
+            found.add(root)
+        found.update(p.parent.parent for p in root.glob("**/.hydra/config.yaml"))
+    return sorted(found)
+
+
+def best_metric(metrics: dict) -> tuple[str | None, float | None]:
+    """The run's headline: the first `best_*` figure its trainer reported."""
+    for key, value in metrics.items():
+        if key.startswith("best_") and isinstance(value, (int, float)):
+            return key[len("best_"):], value
+    return None, None
+
+
+def describe(run: Path) -> dict:
+    config = yaml.safe_load((run / ".hydra" / "config.yaml").read_text()) or {}
+    overrides_file = run / ".hydra" / "overrides.yaml"
+    overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
+    metrics_file = run / "metrics.json"
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    metric, value = best_metric(metrics)
+    if metrics:
+        status = metrics.get("status", "finished")  # "stopped" after a signal
+    elif (run / "checkpoints" / "last.pt").is_file():
+        status = "stopped"  # saved at least once, no final metrics (yet)
+    else:
+        status = "no checkpoint"
+    return {"run": str(run), "experiment": config.get("name"), "seed": config.get("seed"),
+            "overrides": [o for o in overrides or [] if not o.startswith(("seed=", "hydra"))],
+            "status": status, "metric": metric, "best": value,
+            "train_seconds": metrics.get("train_seconds")}
+
+
+def differing(rows: list[dict]) -> None:
+    """Keep in each row only the overrides not shared by every listed run."""
+    if not rows:
+        return
+    common = set.intersection(*(set(r["overrides"]) for r in rows)) if len(rows) > 1 else set()
+    for row in rows:
+        row["overrides"] = [o for o in row["overrides"] if o not in common]
+
+
+def format_table(rows: list[dict]) -> str:
+    header = ["run", "experiment", "overrides", "seed", "status", "best", "time"]
+    lines = [[r["run"], str(r["experiment"]), " ".join(r["overrides"]) or "-", str(r["seed"]),
+              r["status"],
+              f"{r['metric']}={r['best']:.4g}" if r["best"] is not None else "-",
+              f"{r['train_seconds']:.0f}s" if r["train_seconds"] is not None else "-"]
+             for r in rows]
+    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
+    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
+    out += ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) for line in lines]
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="rlgen-runs", description=__doc__)
+    parser.add_argument("dirs", nargs="*", default=["runs"], help="run dirs or folders of them")
+    parser.add_argument("--json", action="store_true", help="one JSON list instead of a table")
+    args = parser.parse_args(argv)
+    roots = [Path(d) for d in args.dirs]
+    missing = [str(r) for r in roots if not r.is_dir()]
+    if missing:
+        print(f"rlgen-runs: error: no such folder: {', '.join(missing)}", file=sys.stderr)
+        sys.exit(2)
+    rows = []
+    for run in find_runs(roots):
+        try:
+            rows.append(describe(run))
+        except (OSError, ValueError, yaml.YAMLError) as err:
+            rows.append({"run": str(run), "experiment": None, "seed": None, "overrides": [],
+                         "status": f"unreadable ({type(err).__name__})", "metric": None,
+                         "best": None, "train_seconds": None})
+    differing(rows)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif rows:
+        print(format_table(rows))
+    else:
+        print(f"no run dirs under {', '.join(map(str, roots))}")
