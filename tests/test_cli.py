@@ -9,7 +9,7 @@ import torch
 from conftest import TINY, compose, error_line, run_cli
 from PIL import Image
 
-from nn.config import instantiate
+from nn.config import import_trainer, instantiate
 
 EXPERIMENTS = sorted(p.stem for p in Path("conf/experiment").glob("*.yaml"))
 
@@ -18,9 +18,18 @@ EXPERIMENTS = sorted(p.stem for p in Path("conf/experiment").glob("*.yaml"))
 def test_every_experiment_composes_and_instantiates(experiment):
     cfg = compose(f"experiment={experiment}")
     assert cfg.name == experiment
-    env = instantiate(cfg.env)
-    policy = instantiate(cfg.model, in_shape=list(env.observation_space.shape), out_features=1)
-    instantiate(cfg.algo.optimizer)(policy.parameters(), lr=cfg.algo.lr)
+    if cfg.env is not None:  # RL: the network's shape comes from the env
+        env = instantiate(cfg.env)
+        nets = [instantiate(cfg.model, in_shape=list(env.observation_space.shape),
+                            out_features=1)]
+    elif cfg.trainer == "generative.lstm_text":
+        nets = [import_trainer(cfg.trainer).build_model(cfg, vocab_size=84)]
+    elif cfg.trainer == "generative.acgan":
+        nets = list(import_trainer(cfg.trainer).build_nets(cfg))
+    else:
+        nets = [import_trainer(cfg.trainer).build_model(cfg)]
+    for net in nets:
+        instantiate(cfg.algo.optimizer)(net.parameters(), lr=cfg.algo.lr)
 
 
 def test_faithful_config_has_the_book_defaults():
