@@ -222,6 +222,7 @@ class ACGANTrainConfig:
     soft_one: float = MISSING  # realness label of real images (and of fakes, for the generator)
     fakes_in_inference_mode: bool = MISSING  # discriminator step: G's BatchNorm running stats
     shuffle: bool = MISSING  # reshuffle each epoch (the original: file order)
+    ema_decay: float | None = None  # draw digits from an average of the generator's weights
     judge: str | None = None  # an mnist_cnn run dir: score each epoch, keep the best
     judge_per_class: int = MISSING
 

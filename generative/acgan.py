@@ -11,6 +11,7 @@ step on twice as many fakes through the frozen discriminator, asking for realnes
 cross-entropy on the class.
 """
 
+import copy
 import json
 import math
 import time
@@ -188,6 +189,15 @@ def judge_images(judge, images: torch.Tensor, requested: torch.Tensor) -> dict:
             "features": torch.cat(feats)}
 
 
+@torch.no_grad()
+def update_average(average: nn.Module, current: nn.Module, decay: float) -> None:
+    """Exponential moving average of the generator's weights (BatchNorm statistics copied)."""
+    for avg, cur in zip(average.parameters(), current.parameters(), strict=True):
+        avg.lerp_(cur, 1 - decay)
+    for avg, cur in zip(average.buffers(), current.buffers(), strict=True):
+        avg.copy_(cur)
+
+
 def build_nets(cfg):
     return instantiate(cfg.model.generator), instantiate(cfg.model.discriminator)
 
@@ -205,6 +215,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     rng = make_generator(cfg.seed + 1, device)
     fixed_z = sample_z(10, gen.latent_size, make_generator(cfg.seed + 2, device), device)
     judge = load_judge(algo.judge, device) if algo.judge else None
+    # with ema_decay, digits are drawn (and saved as "generator") from averaged weights
+    averaged = copy.deepcopy(gen) if algo.ema_decay is not None else None
+    drawer = averaged if averaged is not None else gen
     resolved = OmegaConf.to_container(cfg, resolve=True)
     ckpt_dir = run_dir / "checkpoints"
     start, step, best, history, elapsed = 0, 0, -1.0, [], 0.0
@@ -213,9 +226,11 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         payload = load_checkpoint(path)
         require_experiment(payload, cfg.name, path)
         state = payload["state"]
-        for module, key in ((gen, "generator"), (disc, "discriminator"), (opt_g, "opt_g"),
-                            (opt_d, "opt_d")):
+        for module, key in ((gen, "generator_raw" if averaged else "generator"),
+                            (disc, "discriminator"), (opt_g, "opt_g"), (opt_d, "opt_d")):
             module.load_state_dict(state[key])
+        if averaged is not None:
+            averaged.load_state_dict(state["generator"])
         rng.set_state(state["rng"])
         torch.set_rng_state(state["torch_rng"])
         meta = payload["meta"]
@@ -223,7 +238,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         history, elapsed = meta["history"], meta["train_seconds"]
 
     def save(name: str, epoch: int) -> None:
-        state = {"generator": gen.state_dict(), "discriminator": disc.state_dict(),
+        state = {"generator": drawer.state_dict(), "discriminator": disc.state_dict(),
+                 **({"generator_raw": gen.state_dict()} if averaged is not None else {}),
                  "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
                  "rng": rng.get_state(), "torch_rng": torch.get_rng_state()}
         save_checkpoint(ckpt_dir / f"{name}.pt", experiment=cfg.name, trainer=cfg.trainer,
@@ -246,6 +262,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             d = discriminator_step(gen, disc, opt_d, images[index], labels[index], rng,
                                    algo.soft_one, algo.fakes_in_inference_mode)
             g = generator_step(gen, disc, opt_g, 2 * len(index), rng, algo.soft_one, device)
+            if averaged is not None:
+                update_average(averaged, gen, algo.ema_decay)
             step += 1
             values = {k: v.item() for k, v in {**d, **g}.items()}
             if not all(math.isfinite(v) for v in values.values()):
@@ -259,12 +277,12 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         record = {"epoch": epoch, "step": step, **{k: v / batches for k, v in sums.items()},
                   "steps_per_second": batches / seconds, "train_seconds": round(elapsed, 2)}
         if judge is not None:
-            fakes, requested = generate_per_class(gen, algo.judge_per_class, rng, device)
+            fakes, requested = generate_per_class(drawer, algo.judge_per_class, rng, device)
             record["class_accuracy"] = judge_images(judge, fakes, requested)["class_accuracy"]
             logger.scalars(epoch, {"judge/class_accuracy": record["class_accuracy"]})
         history.append(record)
         logger.scalars(epoch, {"steps_per_second": record["steps_per_second"]})
-        logger.writer.add_image("digits", digit_grid(gen, fixed_z, list(range(10))), epoch,
+        logger.writer.add_image("digits", digit_grid(drawer, fixed_z, list(range(10))), epoch,
                                 dataformats="HW")
         save("last", epoch)
         # with a judge, best = the highest class accuracy; without one, the latest
@@ -289,13 +307,10 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                "train_seconds": round(elapsed, 2),
                "status": "stopped" if stopped else "finished", "history": history}
     logger.finish(metrics, {"final_dLoss": metrics["final_dLoss"],
-                            "final_gLoss": metrics["final_gLoss"]})
-    if stopped:
-        print(stopped, flush=True)
-        return metrics
-    print(f"{cfg.name} seed {cfg.seed}: {metrics['epochs']} epochs ({step} steps) in "
-          f"{elapsed:.0f}s, final dLoss {metrics['final_dLoss']:.3f}, gLoss "
-          f"{metrics['final_gLoss']:.3f}; run dir {run_dir}", flush=True)
+                            "final_gLoss": metrics["final_gLoss"]}, stopped=stopped,
+                  summary=f"{cfg.name} seed {cfg.seed}: {metrics['epochs']} epochs ({step} steps) in "
+                  f"{elapsed:.0f}s, final dLoss {metrics['final_dLoss']:.3f}, gLoss "
+                  f"{metrics['final_gLoss']:.3f}; run dir {run_dir}")
     return metrics
 
 

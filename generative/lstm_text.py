@@ -388,13 +388,10 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                "train_seconds": round(elapsed, 2),
                "status": "stopped" if stopped else "finished", "history": history}
     logger.finish(metrics, {"best_val_loss": metrics["best_val_loss"],
-                            "final_val_loss": metrics["final_val_loss"]})
-    if stopped:
-        print(stopped, flush=True)
-        return metrics
-    print(f"{cfg.name} seed {cfg.seed}: {metrics['epochs']} epochs in {elapsed:.0f}s, "
-          f"best validation loss {metrics['best_val_loss']:.4f} nats/char "
-          f"({metrics['best_val_bpc']:.3f} bits); run dir {run_dir}", flush=True)
+                            "final_val_loss": metrics["final_val_loss"]}, stopped=stopped,
+                  summary=f"{cfg.name} seed {cfg.seed}: {metrics['epochs']} epochs in {elapsed:.0f}s, "
+                  f"best validation loss {metrics['best_val_loss']:.4f} nats/char "
+                  f"({metrics['best_val_bpc']:.3f} bits); run dir {run_dir}")
     return metrics
 
 

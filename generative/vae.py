@@ -255,13 +255,10 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                "train_seconds": round(elapsed, 2),
                "status": "stopped" if stopped else "finished", "history": history}
     logger.finish(metrics, {"best_test_loss": metrics["best_test_loss"],
-                            "final_test_loss": metrics["final_test_loss"]})
-    if stopped:
-        print(stopped, flush=True)
-        return metrics
-    print(f"{cfg.name} seed {cfg.seed}: {metrics['epochs']} epochs in {elapsed:.0f}s, final "
-          f"loss {metrics['final_loss']:.2f}, test loss {metrics['final_test_loss']:.2f}; "
-          f"run dir {run_dir}", flush=True)
+                            "final_test_loss": metrics["final_test_loss"]}, stopped=stopped,
+                  summary=f"{cfg.name} seed {cfg.seed}: {metrics['epochs']} epochs in {elapsed:.0f}s, final "
+                  f"loss {metrics['final_loss']:.2f}, test loss {metrics['final_test_loss']:.2f}; "
+                  f"run dir {run_dir}")
     return metrics
 
 

@@ -58,8 +58,10 @@ class RunLogger:
     def info(self, message: str) -> None:
         log.info(message)
 
-    def finish(self, metrics: dict, hparam_metrics: dict[str, float]) -> None:
-        """Write metrics.json and the HParams summary, then close everything."""
+    def finish(self, metrics: dict, hparam_metrics: dict[str, float], summary: str = "",
+               stopped: str | None = None) -> None:
+        """Write metrics.json and the HParams summary, close everything, then print the
+        run's one-line summary (or, after a signal, how to resume it)."""
         self.bar.close()
         clean = {k: v for k, v in hparam_metrics.items() if v is not None and math.isfinite(v)}
         for summary in hparams(flat_hparams(self.config), clean):
@@ -68,3 +70,5 @@ class RunLogger:
             self.writer.add_scalar(tag, value)
         self.writer.close()
         write_json(self.run_dir / "metrics.json", metrics)
+        if stopped or summary:
+            print(stopped or summary, flush=True)

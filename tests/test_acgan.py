@@ -187,3 +187,13 @@ def test_digit_viewer_keys_pick_resample_and_nudge():
     assert result["digit"] == 7 and result["dim"] == 1 and result["resamples"] == 1
     assert seen[0][0, 1] == pytest.approx(min(1.0, seen[0][0, 1].item()))
     assert not torch.equal(seen[0], seen[1])  # space drew a new z
+
+
+def test_moving_average_of_generator_weights():
+    gen, _ = nets()
+    average = acgan.Generator(100)
+    before = average.dense.weight.clone()
+    gen.up[2].running_mean.fill_(0.5)
+    acgan.update_average(average, gen, 0.9)
+    torch.testing.assert_close(average.dense.weight, 0.9 * before + 0.1 * gen.dense.weight)
+    assert torch.all(average.up[2].running_mean == 0.5)  # statistics are copied, not averaged
