@@ -64,8 +64,8 @@ class RunLogger:
         run's one-line summary (or, after a signal, how to resume it)."""
         self.bar.close()
         clean = {k: v for k, v in hparam_metrics.items() if v is not None and math.isfinite(v)}
-        for summary in hparams(flat_hparams(self.config), clean):
-            self.writer.file_writer.add_summary(summary)
+        for record in hparams(flat_hparams(self.config), clean):
+            self.writer.file_writer.add_summary(record)
         for tag, value in clean.items():
             self.writer.add_scalar(tag, value)
         self.writer.close()

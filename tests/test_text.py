@@ -198,9 +198,10 @@ def test_book_recipe_defaults_and_a_misspelt_key():
 
 
 def test_faithful_recipe_trains_a_few_windows(tmp_path):
-    run_cli("rlgen-train", "experiment=lstm_text", "algo.epochs=1", "algo.examples_per_epoch=256",
-            "algo.val_positions=256", "algo.display_length=10", "device=cpu",
-            f"hydra.run.dir={tmp_path / 'run'}")
+    out = run_cli("rlgen-train", "experiment=lstm_text", "algo.epochs=1",
+                  "algo.examples_per_epoch=256", "algo.val_positions=256",
+                  "algo.display_length=10", "device=cpu", f"hydra.run.dir={tmp_path / 'run'}").stdout
+    assert out.strip().splitlines()[-1].startswith("lstm_text seed 0: 1 epochs in ")
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["steps"] == 2 and math.isfinite(metrics["best_val_loss"])
 
