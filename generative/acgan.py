@@ -27,11 +27,12 @@ from generative.classifier import load_judge, to_model_input
 from generative.datasets import load_images
 from nn.blocks import glorot_normal_
 from nn.checkpoint import (
-    atomic_write,
     checkpoint_path,
     load_checkpoint,
+    load_weights,
     require_experiment,
     save_checkpoint,
+    write_png,
 )
 from nn.config import instantiate
 from nn.device import select_device
@@ -351,12 +352,7 @@ class WatchArgs:
 def load_generator(payload: dict, device) -> tuple[DictConfig, Generator]:
     cfg = OmegaConf.create(payload["config"])
     gen, _ = build_nets(cfg)
-    try:
-        gen.load_state_dict(payload["state"]["generator"])
-    except (KeyError, RuntimeError) as err:
-        raise UserError("checkpoint's generator weights do not fit its own model config; the "
-                        "file is damaged or foreign") from err
-    return cfg, gen.to(device).eval()
+    return cfg, load_weights(gen, payload, "generator").to(device).eval()
 
 
 def evaluate(payload: dict, args) -> dict:
@@ -397,15 +393,8 @@ def generate(payload: dict, args) -> Path:
         raise UserError(f"digits={args.digits!r} must be a string of digits 0-9, e.g. 0123456789")
     if args.n < 1:
         raise UserError("n must be at least 1")
-    out = Path(args.out)
-    if not out.parent.is_dir():
-        raise UserError(f"cannot write {out}: folder {out.parent} does not exist")
     z = sample_z(args.n, gen.latent_size, make_generator(args.seed, device), device)
-    grid = digit_grid(gen, z, [int(c) for c in args.digits])
-    from PIL import Image
-
-    pixels = (grid.clamp(0, 1) * 255).round().byte().numpy()
-    atomic_write(out, lambda tmp: Image.fromarray(pixels).save(tmp, format="PNG"))
+    out = write_png(Path(args.out), digit_grid(gen, z, [int(c) for c in args.digits]))
     print(f"wrote {len(args.digits)} rows of {args.n} digits to {out}", flush=True)
     return out
 

@@ -20,7 +20,13 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from torch import nn
 
 from generative.datasets import load_images
-from nn.checkpoint import checkpoint_path, load_checkpoint, require_experiment, save_checkpoint
+from nn.checkpoint import (
+    checkpoint_path,
+    load_checkpoint,
+    load_weights,
+    require_experiment,
+    save_checkpoint,
+)
 from nn.config import instantiate
 from nn.device import select_device
 from nn.errors import UserError
@@ -150,12 +156,8 @@ def load_judge(run: str, device: torch.device) -> nn.Module:
     path = checkpoint_path(run, "best")
     payload = load_checkpoint(path)
     require_experiment(payload, "mnist_cnn", path)
-    model = build_model(OmegaConf.create(payload["config"])).to(device)
-    try:
-        model.load_state_dict(payload["state"]["model"])
-    except (KeyError, RuntimeError) as err:
-        raise UserError(f"{path}: judge weights do not fit its own model config") from err
-    return model.eval()
+    return load_weights(build_model(OmegaConf.create(payload["config"])).to(device), payload,
+                        "model").eval()
 
 
 @dataclass
@@ -168,8 +170,7 @@ class EvalArgs:
 def evaluate(payload: dict, args) -> dict:
     device = select_device(args.device)
     cfg = OmegaConf.create(payload["config"])
-    model = build_model(cfg).to(device)
-    model.load_state_dict(payload["state"]["model"])
+    model = load_weights(build_model(cfg).to(device), payload, "model").eval()
     data = load_images(cfg.data)
     acc = accuracy(model, to_model_input(data.test_images).to(device), data.test_labels.to(device))
     summary = {"experiment": payload["experiment"], "dataset": data.name,

@@ -11,7 +11,7 @@ import os
 import numpy as np
 import torch
 
-from nn.errors import UserError
+from nn.viewer import open_window
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 
@@ -31,14 +31,9 @@ def view_digits(draw, real: torch.Tensor, latent_size: int, generator: torch.Gen
     """`draw(z [1, latent]) -> images [10, 28, 28] in [0, 1]`; `real`: [10, 28, 28]."""
     import pygame
 
-    pygame.display.init()
-    pygame.font.init()
     width = max(10 * CELL, BIG + 20 + latent_size * 3) + 20
-    try:
-        screen = pygame.display.set_mode((width, 2 * CELL + BIG + 90))
-    except pygame.error as err:
-        raise UserError(f"cannot open a window ({err}); run under a display") from err
-    pygame.display.set_caption("rlgen ACGAN: space resamples z, 0-9 picks, arrows nudge z, Esc")
+    screen = open_window((width, 2 * CELL + BIG + 90),
+                         "rlgen ACGAN: space resamples z, 0-9 picks, arrows nudge z, Esc")
     font = pygame.font.SysFont(None, 20)
     clock = pygame.time.Clock()
 

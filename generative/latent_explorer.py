@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from nn.errors import UserError
+from nn.viewer import open_window
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 
@@ -35,13 +35,8 @@ def explore(decode, z: np.ndarray, labels: np.ndarray, classes: list[str], args)
     `args.frames` frames; the mouse may also be moved by posted events (tests)."""
     import pygame
 
-    pygame.display.init()
-    pygame.font.init()
-    try:
-        screen = pygame.display.set_mode((PLANE + IMAGE + 40, PLANE + 40))
-    except pygame.error as err:
-        raise UserError(f"cannot open a window ({err}); run under a display") from err
-    pygame.display.set_caption("rlgen latent explorer: move the mouse; arrows/+/- zoom, Esc quits")
+    screen = open_window((PLANE + IMAGE + 40, PLANE + 40),
+                         "rlgen latent explorer: move the mouse; arrows/+/- zoom, Esc quits")
     font = pygame.font.SysFont(None, 20)
     clock = pygame.time.Clock()
     extent, mouse = float(args.range), (PLANE // 2, PLANE // 2)

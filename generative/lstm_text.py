@@ -27,7 +27,13 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from torch import nn
 
 from generative.corpus import Corpus, load_corpus
-from nn.checkpoint import checkpoint_path, load_checkpoint, require_experiment, save_checkpoint
+from nn.checkpoint import (
+    checkpoint_path,
+    load_checkpoint,
+    load_weights,
+    require_experiment,
+    save_checkpoint,
+)
 from nn.config import instantiate
 from nn.device import select_device
 from nn.errors import UserError
@@ -263,9 +269,10 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     data_rng = make_generator(cfg.seed + 1, device)
     sampler_cls = StreamSampler if algo.objective == "all_positions" else WindowSampler
     sampler = sampler_cls(train_ids, algo, data_rng)
-    steps_per_epoch = math.ceil(algo.examples_per_epoch / algo.batch_size)
-    if algo.objective == "all_positions":
-        steps_per_epoch = algo.examples_per_epoch // algo.batch_size
+    # a last partial batch of windows counts; streams advance in whole batches only
+    steps_per_epoch = (algo.examples_per_epoch // algo.batch_size
+                       if algo.objective == "all_positions"
+                       else math.ceil(algo.examples_per_epoch / algo.batch_size))
     total_steps = steps_per_epoch * algo.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, algo, total_steps))
@@ -438,13 +445,7 @@ class EvalArgs:
 def load_model(payload: dict, device: torch.device):
     cfg = OmegaConf.create(payload["config"])
     chars = payload["meta"]["chars"]
-    model = build_model(cfg, len(chars)).to(device)
-    try:
-        model.load_state_dict(payload["state"]["model"])
-    except (KeyError, RuntimeError) as err:
-        raise UserError("checkpoint's model weights do not fit its own model config; the file "
-                        "is damaged or foreign") from err
-    model.eval()
+    model = load_weights(build_model(cfg, len(chars)).to(device), payload, "model").eval()
     return cfg, chars, model
 
 

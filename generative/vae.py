@@ -25,11 +25,12 @@ from torch import nn
 from generative.datasets import ImageData, load_images
 from nn.blocks import init_weights
 from nn.checkpoint import (
-    atomic_write,
     checkpoint_path,
     load_checkpoint,
+    load_weights,
     require_experiment,
     save_checkpoint,
+    write_png,
 )
 from nn.config import instantiate
 from nn.device import select_device
@@ -296,31 +297,15 @@ class WatchArgs:
 
 def load_model(payload: dict, device: torch.device):
     cfg = OmegaConf.create(payload["config"])
-    model = build_model(cfg).to(device)
-    try:
-        model.load_state_dict(payload["state"]["model"])
-    except (KeyError, RuntimeError) as err:
-        raise UserError("checkpoint's model weights do not fit its own model config; the file "
-                        "is damaged or foreign") from err
-    model.eval()
+    model = load_weights(build_model(cfg).to(device), payload, "model").eval()
     return cfg, model
-
-
-def save_png(image: torch.Tensor, path: Path) -> None:
-    from PIL import Image
-
-    pixels = (image.clamp(0, 1) * 255).round().byte().numpy()
-    atomic_write(Path(path), lambda tmp: Image.fromarray(pixels).save(tmp, format="PNG"))
 
 
 def generate(payload: dict, args) -> Path:
     cfg, model = load_model(payload, select_device(args.device))
     if args.grid < 1 or args.range <= 0:
         raise UserError("grid must be at least 1 and range above 0")
-    out = Path(args.out)
-    if not out.parent.is_dir():
-        raise UserError(f"cannot write {out}: folder {out.parent} does not exist")
-    save_png(latent_grid(model, args.grid, args.range), out)
+    out = write_png(Path(args.out), latent_grid(model, args.grid, args.range))
     print(f"wrote a {args.grid}x{args.grid} latent grid over [-{args.range:g}, {args.range:g}] "
           f"to {out}", flush=True)
     return out

@@ -38,6 +38,29 @@ def write_json(path: Path, data: dict) -> None:
     atomic_write(Path(path), lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2) + "\n"))
 
 
+def write_png(path: Path, image: torch.Tensor) -> Path:
+    """A [H, W] image in [0, 1] as an 8-bit grey PNG, written atomically."""
+    from PIL import Image
+
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise UserError(f"cannot write {path}: folder {path.parent} does not exist")
+    pixels = (image.detach().cpu().clamp(0, 1) * 255).round().byte().numpy()
+    atomic_write(path, lambda tmp: Image.fromarray(pixels).save(tmp, format="PNG"))
+    return path
+
+
+def load_weights(module: torch.nn.Module, payload: dict, key: str) -> torch.nn.Module:
+    """Load `payload["state"][key]` into a module built from the checkpoint's own config;
+    a mismatch means the file is damaged or foreign."""
+    try:
+        module.load_state_dict(payload["state"][key])
+    except (KeyError, RuntimeError) as err:
+        raise UserError(f"checkpoint's {key} weights do not fit its own model config; the "
+                        "file is damaged or foreign") from err
+    return module
+
+
 def save_checkpoint(path: Path, *, experiment: str, trainer: str, config: dict,
                     state: dict[str, Any], **meta: Any) -> None:
     payload = {

@@ -72,6 +72,20 @@ class Viewer:
 
 
 
+def open_window(size: tuple[int, int], caption: str):
+    """A pygame window (fonts ready), or one clear line when there is no display."""
+    import pygame
+
+    pygame.display.init()
+    pygame.font.init()
+    try:
+        screen = pygame.display.set_mode(size)
+    except pygame.error as err:
+        raise UserError(f"cannot open a window ({err}); run under a display") from err
+    pygame.display.set_caption(caption)
+    return screen
+
+
 def play_by_hand(env, fps: float | None = None, frames: int | None = None) -> dict:
     """A person plays `env` with the arrow keys (the env's `human_action` maps them)."""
     import pygame

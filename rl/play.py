@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from omegaconf import MISSING, OmegaConf
 
+from nn.checkpoint import load_weights
 from nn.config import instantiate
 from nn.errors import UserError
 from nn.viewer import Viewer
@@ -70,12 +71,7 @@ def rebuild_agent(payload: dict, build, state_key: str, device: torch.device):
     cfg = OmegaConf.create(payload["config"])
     env = instantiate(cfg.env)
     network = build(cfg, env).to(device)
-    try:
-        network.load_state_dict(payload["state"][state_key])
-    except (KeyError, RuntimeError) as err:
-        raise UserError(f"checkpoint's {state_key} weights do not fit its own model config; "
-                        "the file is damaged or foreign") from err
-    network.eval()
+    load_weights(network, payload, state_key).eval()
     return cfg, env, network
 
 
