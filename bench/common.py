@@ -21,13 +21,13 @@ def compose(*overrides):
         return hydra_compose(config_name="config", overrides=list(overrides))
 
 
-def train_quiet(train, *overrides) -> dict:
+def train_quiet(train, *overrides, device: str = "cpu") -> dict:
     """Run `train` (an algorithm module's) on a composed config in a temporary run dir."""
     import logging
 
     logging.getLogger("rlgen").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
-        return train(compose(*overrides, "device=cpu"), Path(tmp))
+        return train(compose(*overrides, f"device={device}"), Path(tmp))
 
 
 def machine() -> str:

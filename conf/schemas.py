@@ -18,6 +18,8 @@ class RunConfig:
     trainer: str = MISSING  # module that trains, evaluates and watches this experiment
     seed: int = MISSING
     device: str = MISSING  # auto | cpu | cuda | cuda:N | mps
+    bf16: bool = False  # bfloat16 autocast of the networks' forward passes
+    compile: bool = False  # torch.compile the networks (first steps are slow: compiling)
     resume: str | None = None  # a run dir to continue
     render: bool = False  # show the games live while training (pygame window)
     env: Any = None
@@ -118,6 +120,7 @@ class DQNConfig:
     stop_reward100: float | None = None  # stop once cumulativeReward100 reaches this
     report_reward100_levels: list[float] = field(default_factory=lambda: [])
     history_every_frames: int = MISSING
+    checkpoint_every_seconds: float = MISSING  # full checkpoint (memory too) for resume
 
 
 @dataclass
@@ -152,7 +155,6 @@ class TextTrainConfig:
     warmup_steps: int = MISSING
     final_lr_fraction: float = MISSING  # cosine: lr at the last step, as a fraction of lr
     max_grad_norm: float | None = None
-    bf16: bool = MISSING  # bfloat16 autocast for the LSTM and output layer
     max_seconds: float | None = None  # wall-time budget, evaluation included
     val_positions: int | None = None  # last_char: evenly spaced validation targets (null: all)
     display_length: int = MISSING  # characters per logged sample

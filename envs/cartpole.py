@@ -213,6 +213,16 @@ class BatchedCartPole:
             self.steps = torch.where(done, 0, self.steps)
         return self.state
 
+    def state_dict(self) -> dict:
+        """Every game's state and the random stream, for a checkpoint."""
+        return {"variables": torch.stack(self.variables), "steps": self.steps,
+                "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.variables = [v.to(self.device, self.dtype).contiguous() for v in state["variables"]]
+        self.steps = state["steps"].to(self.device)
+        self.generator.set_state(state["generator"])
+
     def step(self, push_right: torch.Tensor):
         """Returns (obs, reward, terminated, truncated), each with a leading N dimension."""
         *self.variables, failed = physics_step(*self.variables, push_right.to(self.dtype),

@@ -249,6 +249,18 @@ class BatchedSnake:
             self.eaten[index] = 0
         return self.observation()
 
+    GAME_STATE = ("life", "fruit", "head_y", "head_x", "heading", "length", "steps", "eaten")
+
+    def state_dict(self) -> dict:
+        """Every game's state and the random stream, for a checkpoint."""
+        return {**{name: getattr(self, name) for name in self.GAME_STATE},
+                "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        for name in self.GAME_STATE:
+            setattr(self, name, state[name].to(self.device))
+        self.generator.set_state(state["generator"])
+
     def observation(self) -> torch.Tensor:
         """[N, H, W, 2] uint8: 2 at the head, 1 on the body; 1 on fruit."""
         body = self.life > 0

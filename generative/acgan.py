@@ -35,7 +35,7 @@ from nn.checkpoint import (
     write_png,
 )
 from nn.config import instantiate
-from nn.device import select_device
+from nn.device import maybe_compile, mixed_precision, select_device
 from nn.errors import UserError
 from nn.logger import RunLogger
 from nn.preemption import GracefulStop
@@ -211,6 +211,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     images = to_model_input(data.train_images).to(device)
     labels = data.train_labels.to(device)
     gen, disc = (net.to(device) for net in build_nets(cfg))
+    autocast = mixed_precision(device, cfg.bf16)
     opt_g = instantiate(algo.optimizer)(gen.parameters(), lr=algo.lr)
     opt_d = instantiate(algo.optimizer)(disc.parameters(), lr=algo.lr)
     rng = make_generator(cfg.seed + 1, device)
@@ -219,6 +220,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     # with ema_decay, digits are drawn (and saved as "generator") from averaged weights
     averaged = copy.deepcopy(gen) if algo.ema_decay is not None else None
     drawer = averaged if averaged is not None else gen
+    maybe_compile(gen, cfg.compile)  # after the copy: the average is only drawn from
+    maybe_compile(disc, cfg.compile)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     ckpt_dir = run_dir / "checkpoints"
     start, step, best, history, elapsed = 0, 0, -1.0, [], 0.0
@@ -260,9 +263,11 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                  else torch.arange(len(images), device=device))
         sums = {}
         for index in order.split(algo.batch_size):
-            d = discriminator_step(gen, disc, opt_d, images[index], labels[index], rng,
-                                   algo.soft_one, algo.fakes_in_inference_mode)
-            g = generator_step(gen, disc, opt_g, 2 * len(index), rng, algo.soft_one, device)
+            with autocast:  # the steps' backward passes follow the forward dtypes
+                d = discriminator_step(gen, disc, opt_d, images[index], labels[index], rng,
+                                       algo.soft_one, algo.fakes_in_inference_mode)
+                g = generator_step(gen, disc, opt_g, 2 * len(index), rng, algo.soft_one,
+                                   device)
             if averaged is not None:
                 update_average(averaged, gen, algo.ema_decay)
             step += 1

@@ -28,7 +28,7 @@ from nn.checkpoint import (
     save_checkpoint,
 )
 from nn.config import instantiate
-from nn.device import select_device
+from nn.device import maybe_compile, mixed_precision, select_device
 from nn.errors import UserError
 from nn.logger import RunLogger
 from nn.seeding import make_generator, seed_everything
@@ -86,7 +86,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     data = load_images(cfg.data)
     train_x, train_y = to_model_input(data.train_images).to(device), data.train_labels.to(device)
     test_x, test_y = to_model_input(data.test_images).to(device), data.test_labels.to(device)
-    model = build_model(cfg).to(device)
+    model = maybe_compile(build_model(cfg).to(device), cfg.compile)
+    autocast = mixed_precision(device, cfg.bf16)
     optimizer = instantiate(algo.optimizer)(model.parameters(), lr=algo.lr)
     shuffle_rng = make_generator(cfg.seed + 1, device)
     resolved = OmegaConf.to_container(cfg, resolve=True)
@@ -103,7 +104,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             x = train_x[index]
             if algo.augment_shift:  # random translations of up to augment_shift pixels
                 x = random_shift(x, algo.augment_shift, shuffle_rng)
-            loss = F.cross_entropy(model(x), train_y[index])
+            with autocast:
+                loss = F.cross_entropy(model(x), train_y[index])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -35,7 +35,7 @@ from nn.checkpoint import (
     save_checkpoint,
 )
 from nn.config import instantiate
-from nn.device import select_device
+from nn.device import maybe_compile, mixed_precision, select_device
 from nn.errors import UserError
 from nn.logger import RunLogger
 from nn.preemption import GracefulStop
@@ -264,7 +264,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     corpus = load_corpus(cfg.data)
     ids = torch.tensor(encode(corpus.text, corpus.chars), device=device)
     train_ids = ids[:corpus.val_start]
-    model = build_model(cfg, len(corpus.chars)).to(device)
+    model = maybe_compile(build_model(cfg, len(corpus.chars)).to(device), cfg.compile)
     optimizer = instantiate(algo.optimizer)(model.parameters(), lr=algo.lr)
     data_rng = make_generator(cfg.seed + 1, device)
     sampler_cls = StreamSampler if algo.objective == "all_positions" else WindowSampler
@@ -276,7 +276,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     total_steps = steps_per_epoch * algo.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, algo, total_steps))
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=algo.bf16)
+    autocast = mixed_precision(device, cfg.bf16)
     # the fixed seed slice of the per-epoch samples: drawn once from the validation text
     pick = make_generator(cfg.seed + 2, torch.device("cpu"))
     seed_at = int(torch.randint(len(corpus.val_text) - algo.sample_len, (1,), generator=pick))
@@ -479,7 +479,7 @@ def evaluate(payload: dict, args) -> dict:
         raise UserError("the corpus on this machine differs from the one this run trained on "
                         "(another character set); point data at the same text")
     ids = torch.tensor(encode(corpus.text, chars), device=device)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.algo.bf16)
+    autocast = mixed_precision(device, cfg.get("bf16", False))
     val = validation_loss(model, ids, corpus.val_start, cfg.algo, autocast)
     summary = {"experiment": payload["experiment"], "checkpoint": args.checkpoint,
                "epoch": payload["meta"]["epoch"], "corpus": corpus.name,

@@ -33,7 +33,7 @@ from nn.checkpoint import (
     write_png,
 )
 from nn.config import instantiate
-from nn.device import select_device
+from nn.device import mixed_precision, select_device
 from nn.errors import UserError
 from nn.logger import RunLogger
 from nn.preemption import GracefulStop
@@ -161,6 +161,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     train_x = as_float(data.train_images).to(device)
     test_x = as_float(data.test_images).to(device)
     model = build_model(cfg).to(device)
+    # the loss calls encode and decode, not forward: compile the whole loss instead
+    elbo = torch.compile(elbo_terms) if cfg.compile else elbo_terms
+    autocast = mixed_precision(device, cfg.bf16)
     optimizer = instantiate(algo.optimizer)(model.parameters(), lr=algo.lr)
     shuffle_rng = make_generator(cfg.seed + 1, device)
     noise_rng = make_generator(cfg.seed + 2, device)
@@ -199,8 +202,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         order = torch.randperm(len(train_x), generator=shuffle_rng, device=device)
         loss_sum = 0.0
         for index in order.split(algo.batch_size):
-            reconstruction, kl = elbo_terms(model, train_x[index], algo.likelihood, noise_rng)
-            loss = (reconstruction + kl).mean()
+            with autocast:
+                reconstruction, kl = elbo(model, train_x[index], algo.likelihood, noise_rng)
+                loss = (reconstruction + kl).float().mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -22,3 +22,17 @@ def select_device(name: str = "auto") -> torch.device:
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise UserError(f"device={name!r} asked for MPS but it is not available; use device=auto or cpu")
     return device
+
+
+def mixed_precision(device: torch.device, bf16: bool):
+    """The `bf16` switch: bfloat16 autocast of the forward passes on `device`.
+    Losses and reductions stay float32 (autocast's own policy); weights stay float32."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+
+
+def maybe_compile(module: torch.nn.Module, enabled: bool) -> torch.nn.Module:
+    """The `compile` switch: torch.compile the module in place, so its state_dict keys
+    and checkpoints stay the same as without it."""
+    if enabled:
+        module.compile()
+    return module

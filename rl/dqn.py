@@ -22,17 +22,19 @@ import copy
 import math
 import time
 from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
-from nn.checkpoint import save_checkpoint
+from nn.checkpoint import checkpoint_path, load_checkpoint, load_weights, require_experiment, save_checkpoint
 from nn.config import instantiate
-from nn.device import select_device
+from nn.device import maybe_compile, mixed_precision, select_device
 from nn.errors import UserError
 from nn.logger import RunLogger
+from nn.preemption import GracefulStop
 from nn.seeding import make_generator, seed_everything
 from rl.play import EvalArgs, WatchArgs, play_batched, rebuild_agent, report, watch_agent
 from rl.replay import NStepWindow, ReplayMemory
@@ -55,7 +57,7 @@ def build_q_network(cfg, env) -> torch.nn.Module:
 @torch.no_grad()
 def epsilon_greedy(q_network, obs, epsilon: float, generator) -> torch.Tensor:
     q_network.eval()
-    q = q_network(obs)
+    q = q_network(obs).float()
     n, num_actions = q.shape
     explore = torch.rand(n, generator=generator, device=obs.device) < epsilon
     random = torch.randint(num_actions, (n,), generator=generator, device=obs.device)
@@ -65,9 +67,9 @@ def epsilon_greedy(q_network, obs, epsilon: float, generator) -> torch.Tensor:
 def td_loss(online, target, batch: dict, double_dqn: bool, loss: str):
     """Loss between Q_online(s, a) and r + discount * Q_target(s', a*)."""
     online.train()  # as the original: batch statistics and dropout for the taken Q
-    q_taken = online(batch["obs"]).gather(1, batch["actions"][:, None]).squeeze(1)
+    q_taken = online(batch["obs"]).float().gather(1, batch["actions"][:, None]).squeeze(1)
     with torch.no_grad():
-        next_q = target(batch["next_obs"])
+        next_q = target(batch["next_obs"]).float()
         if double_dqn:
             online.eval()
             best = online(batch["next_obs"]).argmax(1, keepdim=True)
@@ -85,10 +87,35 @@ def td_loss(online, target, batch: dict, double_dqn: bool, loss: str):
     return value, q_taken.detach().mean()
 
 
+@dataclass
+class LoopState:
+    """The training loop's counters and records: with the tensors (nets, optimizer,
+    replay memory, games, random streams) all a resumed run needs."""
+    frame: int = 0
+    games: int = 0
+    updates: int = 0
+    pending_train: int = 0  # frames played since the last training step
+    last_sync: int = 0  # target syncs so far
+    best: float | None = None  # best cumulativeReward100 over 100 full games
+    best_frame: int | None = None
+    reached: dict = field(default_factory=dict)
+    history: list = field(default_factory=list)
+    returns100: deque = field(default_factory=lambda: deque(maxlen=100))
+    eaten100: deque = field(default_factory=lambda: deque(maxlen=100))
+    train_seconds: float = 0.0
+
+    def to_meta(self) -> dict:  # plain lists: checkpoints hold no other Python types
+        return {**vars(self), "returns100": list(self.returns100),
+                "eaten100": list(self.eaten100)}
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> "LoopState":
+        return cls(**{**meta, "returns100": deque(meta["returns100"], maxlen=100),
+                      "eaten100": deque(meta["eaten100"], maxlen=100)})
+
+
 def train(cfg: DictConfig, run_dir: Path) -> dict:
     algo = cfg.algo
-    if cfg.resume:
-        raise UserError("resume is not supported for DQN runs yet; start a new run")
     device = select_device(cfg.device)
     seed_everything(cfg.seed)
     env = instantiate(cfg.env)
@@ -103,119 +130,170 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                           envs.observation_dtype, device)
     window = NStepWindow(algo.n_step, algo.gamma)
     generator = make_generator(cfg.seed + 1, device)
+    autocast = mixed_precision(device, cfg.bf16)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     ckpt_dir = run_dir / "checkpoints"
     counts_fruit = hasattr(envs, "eaten")
+    obs = envs.reset()
+    game_return = torch.zeros(algo.num_envs, device=device)
+    loss = q_mean = torch.zeros((), device=device)
+    loop = LoopState()
+
+    if cfg.resume:
+        path = checkpoint_path(cfg.resume, "last")
+        payload = load_checkpoint(path)
+        require_experiment(payload, cfg.name, path)
+        state = payload["state"]
+        if "memory" not in state:
+            raise UserError(f"{path} holds no replay memory (an older rlgen wrote it); "
+                            "start a new run")
+        load_weights(online, payload, "q_network")
+        load_weights(target, payload, "target")
+        optimizer.load_state_dict(state["optimizer"])
+        memory.load_state_dict(state["memory"])
+        window.load_state_dict(state["window"], device)
+        envs.load_state_dict(state["envs"])
+        obs, game_return = state["obs"].to(device), state["game_return"].to(device)
+        loss, q_mean = state["loss"].to(device), state["q_mean"].to(device)
+        generator.set_state(state["sampler_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        loop = LoopState.from_meta(payload["meta"]["loop"])
+    maybe_compile(online, cfg.compile)
+    maybe_compile(target, cfg.compile)
 
     def save(name: str, **meta) -> None:
         save_checkpoint(ckpt_dir / f"{name}.pt", experiment=cfg.name, trainer=cfg.trainer,
                         config=resolved, state={"q_network": online.state_dict()}, **meta)
 
-    logger = RunLogger(run_dir, cfg, total=algo.max_frames, unit="frame")
+    def save_everything() -> None:
+        """`last`: the weights and everything else the loop holds, so resume goes on
+        exactly as if never stopped."""
+        state = {"q_network": online.state_dict(), "target": target.state_dict(),
+                 "optimizer": optimizer.state_dict(), "memory": memory.state_dict(),
+                 "window": window.state_dict(), "envs": envs.state_dict(), "obs": obs,
+                 "game_return": game_return, "loss": loss, "q_mean": q_mean,
+                 "sampler_rng": generator.get_state(), "torch_rng": torch.get_rng_state()}
+        save_checkpoint(ckpt_dir / "last.pt", experiment=cfg.name, trainer=cfg.trainer,
+                        config=resolved, state=state, frame=loop.frame, games=loop.games,
+                        cumulativeReward100=loop.best, loop=loop.to_meta())
+
+    logger = RunLogger(run_dir, cfg, total=algo.max_frames, unit="frame", initial=loop.frame,
+                       purge_step=loop.frame + 1 if loop.frame else None)
     logger.info(f"training {cfg.name} on {device}: {algo.num_envs} games in parallel, "
                 f"up to {algo.max_frames} frames; run dir {run_dir}")
-    obs = envs.reset()
-    game_return = torch.zeros(algo.num_envs, device=device)
-    returns100, eaten100 = deque(maxlen=100), deque(maxlen=100)
-    frame = games = updates = 0
-    pending_train = 0
-    last_sync = 0
-    best, best_frame, reached = -math.inf, None, {}
-    loss = q_mean = torch.zeros((), device=device)
-    start = last_log = time.perf_counter()
-    last_log_frame = 0
-    history = []
-    while frame < algo.max_frames:
-        epsilon = epsilon_at(frame, algo.epsilon_init, algo.epsilon_final,
+    start = last_log = last_save = time.perf_counter() - loop.train_seconds
+    last_log_frame = loop.frame
+    stop, stopped = GracefulStop.install(), None
+    while loop.frame < algo.max_frames:
+        epsilon = epsilon_at(loop.frame, algo.epsilon_init, algo.epsilon_final,
                              algo.epsilon_decay_frames)
-        actions = epsilon_greedy(online, obs, epsilon, generator)
+        with autocast:
+            actions = epsilon_greedy(online, obs, epsilon, generator)
         next_obs, reward, terminated, truncated = envs.step(actions)
         ended = terminated | truncated
         game_return += reward
         transition = window.push(obs, actions, reward, next_obs, terminated, ended)
         if transition is not None:
             memory.add(*transition)
-        frame += algo.num_envs
+        loop.frame += algo.num_envs
         finished = ended.nonzero().flatten()
         if finished.numel():
-            returns100.extend(game_return[finished].tolist())
+            loop.returns100.extend(game_return[finished].tolist())
             if counts_fruit:
-                eaten100.extend(envs.eaten[finished].tolist())
-            games += finished.numel()
+                loop.eaten100.extend(envs.eaten[finished].tolist())
+            loop.games += finished.numel()
             game_return[finished] = 0
         obs = envs.reset_done(ended)
 
         if len(memory) >= algo.replay_warmup:
-            pending_train += algo.num_envs
-            while pending_train >= algo.train_every_frames:
-                pending_train -= algo.train_every_frames
+            loop.pending_train += algo.num_envs
+            while loop.pending_train >= algo.train_every_frames:
+                loop.pending_train -= algo.train_every_frames
                 for _ in range(algo.updates_per_train):
                     batch = memory.sample(algo.batch_size, generator,
                                           algo.sample_without_replacement)
-                    loss, q_mean = td_loss(online, target, batch, algo.double_dqn, algo.loss)
+                    with autocast:
+                        loss, q_mean = td_loss(online, target, batch, algo.double_dqn,
+                                               algo.loss)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     if algo.max_grad_norm is not None:
                         torch.nn.utils.clip_grad_norm_(online.parameters(), algo.max_grad_norm)
                     optimizer.step()
-                    updates += 1
-            if frame // algo.sync_every_frames > last_sync:
-                last_sync = frame // algo.sync_every_frames
+                    loop.updates += 1
+            if loop.frame // algo.sync_every_frames > loop.last_sync:
+                loop.last_sync = loop.frame // algo.sync_every_frames
                 target.load_state_dict(online.state_dict())
 
+        now = time.perf_counter()
+        loop.train_seconds = now - start
         if finished.numel():
-            now = time.perf_counter()
-            mean_return = sum(returns100) / len(returns100)
+            mean_return = sum(loop.returns100) / len(loop.returns100)
             values = {"cumulativeReward100": mean_return, "epsilon": epsilon,
-                      "framesPerSecond": (frame - last_log_frame) / max(now - last_log, 1e-9)}
+                      "framesPerSecond": (loop.frame - last_log_frame) / max(now - last_log,
+                                                                             1e-9)}
             if counts_fruit:
-                values["eaten100"] = sum(eaten100) / len(eaten100)
-            if updates:
+                values["eaten100"] = sum(loop.eaten100) / len(loop.eaten100)
+            if loop.updates:
                 values["loss"], values["q_mean"] = loss.item(), q_mean.item()
                 if not math.isfinite(values["loss"]):
-                    raise UserError(f"loss became {values['loss']} at frame {frame}; the best "
-                                    f"checkpoint so far is kept; try a smaller algo.lr")
-            logger.scalars(frame, values)
-            logger.progress(frame - last_log_frame, reward100=mean_return,
+                    raise UserError(f"loss became {values['loss']} at frame {loop.frame}; the "
+                                    f"last good checkpoints in {ckpt_dir} are kept; try a "
+                                    "smaller algo.lr")
+            logger.scalars(loop.frame, values)
+            logger.progress(loop.frame - last_log_frame, reward100=mean_return,
                             **({"eaten100": values["eaten100"]} if counts_fruit else {}),
                             eps=epsilon)
-            last_log, last_log_frame = now, frame
-            elapsed = now - start
-            full = len(returns100) == 100
-            record = {"frame": frame, "games": games, "seconds": round(elapsed, 2),
+            last_log, last_log_frame = now, loop.frame
+            full = len(loop.returns100) == 100
+            record = {"frame": loop.frame, "games": loop.games,
+                      "seconds": round(loop.train_seconds, 2),
                       "cumulativeReward100": round(mean_return, 3),
                       "eaten100": round(values.get("eaten100", 0.0), 3)}
-            if not history or frame - history[-1]["frame"] >= algo.history_every_frames:
-                history.append(record)
+            if not loop.history or \
+                    loop.frame - loop.history[-1]["frame"] >= algo.history_every_frames:
+                loop.history.append(record)
             for level in algo.report_reward100_levels:
-                if full and mean_return >= level and f"{level:g}" not in reached:
-                    reached[f"{level:g}"] = record
-            if full and mean_return > best:
-                best, best_frame = mean_return, frame
-                save("best", frame=frame, cumulativeReward100=mean_return, games=games)
+                if full and mean_return >= level and f"{level:g}" not in loop.reached:
+                    loop.reached[f"{level:g}"] = record
+            if full and (loop.best is None or mean_return > loop.best):
+                loop.best, loop.best_frame = mean_return, loop.frame
+                save("best", frame=loop.frame, cumulativeReward100=mean_return,
+                     games=loop.games)
             if full and algo.stop_reward100 is not None and mean_return >= algo.stop_reward100:
                 break
-            if algo.max_seconds is not None and elapsed >= algo.max_seconds:
+            if algo.max_seconds is not None and loop.train_seconds >= algo.max_seconds:
                 break
-    elapsed = time.perf_counter() - start
-    save("last", frame=frame, cumulativeReward100=best, games=games)
-    if best_frame is None:  # fewer than 100 games: the last weights are the best we have
-        save("best", frame=frame, cumulativeReward100=None, games=games)
+        if stop.requested:
+            stopped = stop.message(f"frame {loop.frame}", run_dir)
+            break
+        if now - last_save >= algo.checkpoint_every_seconds:
+            save_everything()
+            last_save = time.perf_counter()
+    stop.restore()
+    save_everything()
+    if loop.best_frame is None:  # fewer than 100 games: the last weights are the best we have
+        save("best", frame=loop.frame, cumulativeReward100=None, games=loop.games)
+    elapsed = loop.train_seconds
     metrics = {
-        "experiment": cfg.name, "seed": cfg.seed, "device": str(device), "frames": frame,
-        "games": games, "updates": updates, "train_seconds": round(elapsed, 2),
-        "frames_per_second": round(frame / max(elapsed, 1e-9), 1),
-        "final_cumulativeReward100": sum(returns100) / len(returns100) if returns100 else None,
-        "final_eaten100": sum(eaten100) / len(eaten100) if eaten100 else None,
-        "best_cumulativeReward100": best if best_frame is not None else None,
-        "best_frame": best_frame, "reached": reached, "history": history,
+        "experiment": cfg.name, "seed": cfg.seed, "device": str(device), "frames": loop.frame,
+        "games": loop.games, "updates": loop.updates, "train_seconds": round(elapsed, 2),
+        "frames_per_second": round(loop.frame / max(elapsed, 1e-9), 1),
+        "final_cumulativeReward100": (sum(loop.returns100) / len(loop.returns100)
+                                      if loop.returns100 else None),
+        "final_eaten100": (sum(loop.eaten100) / len(loop.eaten100)
+                           if loop.eaten100 else None),
+        "best_cumulativeReward100": loop.best, "best_frame": loop.best_frame,
+        "reached": loop.reached, "status": "stopped" if stopped else "finished",
+        "history": loop.history,
     }
+    best_text = f"{loop.best:.1f}" if loop.best is not None else "n/a (under 100 games)"
+    summary = (f"{cfg.name} seed {cfg.seed}: {loop.frame} frames, {loop.games} games in "
+               f"{elapsed:.0f}s ({metrics['frames_per_second']:.0f} frames/s), best "
+               f"cumulativeReward100 {best_text}; run dir {run_dir}")
     logger.finish(metrics, {"best_cumulativeReward100": metrics["best_cumulativeReward100"],
-                            "final_eaten100": metrics["final_eaten100"]})
-    best_text = f"{best:.1f}" if best_frame is not None else "n/a (under 100 games)"
-    print(f"{cfg.name} seed {cfg.seed}: {frame} frames, {games} games in {elapsed:.0f}s "
-          f"({metrics['frames_per_second']:.0f} frames/s), best cumulativeReward100 "
-          f"{best_text}; run dir {run_dir}", flush=True)
+                            "final_eaten100": metrics["final_eaten100"]},
+                  summary=summary, stopped=stopped)
     return metrics
 
 

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nn.checkpoint import checkpoint_path, load_checkpoint, require_experiment, save_checkpoint
 from nn.config import instantiate
-from nn.device import select_device
+from nn.device import maybe_compile, mixed_precision, select_device
 from nn.errors import UserError
 from nn.logger import RunLogger
 from nn.preemption import GracefulStop
@@ -53,7 +53,7 @@ def rollout(policy, envs, generator, max_steps: int, on_step=None) -> dict:
     for t in range(max_steps):
         observations[t] = obs
         alive[t] = live
-        push_right = sample_push_right(policy(obs.float()).squeeze(-1), generator)
+        push_right = sample_push_right(policy(obs.float()).squeeze(-1).float(), generator)
         obs, reward, terminated, truncated = envs.step(push_right)
         actions[t] = push_right
         rewards[t] = reward * live
@@ -119,7 +119,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     seed_everything(cfg.seed)
     env = instantiate(cfg.env)
     envs = env.batched(algo.games_per_iteration, device, seed=cfg.seed)
-    policy = build_policy(cfg, env).to(device)
+    policy = maybe_compile(build_policy(cfg, env).to(device), cfg.compile)
+    autocast = mixed_precision(device, cfg.bf16)
     optimizer = instantiate(algo.optimizer)(policy.parameters(), lr=algo.lr)
     sampler = make_generator(cfg.seed + 1, device)
     resolved = OmegaConf.to_container(cfg, resolve=True)
@@ -169,8 +170,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     stop, stopped = GracefulStop.install(), None
     for iteration in range(start + 1, algo.iterations + 1):
         t0 = time.perf_counter()
-        batch = rollout(policy, envs, sampler, cfg.env.max_steps_per_game, on_step)
-        loss = reinforce_loss(policy, batch, algo.gamma, algo.baseline)
+        with autocast:
+            batch = rollout(policy, envs, sampler, cfg.env.max_steps_per_game, on_step)
+            loss = reinforce_loss(policy, batch, algo.gamma, algo.baseline)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if algo.max_grad_norm is not None:

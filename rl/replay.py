@@ -37,6 +37,22 @@ class ReplayMemory:
         self.position = (self.position + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
 
+    FIELDS = ("obs", "next_obs", "actions", "rewards", "discounts")
+
+    def state_dict(self) -> dict:
+        """The filled part of the memory, for a checkpoint (resume keeps what was learnt
+        from)."""
+        return {**{name: getattr(self, name)[:self.size] for name in self.FIELDS},
+                "position": self.position, "size": self.size}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["size"] > self.capacity:
+            raise ValueError(f"a memory of {state['size']} transitions does not fit in "
+                             f"{self.capacity}")
+        for name in self.FIELDS:
+            getattr(self, name)[:state["size"]] = state[name].to(self.device)
+        self.position, self.size = state["position"], state["size"]
+
     def sample(self, batch_size: int, generator: torch.Generator,
                without_replacement: bool = False) -> dict:
         if without_replacement:  # the original draws distinct transitions
@@ -61,6 +77,12 @@ class NStepWindow:
     def __init__(self, n: int, gamma: float):
         self.n, self.gamma = n, gamma
         self.steps: list[tuple] = []
+
+    def state_dict(self) -> dict:
+        return {"steps": [list(step) for step in self.steps]}
+
+    def load_state_dict(self, state: dict, device: torch.device) -> None:
+        self.steps = [tuple(t.to(device) for t in step) for step in state["steps"]]
 
     def push(self, obs, actions, rewards, next_obs, terminated, ended):
         """`terminated`: the game ended by failing (no bootstrap); `ended`: it ended by

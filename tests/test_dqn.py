@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import compose, error_line, run_cli
+from conftest import compose, run_cli
 from PIL import Image
 
 from nn.blocks import MLP, ConvNet
@@ -121,6 +121,21 @@ def test_another_board_trains_and_evaluates_without_code_changes(tmp_path):
     assert summary["episodes"] == 3
 
 
-def test_dqn_resume_is_refused_clearly(snake_run):
-    result = run_cli("rlgen-train", f"resume={snake_run}", check=False)
-    assert "not supported for DQN" in error_line(result)
+def test_resume_continues_exactly_where_the_run_stopped(tmp_path):
+    """Replay memory, n-step window, games in progress, nets, optimizer and random
+    streams all come back: a split run equals a straight one, frame for frame."""
+    common = [*TINY_SNAKE, "algo.num_envs=4", "algo.n_step=2", "algo.history_every_frames=1",
+              "algo.replay_warmup=60"]
+    straight = dqn.train(compose(*common, "algo.max_frames=800"), tmp_path / "straight")
+    dqn.train(compose(*common, "algo.max_frames=400"), tmp_path / "split")
+    resumed = dqn.train(compose(*common, "algo.max_frames=800", f"resume={tmp_path / 'split'}"),
+                        tmp_path / "split")
+    drop = {"seconds"}
+    assert resumed["games"] > 0 and resumed["frames"] == straight["frames"] == 800
+    assert [{k: v for k, v in h.items() if k not in drop} for h in resumed["history"]] == \
+        [{k: v for k, v in h.items() if k not in drop} for h in straight["history"]]
+    a = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "split" / "checkpoints" / "last.pt", weights_only=True)
+    for name, tensor in a["state"]["q_network"].items():
+        assert torch.equal(tensor, b["state"]["q_network"][name]), name
+    assert torch.equal(a["state"]["memory"]["obs"], b["state"]["memory"]["obs"])

@@ -1,0 +1,122 @@
+"""GPU benchmark: every experiment's training throughput on CUDA against the same
+experiment on this machine's CPU, in one process, and the batched envs at 65,536 games.
+Needs a CUDA device. Writes bench/results/gpu.json.
+
+    python -m bench.gpu [--seconds 30] [--only rl|generative]
+
+Each experiment runs its own config three ways: on the CPU, on CUDA, and on CUDA with
+`bf16=true compile=true`. Rates are steady-state medians (the first epoch or iteration,
+which holds start-up and compilation, is left out).
+"""
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from bench import common
+from envs.cartpole import CartPoleEnv
+from envs.snake import SnakeEnv
+from generative import acgan, lstm_text, vae
+from rl import dqn, reinforce
+
+
+def steady(rates: list[float]) -> float:
+    return statistics.median(rates[1:] or rates)
+
+
+def dqn_rate(m: dict) -> float:
+    """Frames/s between history records once training has begun (after replay warm-up),
+    leaving out the first third of the run."""
+    history = m["history"]
+    late = [h for h in history if h["seconds"] >= history[-1]["seconds"] / 3]
+    first, last = late[0], late[-1]
+    return (last["frame"] - first["frame"]) / max(last["seconds"] - first["seconds"], 1e-9)
+
+
+def experiments(seconds: float) -> dict:
+    """name: (train function, overrides, rate of a finished run, unit)."""
+    acgan_batch = common.compose("experiment=acgan_fast").algo.batch_size
+    return {
+        "cartpole_reinforce_fast": (
+            reinforce.train, ["algo.iterations=10"],
+            lambda m: steady([h["steps_per_second"] for h in m["history"]]), "env steps/s"),
+        "snake_dqn_fast": (
+            dqn.train, [f"algo.max_seconds={seconds}", "algo.history_every_frames=1"],
+            dqn_rate, "frames/s"),
+        "lstm_text_fast": (
+            lstm_text.train, [f"algo.max_seconds={seconds}", "algo.epochs=1000",
+                              "algo.examples_per_epoch=640"],
+            lambda m: steady([h["chars_per_second"] for h in m["history"]]), "chars/s"),
+        "vae_mnist5k": (
+            vae.train, ["algo.epochs=12"],
+            lambda m: steady([h["images_per_second"] for h in m["history"]]), "images/s"),
+        "acgan_fast": (
+            acgan.train, ["algo.epochs=3"],
+            lambda m: steady([h["steps_per_second"] for h in m["history"]]) * acgan_batch,
+            f"real images/s (batch {acgan_batch})"),
+    }
+
+
+VARIANTS = {"cpu": ("cpu", []), "cuda": ("cuda", []),
+            "cuda bf16+compile": ("cuda", ["bf16=true", "compile=true"])}
+
+
+def env_rate(make, num_envs: int, device: str, steps: int) -> float:
+    envs = make().batched(num_envs, device, seed=0)
+    envs.reset()
+    actions = torch.randint(0, envs.num_actions, (steps + 5, num_envs), device=device)
+    for t in range(5):  # warm-up
+        _, _, terminated, truncated = envs.step(actions[t])
+        envs.reset_done(terminated | truncated)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for t in range(5, steps + 5):
+        _, _, terminated, truncated = envs.step(actions[t])
+        envs.reset_done(terminated | truncated)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return steps * num_envs / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--only", choices=["rl", "generative"], default=None)
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        raise SystemExit("bench.gpu needs a CUDA device; run it on a GPU machine")
+    gpu = torch.cuda.get_device_name()
+    rows, env_rows = [], []
+    if args.only != "generative":
+        for name, make in (("cartpole", CartPoleEnv), ("snake", SnakeEnv)):
+            cpu = env_rate(make, 65536, "cpu", 20)
+            cuda = env_rate(make, 65536, "cuda", 200)
+            env_rows.append({"env": name, "games": 65536, "cpu_steps_per_s": round(cpu),
+                             "cuda_steps_per_s": round(cuda), "cuda_over_cpu": round(cuda / cpu, 1)})
+        common.table("batched envs, 65,536 games, random actions with auto-reset", env_rows)
+    rl = {"cartpole_reinforce_fast", "snake_dqn_fast"}
+    for name, (train, overrides, rate, unit) in experiments(args.seconds).items():
+        if args.only == "rl" and name not in rl or args.only == "generative" and name in rl:
+            continue
+        row = {"experiment": name, "unit": unit}
+        for label, (device, switches) in VARIANTS.items():
+            t0 = time.perf_counter()
+            m = common.train_quiet(train, f"experiment={name}", *overrides, *switches,
+                                   device=device)
+            row[label] = round(rate(m))
+            print(f"{name} {label}: {row[label]} {unit} ({time.perf_counter() - t0:.0f}s)",
+                  flush=True)
+        row["cuda_over_cpu"] = round(row["cuda"] / row["cpu"], 1)
+        row["bf16+compile_over_cuda"] = round(row["cuda bf16+compile"] / row["cuda"], 2)
+        rows.append(row)
+    common.table(f"training throughput, {gpu} vs this machine's CPU", rows)
+    common.write(f"gpu_{args.only or 'all'}", {
+        "machine": common.machine(), "gpu": gpu, "cpu_threads": torch.get_num_threads(),
+        "envs": env_rows, "experiments": rows})
+
+
+if __name__ == "__main__":
+    main()
