@@ -6,17 +6,20 @@ dispatch to that module's `train`, `evaluate`, `watch` and `generate`, so this f
 knows no experiment. Every user-fixable problem ends as one line on stderr, exit 2.
 """
 
+import json
 import sys
+import warnings
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import yaml
-from omegaconf import MISSING, OmegaConf
+from omegaconf import MISSING, OmegaConf, open_dict
 
 from nn.checkpoint import checkpoint_path, load_checkpoint, require_experiment
 from nn.config import explain_config_error, import_trainer, instantiate, parse_key_values
 from nn.errors import UserError
+from nn.preemption import pass_on
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 # Hydra flags that take the next word as their value
@@ -24,6 +27,9 @@ HYDRA_FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-c
                           "--config-name", "-cn", "--config-dir", "-cd",
                           "--experimental-rerun", "--shell-completion", "-sc"}
 HYDRA_INFO_VALUES = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
+# Our launcher presets (conf/hydra/launcher/) share their names with the plugin's schemas
+# on purpose, so they are checked against them; Hydra warns about that on every run.
+warnings.filterwarnings("ignore", message="(?s).*validated against ConfigStore schema")
 HYDRA_NO_VALIDATE = {"--help", "-h", "--hydra-help", "--version", "--shell-completion", "-sc"}
 
 
@@ -118,14 +124,31 @@ def validate_overrides(overrides: list[str]) -> None:
             require_experiment(load_checkpoint(path), cfg.name, path)
 
 
+def stopped_run(run_dir: Path) -> bool:
+    """True if `run_dir` holds a run that a signal stopped (metrics status "stopped")."""
+    metrics = run_dir / "metrics.json"
+    try:
+        status = json.loads(metrics.read_text()).get("status")
+    except (OSError, ValueError):
+        return False
+    return status == "stopped" and (run_dir / "checkpoints" / "last.pt").is_file()
+
+
 def _train_task(cfg) -> None:
     from hydra.core.hydra_config import HydraConfig
 
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
+        if not cfg.resume and stopped_run(run_dir):
+            # a requeued cluster job lands in its own run dir again: continue it
+            with open_dict(cfg):
+                cfg.resume = str(run_dir)
+            print(f"rlgen-train: continuing the stopped run in {run_dir}", flush=True)
         trainer = import_trainer(cfg.trainer)
-        trainer.train(cfg, Path(HydraConfig.get().runtime.output_dir))
+        trainer.train(cfg, run_dir)
     except UserError as err:
         fail("rlgen-train", str(err))
+    pass_on()  # a scheduler's handler (submitit's requeue) gets the stop signal now
 
 
 def train_main() -> None:

@@ -1,12 +1,17 @@
-"""Graceful stops: SIGTERM, SIGINT and SIGUSR1 (what Slurm and submitit send before a
-preemption) no longer kill a training run; the run finishes its current iteration or
+"""Graceful stops: SIGTERM, SIGINT, SIGUSR1 and SIGUSR2 (what Slurm and submitit send
+before a time limit or a preemption) no longer kill a training run; the run finishes its current iteration or
 epoch, writes its checkpoint (atomically) and returns, so `resume=RUN_DIR` continues
-exactly where it stopped."""
+exactly where it stopped.
+
+Under a scheduler that installed its own handler (submitit requeues the job on SIGUSR2),
+`pass_on()` hands the signal to that handler once everything is written; the requeued
+job finds its run dir stopped and continues it (see nn.cli)."""
 
 import signal
 import threading
 
-SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
+_pending: list[tuple[int, object]] = []  # (signal, the handler it displaced), to pass on
 
 
 class GracefulStop:
@@ -30,8 +35,22 @@ class GracefulStop:
     def restore(self) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+        if self.requested is not None:
+            sig = signal.Signals[self.requested]
+            handler = self._previous.get(sig)
+            # a Python handler someone installed before us (not Ctrl-C's default)
+            if callable(handler) and handler is not signal.default_int_handler:
+                _pending.append((sig, handler))
         self._previous.clear()
 
     def message(self, where: str, run_dir) -> str:
         return (f"stopped by {self.requested} after {where}; checkpoint saved, continue with "
                 f"rlgen-train resume={run_dir}")
+
+
+def pass_on() -> None:
+    """Deliver a stop signal to the handler it displaced, after the run has saved and
+    written its metrics: e.g. submitit's, which requeues the job and exits."""
+    while _pending:
+        sig, _ = _pending.pop()
+        signal.raise_signal(sig)
