@@ -6,6 +6,7 @@ with `weights_only=True`, so a file from elsewhere cannot run code, and it is wr
 to a temporary file then renamed, so a crash mid-write never replaces a good one.
 """
 
+import io
 import json
 import os
 from pathlib import Path
@@ -20,18 +21,42 @@ FORMAT_VERSION = 1
 
 
 def atomic_write(path: Path, write) -> None:
-    """Call `write(tmp_path)`, fsync, then rename over `path` in one step."""
+    """Call `write(tmp_path)`, fsync, then rename over `path` in one step. A full or
+    read-only disk is one clear error, and the previous file stays as it was."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(path)
         write(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        kept = " (the previous one is kept)" if path.exists() else ""
+        raise UserError(f"cannot write {path}{kept}: {err.strerror or err}; free some space "
+                        "or write runs elsewhere (hydra.run.dir=...)") from err
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def remove_stale_temporaries(path: Path) -> None:
+    """Half-written files of `path` left by processes that were killed mid-write."""
+    for tmp in path.parent.glob(f".{path.name}.tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not process_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -72,7 +97,11 @@ def save_checkpoint(path: Path, *, experiment: str, trainer: str, config: dict,
         "meta": meta,
         "state": state,
     }
-    atomic_write(Path(path), lambda tmp: torch.save(payload, tmp))
+    # serialised in memory first: torch.save to a file reports a full disk as an
+    # unexplained RuntimeError, a plain write as OSError (ENOSPC)
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    atomic_write(Path(path), lambda tmp: Path(tmp).write_bytes(buffer.getbuffer()))
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict:

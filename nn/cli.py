@@ -7,6 +7,7 @@ knows no experiment. Every user-fixable problem ends as one line on stderr, exit
 """
 
 import json
+import os
 import sys
 import warnings
 from dataclasses import dataclass
@@ -104,7 +105,15 @@ def sweep_combinations(overrides: list[str]) -> list[list[str]]:
     return [[c[min(i, len(c) - 1)] for c in choices] for i in range(width)]
 
 
-def validate_overrides(overrides: list[str]) -> None:
+def check_writable(run_dir: Path) -> None:
+    """A run dir on a read-only disk fails now, in one line, before anything is made."""
+    existing = next(p for p in (run_dir, *run_dir.parents) if p.exists())
+    if not os.access(existing, os.W_OK):
+        raise UserError(f"cannot write the run dir {run_dir}: {existing} is read-only; write "
+                        "runs elsewhere (hydra.run.dir=... or hydra.sweep.dir=...)")
+
+
+def validate_overrides(overrides: list[str], multirun: bool = False) -> None:
     """Compose the config now, so a bad override fails in one line before any work."""
     from hydra import compose, initialize_config_dir
 
@@ -116,12 +125,20 @@ def validate_overrides(overrides: list[str]) -> None:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3",
                                    job_name="train"):
             try:
-                cfg = compose(config_name="config", overrides=combo)
+                cfg = compose(config_name="config", overrides=combo, return_hydra_config=True)
             except Exception as err:
                 raise UserError(explain_config_error(err)) from err
+        check_writable(Path(cfg.hydra.sweep.dir if multirun else cfg.hydra.run.dir))
         if cfg.get("resume"):
             path = checkpoint_path(cfg.resume, "last")
             require_experiment(load_checkpoint(path), cfg.name, path)
+
+
+def close_progress_bars() -> None:
+    from tqdm import tqdm
+
+    for bar in list(tqdm._instances):
+        bar.close()
 
 
 def stopped_run(run_dir: Path) -> bool:
@@ -147,6 +164,7 @@ def _train_task(cfg) -> None:
         trainer = import_trainer(cfg.trainer)
         trainer.train(cfg, run_dir)
     except UserError as err:
+        close_progress_bars()  # so the error is the last line on the terminal
         fail("rlgen-train", str(err))
     pass_on()  # a scheduler's handler (submitit's requeue) gets the stop signal now
 
@@ -159,7 +177,7 @@ def train_main() -> None:
     if not HYDRA_NO_VALIDATE.intersection(flags):
         try:
             overrides = expand_resume(overrides)
-            validate_overrides(overrides)
+            validate_overrides(overrides, multirun=bool({"-m", "--multirun"} & set(flags)))
         except UserError as err:
             fail("rlgen-train", str(err))
     sys.argv = [sys.argv[0], *flags, *overrides]

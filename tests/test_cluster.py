@@ -74,8 +74,8 @@ def test_preempted_job_is_requeued_and_continues_its_run(tmp_path):
 
 
 def test_slurm_preset_composes_with_documented_defaults():
-    out = run_cli("rlgen-train", "experiment=snake_dqn_fast", "hydra/launcher=submitit_slurm", "hydra.launcher.partition=gpu",
-                  "--cfg", "hydra", "-p", "hydra.launcher").stdout
+    out = run_cli("rlgen-train", "experiment=snake_dqn_fast", "hydra/launcher=submitit_slurm",
+                  "hydra.launcher.partition=gpu", "--cfg", "hydra", "-p", "hydra.launcher").stdout
     assert "SlurmLauncher" in out and "partition: gpu" in out
     assert "gpus_per_node: 1" in out and "timeout_min: 240" in out
     assert "max_num_timeout: 5" in out and "signal_delay_s: 120" in out

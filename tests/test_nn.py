@@ -96,7 +96,7 @@ def test_failed_write_keeps_the_previous_file(tmp_path):
         tmp.write_text("partial")
         raise OSError("disk full")
 
-    with pytest.raises(OSError):
+    with pytest.raises(UserError, match="disk full; free some space"):
         atomic_write(path, half_write)
     assert path.read_text() == "good"
     assert [p.name for p in tmp_path.iterdir()] == ["data.txt"]
