@@ -31,6 +31,7 @@ from nn.config import instantiate
 from nn.device import maybe_compile, mixed_precision, select_device
 from nn.errors import UserError
 from nn.logger import RunLogger
+from nn.preemption import GracefulStop
 from nn.seeding import make_generator, seed_everything
 
 
@@ -91,12 +92,32 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     optimizer = instantiate(algo.optimizer)(model.parameters(), lr=algo.lr)
     shuffle_rng = make_generator(cfg.seed + 1, device)
     resolved = OmegaConf.to_container(cfg, resolve=True)
+    ckpt_dir = run_dir / "checkpoints"
+    start, step, best, history, elapsed = 0, 0, -1.0, [], 0.0
     if cfg.resume:
-        raise UserError("the classifier trains in about a minute; start a new run instead of "
-                        "resume=...")
-    logger = RunLogger(run_dir, cfg, total=algo.epochs, unit="epoch")
-    best, history, elapsed, step = -1.0, [], 0.0, 0
-    for epoch in range(1, algo.epochs + 1):
+        path = checkpoint_path(cfg.resume, "last")
+        payload = load_checkpoint(path)
+        require_experiment(payload, cfg.name, path)
+        load_weights(model, payload, "model")
+        optimizer.load_state_dict(payload["state"]["optimizer"])
+        shuffle_rng.set_state(payload["state"]["shuffle_rng"])
+        torch.set_rng_state(payload["state"]["torch_rng"])  # dropout draws from it
+        meta = payload["meta"]
+        start, step, best = meta["epoch"], meta["step"], meta["best_test_accuracy"]
+        history, elapsed = meta["history"], meta["train_seconds"]
+
+    def save(name: str, epoch: int) -> None:
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                 "shuffle_rng": shuffle_rng.get_state(), "torch_rng": torch.get_rng_state()}
+        save_checkpoint(ckpt_dir / f"{name}.pt", experiment=cfg.name, trainer=cfg.trainer,
+                        config=resolved, state=state, epoch=epoch, step=step,
+                        test_accuracy=history[-1]["test_accuracy"], best_test_accuracy=best,
+                        history=history, train_seconds=elapsed, dataset=data.name)
+
+    logger = RunLogger(run_dir, cfg, total=algo.epochs, unit="epoch", initial=start,
+                       purge_step=start + 1 if start else None)
+    stop, stopped = GracefulStop.install(), None
+    for epoch in range(start + 1, algo.epochs + 1):
         t0 = time.perf_counter()
         loss_sum = 0.0
         for index in torch.randperm(len(train_x), generator=shuffle_rng,
@@ -116,27 +137,29 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         record = {"epoch": epoch, "loss": loss_sum / len(train_x), "test_accuracy": test_accuracy,
                   "train_seconds": round(elapsed, 2)}
         if not math.isfinite(record["loss"]):
-            raise UserError(f"loss became non-finite in epoch {epoch}; try a smaller algo.lr")
+            raise UserError(f"loss became non-finite in epoch {epoch} (step {step}); the last "
+                            f"good checkpoint is {ckpt_dir / 'last.pt'}; try a smaller algo.lr")
         history.append(record)
         logger.scalars(epoch, {"loss": record["loss"], "test_accuracy": test_accuracy})
         if test_accuracy > best:
             best = test_accuracy
-            save_checkpoint(run_dir / "checkpoints" / "best.pt", experiment=cfg.name,
-                            trainer=cfg.trainer, config=resolved, state={"model": model.state_dict()},
-                            epoch=epoch, test_accuracy=test_accuracy, dataset=data.name)
+            save("best", epoch)
+        save("last", epoch)
         logger.progress(loss=record["loss"], test_accuracy=test_accuracy)
         logger.info(f"epoch {epoch}: loss {record['loss']:.4f}, test accuracy {test_accuracy:.4f}")
-    save_checkpoint(run_dir / "checkpoints" / "last.pt", experiment=cfg.name, trainer=cfg.trainer,
-                    config=resolved, state={"model": model.state_dict()}, epoch=algo.epochs,
-                    test_accuracy=history[-1]["test_accuracy"], dataset=data.name)
+        if stop.requested:
+            stopped = stop.message(f"epoch {epoch}", run_dir)
+            break
+    stop.restore()
+    final = history[-1]["test_accuracy"] if history else None
     metrics = {"experiment": cfg.name, "seed": cfg.seed, "dataset": data.name,
                "train_images": len(train_x), "test_images": len(test_x),
-               "final_test_accuracy": history[-1]["test_accuracy"], "best_test_accuracy": best,
-               "train_seconds": round(elapsed, 2), "history": history}
-    logger.finish(metrics, {"best_test_accuracy": best})
-    print(f"{cfg.name} seed {cfg.seed}: test accuracy {history[-1]['test_accuracy']:.4f} "
-          f"(best {best:.4f}) on {len(test_x)} {data.name} test images in {elapsed:.0f}s; "
-          f"run dir {run_dir}", flush=True)
+               "final_test_accuracy": final, "best_test_accuracy": best,
+               "train_seconds": round(elapsed, 2), "status": "stopped" if stopped else "finished",
+               "history": history}
+    summary = (f"{cfg.name} seed {cfg.seed}: test accuracy {final:.4f} (best {best:.4f}) on "
+               f"{len(test_x)} {data.name} test images in {elapsed:.0f}s; run dir {run_dir}")
+    logger.finish(metrics, {"best_test_accuracy": best}, summary=summary, stopped=stopped)
     return metrics
 
 

@@ -127,6 +127,18 @@ def test_judge_learns_real_digits(judge_run):
     assert metrics["test_images"] == 1000 and metrics["best_test_accuracy"] > 0.8
 
 
+def test_judge_resume_continues_to_the_same_result(judge_run, tmp_path):
+    common = ["experiment=mnist_cnn", "device=cpu", "algo.batch_size=500"]
+    classifier.train(compose(*common, "algo.epochs=1"), tmp_path / "split")
+    resumed = classifier.train(
+        compose(*common, "algo.epochs=2", f"resume={tmp_path / 'split'}"), tmp_path / "split")
+    straight = classifier.train(compose(*common, "algo.epochs=2"), tmp_path / "straight")
+    keys = ("epoch", "loss", "test_accuracy")
+    assert [[h[k] for k in keys] for h in resumed["history"]] == \
+        [[h[k] for k in keys] for h in straight["history"]]
+    assert resumed["status"] == "finished" and len(resumed["history"]) == 2
+
+
 def test_tiny_gan_run_logs_the_books_tags(gan_run):
     metrics = json.loads((gan_run / "metrics.json").read_text())
     assert metrics["steps"] == 10 and 0 <= metrics["best_class_accuracy"] <= 1

@@ -14,25 +14,31 @@ from tests.conftest import BIN, run_cli
 REINFORCE = ["experiment=cartpole_reinforce", "algo.iterations=60", "algo.games_per_iteration=8",
              "env.max_steps_per_game=100", "device=cpu"]
 VAE = ["experiment=vae_mnist5k", "algo.epochs=8", "device=cpu"]
+DQN = ["experiment=snake_dqn", "device=cpu", "model.channels=[8,8]", "model.hidden_sizes=[16]",
+       "algo.replay_size=2000", "algo.replay_warmup=200", "algo.num_envs=8",
+       "algo.train_every_frames=8", "algo.n_step=2", "algo.max_frames=12000"]
 
 
 def train_until_signalled(args, run_dir, sig):
-    """Start training, send `sig` once the first checkpoint exists, wait for a clean exit."""
+    """Start training, send `sig` once it is under way, wait for a clean exit."""
     env = dict(os.environ, SDL_VIDEODRIVER="dummy")
     child = subprocess.Popen([str(BIN / "rlgen-train"), *args, f"hydra.run.dir={run_dir}"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.time() + 120
-    while not (run_dir / "checkpoints" / "last.pt").exists():
+    log = run_dir / "train.log"
+    while not (log.exists() and "training" in log.read_text()):
         assert child.poll() is None and time.time() < deadline, child.communicate()
         time.sleep(0.01)
+    time.sleep(0.5)  # into the training loop
     child.send_signal(sig)
     out, err = child.communicate(timeout=120)
     assert child.returncode == 0, err
     return out
 
 
-@pytest.mark.parametrize("args,sig", [(REINFORCE, signal.SIGTERM), (VAE, signal.SIGUSR1)],
-                         ids=["reinforce-SIGTERM", "vae-SIGUSR1"])
+@pytest.mark.parametrize("args,sig", [(REINFORCE, signal.SIGTERM), (VAE, signal.SIGUSR1),
+                                      (DQN, signal.SIGINT)],
+                         ids=["reinforce-SIGTERM", "vae-SIGUSR1", "dqn-SIGINT"])
 def test_signal_saves_and_resume_matches_an_uninterrupted_run(tmp_path, args, sig):
     out = train_until_signalled(args, tmp_path / "cut", sig)
     assert f"stopped by {signal.Signals(sig).name}" in out and "resume=" in out
@@ -43,6 +49,7 @@ def test_signal_saves_and_resume_matches_an_uninterrupted_run(tmp_path, args, si
     resumed = json.loads((tmp_path / "cut" / "metrics.json").read_text())
     whole = json.loads((tmp_path / "whole" / "metrics.json").read_text())
     assert resumed["status"] == whole["status"] == "finished"
-    drop = {"train_seconds", "steps_per_second", "images_per_second"}
+    assert 0 < stopped["history"][-1].get("frame", 1) < resumed["history"][-1].get("frame", 2)
+    drop = {"train_seconds", "steps_per_second", "images_per_second", "seconds"}
     assert [{k: v for k, v in h.items() if k not in drop} for h in resumed["history"]] == \
         [{k: v for k, v in h.items() if k not in drop} for h in whole["history"]]
