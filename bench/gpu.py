@@ -1,12 +1,14 @@
 """GPU benchmark: every experiment's training throughput on CUDA against the same
 experiment on this machine's CPU, in one process, and the batched envs at 65,536 games.
-Needs a CUDA device. Writes bench/results/gpu.json.
+Needs a CUDA device.
 
-    python -m bench.gpu [--seconds 30] [--only rl|generative]
+    python -m bench.gpu [--seconds 30] [--only rl|generative|scale]
 
 Each experiment runs its own config three ways: on the CPU, on CUDA, and on CUDA with
-`bf16=true compile=true`. Rates are steady-state medians (the first epoch or iteration,
-which holds start-up and compilation, is left out).
+`bf16=true compile=true`. `--only scale` runs the RL recipes with many more games at
+once (CPU vs CUDA), where the GPU's width starts to pay. Rates are steady-state medians
+(the first epoch or iteration, which holds start-up and compilation, is left out).
+Writes bench/results/gpu_<part>.json.
 """
 
 import argparse
@@ -59,6 +61,12 @@ def experiments(seconds: float) -> dict:
     }
 
 
+SCALED = {  # the same recipes, wider: where a GPU has work enough per kernel launch
+    "cartpole_reinforce_fast": ["algo.games_per_iteration=4096", "algo.iterations=6"],
+    "snake_dqn_fast": ["algo.num_envs=1024", "algo.replay_size=1000000",
+                       "algo.replay_warmup=20000"],
+}
+
 VARIANTS = {"cpu": ("cpu", []), "cuda": ("cuda", []),
             "cuda bf16+compile": ("cuda", ["bf16=true", "compile=true"])}
 
@@ -84,13 +92,13 @@ def env_rate(make, num_envs: int, device: str, steps: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=30.0)
-    parser.add_argument("--only", choices=["rl", "generative"], default=None)
+    parser.add_argument("--only", choices=["rl", "generative", "scale"], default=None)
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("bench.gpu needs a CUDA device; run it on a GPU machine")
     gpu = torch.cuda.get_device_name()
     rows, env_rows = [], []
-    if args.only != "generative":
+    if args.only is None or args.only == "rl":
         for name, make in (("cartpole", CartPoleEnv), ("snake", SnakeEnv)):
             cpu = env_rate(make, 65536, "cpu", 20)
             cuda = env_rate(make, 65536, "cuda", 200)
@@ -98,11 +106,16 @@ def main() -> None:
                              "cuda_steps_per_s": round(cuda), "cuda_over_cpu": round(cuda / cpu, 1)})
         common.table("batched envs, 65,536 games, random actions with auto-reset", env_rows)
     rl = {"cartpole_reinforce_fast", "snake_dqn_fast"}
+    variants = VARIANTS
     for name, (train, overrides, rate, unit) in experiments(args.seconds).items():
-        if args.only == "rl" and name not in rl or args.only == "generative" and name in rl:
+        if args.only in ("rl", "scale") and name not in rl or \
+                args.only == "generative" and name in rl:
             continue
-        row = {"experiment": name, "unit": unit}
-        for label, (device, switches) in VARIANTS.items():
+        if args.only == "scale":
+            overrides = overrides + SCALED[name]
+            variants = {k: VARIANTS[k] for k in ("cpu", "cuda")}
+        row = {"experiment": name, "unit": unit, "overrides": " ".join(overrides)}
+        for label, (device, switches) in variants.items():
             t0 = time.perf_counter()
             m = common.train_quiet(train, f"experiment={name}", *overrides, *switches,
                                    device=device)
@@ -110,7 +123,8 @@ def main() -> None:
             print(f"{name} {label}: {row[label]} {unit} ({time.perf_counter() - t0:.0f}s)",
                   flush=True)
         row["cuda_over_cpu"] = round(row["cuda"] / row["cpu"], 1)
-        row["bf16+compile_over_cuda"] = round(row["cuda bf16+compile"] / row["cuda"], 2)
+        if "cuda bf16+compile" in row:
+            row["bf16+compile_over_cuda"] = round(row["cuda bf16+compile"] / row["cuda"], 2)
         rows.append(row)
     common.table(f"training throughput, {gpu} vs this machine's CPU", rows)
     common.write(f"gpu_{args.only or 'all'}", {
