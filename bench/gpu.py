@@ -2,12 +2,13 @@
 experiment on this machine's CPU, in one process, and the batched envs at 65,536 games.
 Needs a CUDA device.
 
-    python -m bench.gpu [--seconds 30] [--only rl|generative|scale]
+    python -m bench.gpu [--seconds 30] [--only rl|generative|scale|resume]
 
 Each experiment runs its own config three ways: on the CPU, on CUDA, and on CUDA with
 `bf16=true compile=true`. `--only scale` runs the RL recipes with many more games at
 once (CPU vs CUDA), where the GPU's width starts to pay. Rates are steady-state medians
 (the first epoch or iteration, which holds start-up and compilation, is left out).
+`--only resume` checks that a DQN run split and resumed on CUDA matches a straight one.
 Writes bench/results/gpu_<part>.json.
 """
 
@@ -89,14 +90,38 @@ def env_rate(make, num_envs: int, device: str, steps: int) -> float:
     return steps * num_envs / (time.perf_counter() - t0)
 
 
+def resume_check() -> None:
+    """A tiny DQN run on CUDA, stopped at 400 frames and resumed to 800, against one
+    straight run of 800 frames: the CUDA random streams must come back too."""
+    import tempfile
+    from pathlib import Path
+
+    tiny = ["experiment=snake_dqn", "device=cuda", "model.channels=[8,8]",
+           "model.hidden_sizes=[16]", "algo.replay_size=300", "algo.replay_warmup=60",
+           "algo.sync_every_frames=100", "algo.num_envs=4", "algo.n_step=2",
+           "algo.history_every_frames=1"]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        straight = dqn.train(common.compose(*tiny, "algo.max_frames=800"), tmp / "a")
+        dqn.train(common.compose(*tiny, "algo.max_frames=400"), tmp / "b")
+        resumed = dqn.train(common.compose(*tiny, "algo.max_frames=800",
+                                           f"resume={tmp / 'b'}"), tmp / "b")
+    same = [h["cumulativeReward100"] for h in straight["history"]] == \
+        [h["cumulativeReward100"] for h in resumed["history"]]
+    print(f"CUDA DQN split-and-resumed run equals the straight run: {same}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=30.0)
-    parser.add_argument("--only", choices=["rl", "generative", "scale"], default=None)
+    parser.add_argument("--only", choices=["rl", "generative", "scale", "resume"], default=None)
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("bench.gpu needs a CUDA device; run it on a GPU machine")
     gpu = torch.cuda.get_device_name()
+    if args.only == "resume":
+        resume_check()
+        return
     rows, env_rows = [], []
     if args.only is None or args.only == "rl":
         for name, make in (("cartpole", CartPoleEnv), ("snake", SnakeEnv)):

@@ -39,7 +39,7 @@ from nn.device import maybe_compile, mixed_precision, select_device
 from nn.errors import UserError
 from nn.logger import RunLogger
 from nn.preemption import GracefulStop
-from nn.seeding import make_generator, seed_everything
+from nn.seeding import global_rng_state, make_generator, seed_everything, set_global_rng_state
 
 NUM_CLASSES = 10
 
@@ -236,7 +236,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         if averaged is not None:
             averaged.load_state_dict(state["generator"])
         rng.set_state(state["rng"])
-        torch.set_rng_state(state["torch_rng"])
+        set_global_rng_state(state["torch_rng"])
         meta = payload["meta"]
         start, step, best = meta["epoch"], meta["step"], meta["best_class_accuracy"]
         history, elapsed = meta["history"], meta["train_seconds"]
@@ -245,7 +245,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         state = {"generator": drawer.state_dict(), "discriminator": disc.state_dict(),
                  **({"generator_raw": gen.state_dict()} if averaged is not None else {}),
                  "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
-                 "rng": rng.get_state(), "torch_rng": torch.get_rng_state()}
+                 "rng": rng.get_state(), "torch_rng": global_rng_state()}
         save_checkpoint(ckpt_dir / f"{name}.pt", experiment=cfg.name, trainer=cfg.trainer,
                         config=resolved, state=state, epoch=epoch, step=step,
                         best_class_accuracy=best, history=history, train_seconds=elapsed,

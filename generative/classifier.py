@@ -32,7 +32,7 @@ from nn.device import maybe_compile, mixed_precision, select_device
 from nn.errors import UserError
 from nn.logger import RunLogger
 from nn.preemption import GracefulStop
-from nn.seeding import make_generator, seed_everything
+from nn.seeding import global_rng_state, make_generator, seed_everything, set_global_rng_state
 
 
 class MNISTConvNet(nn.Module):
@@ -101,14 +101,14 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         load_weights(model, payload, "model")
         optimizer.load_state_dict(payload["state"]["optimizer"])
         shuffle_rng.set_state(payload["state"]["shuffle_rng"])
-        torch.set_rng_state(payload["state"]["torch_rng"])  # dropout draws from it
+        set_global_rng_state(payload["state"]["torch_rng"])  # dropout draws from it
         meta = payload["meta"]
         start, step, best = meta["epoch"], meta["step"], meta["best_test_accuracy"]
         history, elapsed = meta["history"], meta["train_seconds"]
 
     def save(name: str, epoch: int) -> None:
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "shuffle_rng": shuffle_rng.get_state(), "torch_rng": torch.get_rng_state()}
+                 "shuffle_rng": shuffle_rng.get_state(), "torch_rng": global_rng_state()}
         save_checkpoint(ckpt_dir / f"{name}.pt", experiment=cfg.name, trainer=cfg.trainer,
                         config=resolved, state=state, epoch=epoch, step=step,
                         test_accuracy=history[-1]["test_accuracy"], best_test_accuracy=best,

@@ -39,7 +39,7 @@ from nn.device import maybe_compile, mixed_precision, select_device
 from nn.errors import UserError
 from nn.logger import RunLogger
 from nn.preemption import GracefulStop
-from nn.seeding import make_generator, seed_everything
+from nn.seeding import global_rng_state, make_generator, seed_everything, set_global_rng_state
 
 VAL_CONTEXT = 100  # characters of preceding text each validation segment starts from
 
@@ -299,7 +299,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         data_rng.set_state(state["data_rng"])
-        torch.set_rng_state(state["torch_rng"])
+        set_global_rng_state(state["torch_rng"])
         meta = payload["meta"]
         start_epoch, step, best = meta["epoch"], meta["step"], meta["best_val_loss"]
         history, elapsed = meta["history"], meta["train_seconds"]
@@ -312,7 +312,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     def save(name: str, epoch: int) -> None:
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "data_rng": data_rng.get_state(),
-                 "torch_rng": torch.get_rng_state(), "lstm_state": lstm_state or []}
+                 "torch_rng": global_rng_state(), "lstm_state": lstm_state or []}
         save_checkpoint(ckpt_dir / f"{name}.pt", experiment=cfg.name, trainer=cfg.trainer,
                         config=resolved, state=state, epoch=epoch, step=step, chars=corpus.chars,
                         seed_text=seed_text, best_val_loss=best, history=history,

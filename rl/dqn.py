@@ -35,7 +35,7 @@ from nn.device import maybe_compile, mixed_precision, select_device
 from nn.errors import UserError
 from nn.logger import RunLogger
 from nn.preemption import GracefulStop
-from nn.seeding import make_generator, seed_everything
+from nn.seeding import global_rng_state, make_generator, seed_everything, set_global_rng_state
 from rl.play import EvalArgs, WatchArgs, play_batched, rebuild_agent, report, watch_agent
 from rl.replay import NStepWindow, ReplayMemory
 
@@ -156,7 +156,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         obs, game_return = state["obs"].to(device), state["game_return"].to(device)
         loss, q_mean = state["loss"].to(device), state["q_mean"].to(device)
         generator.set_state(state["sampler_rng"])
-        torch.set_rng_state(state["torch_rng"])
+        set_global_rng_state(state["torch_rng"])
         loop = LoopState.from_meta(payload["meta"]["loop"])
     maybe_compile(online, cfg.compile)
     maybe_compile(target, cfg.compile)
@@ -172,7 +172,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                  "optimizer": optimizer.state_dict(), "memory": memory.state_dict(),
                  "window": window.state_dict(), "envs": envs.state_dict(), "obs": obs,
                  "game_return": game_return, "loss": loss, "q_mean": q_mean,
-                 "sampler_rng": generator.get_state(), "torch_rng": torch.get_rng_state()}
+                 "sampler_rng": generator.get_state(), "torch_rng": global_rng_state()}
         save_checkpoint(ckpt_dir / "last.pt", experiment=cfg.name, trainer=cfg.trainer,
                         config=resolved, state=state, frame=loop.frame, games=loop.games,
                         cumulativeReward100=loop.best, loop=loop.to_meta())

@@ -27,7 +27,7 @@ from nn.device import maybe_compile, mixed_precision, select_device
 from nn.errors import UserError
 from nn.logger import RunLogger
 from nn.preemption import GracefulStop
-from nn.seeding import make_generator, seed_everything
+from nn.seeding import global_rng_state, make_generator, seed_everything, set_global_rng_state
 from rl.play import EvalArgs, WatchArgs, play_batched, rebuild_agent, report, watch_agent
 
 __all__ = ["EvalArgs", "WatchArgs", "train", "evaluate", "watch"]
@@ -140,14 +140,14 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         optimizer.load_state_dict(state["optimizer"])
         sampler.set_state(state["sampler_rng"])
         envs.generator.set_state(state["env_rng"])
-        torch.set_rng_state(state["torch_rng"])
+        set_global_rng_state(state["torch_rng"])
         start, best = payload["meta"]["iteration"], payload["meta"]["best_mean_steps"]
         history, elapsed = payload["meta"]["history"], payload["meta"]["train_seconds"]
 
     def save(name: str, iteration: int) -> None:
         state = {"policy": policy.state_dict(), "optimizer": optimizer.state_dict(),
                  "sampler_rng": sampler.get_state(), "env_rng": envs.generator.get_state(),
-                 "torch_rng": torch.get_rng_state()}
+                 "torch_rng": global_rng_state()}
         save_checkpoint(ckpt_dir / f"{name}.pt", experiment=cfg.name, trainer=cfg.trainer,
                         config=resolved, state=state, iteration=iteration,
                         best_mean_steps=best, history=history, train_seconds=elapsed)
