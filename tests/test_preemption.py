@@ -16,7 +16,7 @@ REINFORCE = ["experiment=cartpole_reinforce", "algo.iterations=60", "algo.games_
 VAE = ["experiment=vae_mnist5k", "algo.epochs=8", "device=cpu"]
 DQN = ["experiment=snake_dqn", "device=cpu", "model.channels=[8,8]", "model.hidden_sizes=[16]",
        "algo.replay_size=2000", "algo.replay_warmup=200", "algo.num_envs=8",
-       "algo.train_every_frames=8", "algo.n_step=2", "algo.max_frames=12000"]
+       "algo.train_every_frames=8", "algo.n_step=2", "algo.max_frames=6000"]
 
 
 def train_until_signalled(args, run_dir, sig):
