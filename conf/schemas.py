@@ -20,6 +20,7 @@ class RunConfig:
     device: str = MISSING  # auto | cpu | cuda | cuda:N | mps
     bf16: bool = False  # bfloat16 autocast of the networks' forward passes
     compile: bool = False  # torch.compile the networks (first steps are slow: compiling)
+    threads: int | None = None  # torch CPU threads (null: torch's default, all cores)
     resume: str | None = None  # a run dir to continue
     render: bool = False  # show the games live while training (pygame window)
     env: Any = None

@@ -161,6 +161,10 @@ def _train_task(cfg) -> None:
             with open_dict(cfg):
                 cfg.resume = str(run_dir)
             print(f"rlgen-train: continuing the stopped run in {run_dir}", flush=True)
+        if cfg.threads is not None:
+            import torch
+
+            torch.set_num_threads(cfg.threads)
         trainer = import_trainer(cfg.trainer)
         trainer.train(cfg, run_dir)
     except UserError as err:

@@ -17,7 +17,7 @@ LONG = ["experiment=cartpole_reinforce", "algo.iterations=40", "algo.games_per_i
 
 def test_local_submitit_sweep_runs_every_job(tmp_path):
     sweep = tmp_path / "sweep"
-    run_cli("rlgen-train", "-m", *TINY, "seed=0,1", "hydra/launcher=submitit_local",
+    run_cli("rlgen-train", "-m", *TINY, "seed=0,1", "threads=1", "hydra/launcher=submitit_local",
             f"hydra.sweep.dir={sweep}")
     runs = sorted(p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
     assert [p.name for p in runs] == ["0_cartpole_reinforce", "1_cartpole_reinforce"]
