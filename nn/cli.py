@@ -141,14 +141,18 @@ def close_progress_bars() -> None:
         bar.close()
 
 
-def stopped_run(run_dir: Path) -> bool:
-    """True if `run_dir` holds a run that a signal stopped (metrics status "stopped")."""
-    metrics = run_dir / "metrics.json"
+def continues_itself(run_dir: Path) -> bool:
+    """Whether this job should continue the run already in its run dir: one that a signal
+    stopped (metrics status "stopped"), or, inside a submitit job (a requeued one lands in
+    its old run dir), any run with a checkpoint, so a finished or killed one is not redone."""
+    if not (run_dir / "checkpoints" / "last.pt").is_file():
+        return False
+    if "SUBMITIT_FOLDER" in os.environ:
+        return True
     try:
-        status = json.loads(metrics.read_text()).get("status")
+        return json.loads((run_dir / "metrics.json").read_text()).get("status") == "stopped"
     except (OSError, ValueError):
         return False
-    return status == "stopped" and (run_dir / "checkpoints" / "last.pt").is_file()
 
 
 def _train_task(cfg) -> None:
@@ -156,11 +160,10 @@ def _train_task(cfg) -> None:
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
-        if not cfg.resume and stopped_run(run_dir):
-            # a requeued cluster job lands in its own run dir again: continue it
+        if not cfg.resume and continues_itself(run_dir):
             with open_dict(cfg):
                 cfg.resume = str(run_dir)
-            print(f"rlgen-train: continuing the stopped run in {run_dir}", flush=True)
+            print(f"rlgen-train: continuing the run in {run_dir}", flush=True)
         if cfg.threads is not None:
             import torch
 

@@ -61,7 +61,7 @@ def test_preempted_job_is_requeued_and_continues_its_run(tmp_path):
     out, err = master.communicate(timeout=240)
     assert master.returncode == 0, err
     logs = "".join(p.read_text() for p in (sweep / ".submitit").glob("*/*_log.*"))
-    assert "stopped by SIGUSR2" in logs and "continuing the stopped run" in logs
+    assert "stopped by SIGUSR2" in logs and "continuing the run in" in logs
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["status"] == "finished"
     assert [h["iteration"] for h in metrics["history"]] == list(range(1, 41))
@@ -82,3 +82,15 @@ def test_slurm_preset_composes_with_documented_defaults():
     job = run_cli("rlgen-train", "experiment=snake_dqn_fast", "hydra/launcher=submitit_slurm",
                   "--cfg", "job").stdout
     assert "name: snake_dqn_fast" in job
+
+
+def test_the_same_command_continues_a_stopped_run_in_its_run_dir(tmp_path):
+    """What a scheduler's plain requeue does: the same command into the same run dir."""
+    run_cli("rlgen-train", *TINY, f"hydra.run.dir={tmp_path}")
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    (tmp_path / "metrics.json").write_text(json.dumps({**metrics, "status": "stopped"}))
+    again = run_cli("rlgen-train", *TINY, "algo.iterations=5", f"hydra.run.dir={tmp_path}")
+    assert "continuing the run in" in again.stdout
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert [h["iteration"] for h in metrics["history"]] == [1, 2, 3, 4, 5]
+    assert metrics["status"] == "finished"
