@@ -27,10 +27,8 @@ from generative.classifier import load_judge, to_model_input
 from generative.datasets import load_images
 from nn.blocks import glorot_normal_
 from nn.checkpoint import (
-    checkpoint_path,
-    load_checkpoint,
     load_weights,
-    require_experiment,
+    resume_payload,
     save_checkpoint,
     write_png,
 )
@@ -226,9 +224,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     ckpt_dir = run_dir / "checkpoints"
     start, step, best, history, elapsed = 0, 0, -1.0, [], 0.0
     if cfg.resume:
-        path = checkpoint_path(cfg.resume, "last")
-        payload = load_checkpoint(path)
-        require_experiment(payload, cfg.name, path)
+        payload = resume_payload(cfg.resume, cfg.name)
         state = payload["state"]
         for module, key in ((gen, "generator_raw" if averaged else "generator"),
                             (disc, "discriminator"), (opt_g, "opt_g"), (opt_d, "opt_d")):

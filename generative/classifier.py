@@ -25,6 +25,7 @@ from nn.checkpoint import (
     load_checkpoint,
     load_weights,
     require_experiment,
+    resume_payload,
     save_checkpoint,
 )
 from nn.config import instantiate
@@ -95,9 +96,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     ckpt_dir = run_dir / "checkpoints"
     start, step, best, history, elapsed = 0, 0, -1.0, [], 0.0
     if cfg.resume:
-        path = checkpoint_path(cfg.resume, "last")
-        payload = load_checkpoint(path)
-        require_experiment(payload, cfg.name, path)
+        payload = resume_payload(cfg.resume, cfg.name)
         load_weights(model, payload, "model")
         optimizer.load_state_dict(payload["state"]["optimizer"])
         shuffle_rng.set_state(payload["state"]["shuffle_rng"])

@@ -28,10 +28,8 @@ from torch import nn
 
 from generative.corpus import Corpus, load_corpus
 from nn.checkpoint import (
-    checkpoint_path,
-    load_checkpoint,
     load_weights,
-    require_experiment,
+    resume_payload,
     save_checkpoint,
 )
 from nn.config import instantiate
@@ -288,11 +286,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     lstm_state = None  # carried across chunks (and epochs) by the all_positions objective
     step_time = 0.0
     if cfg.resume:
-        path = checkpoint_path(cfg.resume, "last")
-        payload = load_checkpoint(path)
-        require_experiment(payload, cfg.name, path)
+        payload = resume_payload(cfg.resume, cfg.name)
         if payload["meta"]["chars"] != corpus.chars:
-            raise UserError(f"{path} was trained on another character set; resume it with "
+            raise UserError(f"{cfg.resume} was trained on another character set; resume it with "
                             "its own data settings")
         state = payload["state"]
         model.load_state_dict(state["model"])

@@ -25,10 +25,8 @@ from torch import nn
 from generative.datasets import ImageData, load_images
 from nn.blocks import init_weights
 from nn.checkpoint import (
-    checkpoint_path,
-    load_checkpoint,
     load_weights,
-    require_experiment,
+    resume_payload,
     save_checkpoint,
     write_png,
 )
@@ -171,9 +169,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     ckpt_dir = run_dir / "checkpoints"
     start, step, best, history, elapsed = 0, 0, math.inf, [], 0.0
     if cfg.resume:
-        path = checkpoint_path(cfg.resume, "last")
-        payload = load_checkpoint(path)
-        require_experiment(payload, cfg.name, path)
+        payload = resume_payload(cfg.resume, cfg.name)
         state = payload["state"]
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])

@@ -142,3 +142,12 @@ def require_experiment(payload: dict, expected: str, path: Path) -> None:
     if found != expected:
         raise UserError(f"{path} belongs to experiment {found!r}, not {expected!r}; "
                         f"use experiment={found} or another run dir")
+
+
+def resume_payload(resume: str | Path, experiment: str) -> dict:
+    """The `last` checkpoint of the run dir to resume, refused clearly if another
+    experiment wrote it."""
+    path = checkpoint_path(resume, "last")
+    payload = load_checkpoint(path)
+    require_experiment(payload, experiment, path)
+    return payload

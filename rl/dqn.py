@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
-from nn.checkpoint import checkpoint_path, load_checkpoint, load_weights, require_experiment, save_checkpoint
+from nn.checkpoint import load_weights, resume_payload, save_checkpoint
 from nn.config import instantiate
 from nn.device import maybe_compile, mixed_precision, select_device
 from nn.errors import UserError
@@ -140,12 +140,10 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     loop = LoopState()
 
     if cfg.resume:
-        path = checkpoint_path(cfg.resume, "last")
-        payload = load_checkpoint(path)
-        require_experiment(payload, cfg.name, path)
+        payload = resume_payload(cfg.resume, cfg.name)
         state = payload["state"]
         if "memory" not in state:
-            raise UserError(f"{path} holds no replay memory (an older rlgen wrote it); "
+            raise UserError(f"{cfg.resume} holds no replay memory (an older rlgen wrote it); "
                             "start a new run")
         load_weights(online, payload, "q_network")
         load_weights(target, payload, "target")

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
-from nn.checkpoint import checkpoint_path, load_checkpoint, require_experiment, save_checkpoint
+from nn.checkpoint import resume_payload, save_checkpoint
 from nn.config import instantiate
 from nn.device import maybe_compile, mixed_precision, select_device
 from nn.errors import UserError
@@ -128,14 +128,12 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
 
     start, best, history, elapsed = 0, -math.inf, [], 0.0
     if cfg.resume:
-        path = checkpoint_path(cfg.resume, "last")
-        payload = load_checkpoint(path)  # on CPU: RNG states must stay CPU tensors
-        require_experiment(payload, cfg.name, path)
+        payload = resume_payload(cfg.resume, cfg.name)  # on CPU: RNG states stay CPU tensors
         state = payload["state"]
         try:
             policy.load_state_dict(state["policy"])
         except RuntimeError as err:
-            raise UserError(f"{path} holds a policy of another shape; resume it with its own "
+            raise UserError(f"{cfg.resume} holds a policy of another shape; resume it with its own "
                             "model settings") from err
         optimizer.load_state_dict(state["optimizer"])
         sampler.set_state(state["sampler_rng"])
