@@ -181,6 +181,9 @@ def train_main() -> None:
 
     register_resolvers()
     flags, overrides = split_hydra_args(sys.argv[1:])
+    if {"-m", "--multirun"} & set(flags) and {"-c", "--cfg", "-i", "--info"} & set(flags):
+        fail("rlgen-train", "-m cannot go with --cfg or --info; drop -m to print the config "
+             "(e.g. --cfg job, or --cfg hydra -p hydra.launcher for a launcher preset)")
     if not HYDRA_NO_VALIDATE.intersection(flags):
         try:
             overrides = expand_resume(overrides)

@@ -95,6 +95,7 @@ def test_multirun_sweep_with_the_basic_launcher(tmp_path):
     (["algo.lrr=0.1"], "unknown config key 'algo.lrr' (did you mean 'algo.lr'?)"),
     (["algo.iterations=many"], "bad value for 'algo.iterations'"),
     (["seed=1.5"], "bad value for 'seed'"),
+    (["-m", "seed=0,1", "--cfg", "job"], "-m cannot go with --cfg"),
     (["resume=/no/such/dir"], "no such run dir"),
     (["-m", "seed=0,1", "algo.gama=0.9"], "unknown config key 'algo.gama'"),
     (["device=tpu"], "not a torch device"),
