@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 from omegaconf import MISSING, OmegaConf, open_dict
 
-from nn.checkpoint import checkpoint_path, load_checkpoint, require_experiment
+from nn.checkpoint import checkpoint_path, load_checkpoint, resume_payload
 from nn.config import explain_config_error, import_trainer, instantiate, parse_key_values
 from nn.errors import UserError
 from nn.preemption import pass_on
@@ -130,8 +130,7 @@ def validate_overrides(overrides: list[str], multirun: bool = False) -> None:
                 raise UserError(explain_config_error(err)) from err
         check_writable(Path(cfg.hydra.sweep.dir if multirun else cfg.hydra.run.dir))
         if cfg.get("resume"):
-            path = checkpoint_path(cfg.resume, "last")
-            require_experiment(load_checkpoint(path), cfg.name, path)
+            resume_payload(cfg.resume, cfg.name)
 
 
 def close_progress_bars() -> None:

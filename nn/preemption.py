@@ -1,7 +1,7 @@
 """Graceful stops: SIGTERM, SIGINT, SIGUSR1 and SIGUSR2 (what Slurm and submitit send
-before a time limit or a preemption) no longer kill a training run; the run finishes its current iteration or
-epoch, writes its checkpoint (atomically) and returns, so `resume=RUN_DIR` continues
-exactly where it stopped.
+before a time limit or a preemption) no longer kill a training run; the run finishes its
+current iteration or epoch, writes its checkpoint (atomically) and returns, so
+`resume=RUN_DIR` continues exactly where it stopped.
 
 Under a scheduler that installed its own handler (submitit requeues the job on SIGUSR2),
 `pass_on()` hands the signal to that handler once everything is written; the requeued
@@ -11,7 +11,7 @@ import signal
 import threading
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
-_pending: list[tuple[int, object]] = []  # (signal, the handler it displaced), to pass on
+_pending: list[signal.Signals] = []  # stop signals whose displaced handler gets them next
 
 
 class GracefulStop:
@@ -40,7 +40,7 @@ class GracefulStop:
             handler = self._previous.get(sig)
             # a Python handler someone installed before us (not Ctrl-C's default)
             if callable(handler) and handler is not signal.default_int_handler:
-                _pending.append((sig, handler))
+                _pending.append(sig)
         self._previous.clear()
 
     def message(self, where: str, run_dir) -> str:
@@ -52,5 +52,4 @@ def pass_on() -> None:
     """Deliver a stop signal to the handler it displaced, after the run has saved and
     written its metrics: e.g. submitit's, which requeues the job and exits."""
     while _pending:
-        sig, _ = _pending.pop()
-        signal.raise_signal(sig)
+        signal.raise_signal(_pending.pop())
