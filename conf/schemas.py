@@ -122,6 +122,12 @@ class DQNConfig:
     report_reward100_levels: list[float] = field(default_factory=lambda: [])
     history_every_frames: int = MISSING
     checkpoint_every_seconds: float = MISSING  # full checkpoint (memory too) for resume
+    # greedy evaluation during training (off in the book's recipe): every this many frames
+    # play eval_games fresh games at epsilon 0; the best kept as checkpoints/best_eval
+    eval_every_frames: int | None = None
+    eval_games: int = 100
+    eval_max_steps: int = 1000  # per evaluation game (a greedy agent can loop forever)
+    stop_eval_return: float | None = None  # stop once a greedy evaluation reaches this
 
 
 @dataclass

@@ -11,7 +11,10 @@ sampled batches against the Bellman target r + discount * max_a Q_target(s', a),
 the discount is 0 after a failing step; the target net copies the online net every
 `sync_every_frames` frames. Options used by the improved recipes: Double DQN (the online
 net picks the next action, the target net values it), n-step returns, Huber loss,
-gradient clipping, a dueling head (in the model config).
+gradient clipping, a dueling head (in the model config). With `eval_every_frames` set,
+the greedy agent (epsilon 0) plays `eval_games` fresh games that often, each capped at
+`eval_max_steps`; the best of those evaluations is kept as `checkpoints/best_eval`,
+since the training games' return, played with exploration, ranks checkpoints noisily.
 
 `cumulativeReward100` and `eaten100` are means over the last 100 finished games, or
 over all finished games while there are fewer than 100 (the original divided by 100
@@ -98,6 +101,10 @@ class LoopState:
     last_sync: int = 0  # target syncs so far
     best: float | None = None  # best cumulativeReward100 over 100 full games
     best_frame: int | None = None
+    evals: int = 0  # greedy evaluations so far
+    best_eval: float | None = None  # best greedy mean return
+    eval_seconds: float = 0.0  # time spent in greedy evaluations
+    eval_history: list = field(default_factory=list)
     reached: dict = field(default_factory=dict)
     history: list = field(default_factory=list)
     returns100: deque = field(default_factory=lambda: deque(maxlen=100))
@@ -175,6 +182,24 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                         config=resolved, state=state, frame=loop.frame, games=loop.games,
                         cumulativeReward100=loop.best, loop=loop.to_meta())
 
+    def evaluate_greedily() -> dict:
+        """Greedy games; `seconds` is the training time so far, evaluations left out."""
+        began = time.perf_counter()
+        seconds = began - start - loop.eval_seconds
+        # a fresh env with a fixed seed: every evaluation starts from the same boards, and
+        # resume has no evaluation stream to restore
+        eval_envs = env.batched(algo.eval_games, device, seed=cfg.seed + 1000)
+        with autocast:
+            games = play_batched(eval_envs, lambda o: online(o).float().argmax(1),
+                                 algo.eval_max_steps)
+        loop.eval_seconds += time.perf_counter() - began
+        record = {"frame": loop.frame, "seconds": round(seconds, 2),
+                  "mean_return": round(games["returns"].mean().item(), 3),
+                  "mean_steps": round(games["steps"].float().mean().item(), 2)}
+        if "eaten" in games:
+            record["mean_fruits"] = round(games["eaten"].float().mean().item(), 3)
+        return record
+
     logger = RunLogger(run_dir, cfg, total=algo.max_frames, unit="frame", initial=loop.frame,
                        purge_step=loop.frame + 1 if loop.frame else None)
     logger.info(f"training {cfg.name} on {device}: {algo.num_envs} games in parallel, "
@@ -222,6 +247,20 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             if loop.frame // algo.sync_every_frames > loop.last_sync:
                 loop.last_sync = loop.frame // algo.sync_every_frames
                 target.load_state_dict(online.state_dict())
+
+        if algo.eval_every_frames and loop.frame // algo.eval_every_frames > loop.evals:
+            loop.evals = loop.frame // algo.eval_every_frames
+            online.eval()
+            record = evaluate_greedily()
+            loop.eval_history.append(record)
+            logger.scalars(loop.frame, {f"eval/{key}": value for key, value in record.items()
+                                        if key.startswith("mean_")})
+            if loop.best_eval is None or record["mean_return"] > loop.best_eval:
+                loop.best_eval = record["mean_return"]
+                save("best_eval", **record)
+            if algo.stop_eval_return is not None and \
+                    record["mean_return"] >= algo.stop_eval_return:
+                break
 
         now = time.perf_counter()
         loop.train_seconds = now - start
@@ -282,13 +321,16 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         "final_eaten100": (sum(loop.eaten100) / len(loop.eaten100)
                            if loop.eaten100 else None),
         "best_cumulativeReward100": loop.best, "best_frame": loop.best_frame,
+        "best_eval_return": loop.best_eval, "eval_history": loop.eval_history,
         "reached": loop.reached, "status": "stopped" if stopped else "finished",
         "history": loop.history,
     }
     best_text = f"{loop.best:.1f}" if loop.best is not None else "n/a (under 100 games)"
     summary = (f"{cfg.name} seed {cfg.seed}: {loop.frame} frames, {loop.games} games in "
                f"{elapsed:.0f}s ({metrics['frames_per_second']:.0f} frames/s), best "
-               f"cumulativeReward100 {best_text}; run dir {run_dir}")
+               f"cumulativeReward100 {best_text}"
+               + (f", best greedy evaluation {loop.best_eval:.1f}" if loop.best_eval is not None
+                  else "") + f"; run dir {run_dir}")
     logger.finish(metrics, {"best_cumulativeReward100": metrics["best_cumulativeReward100"],
                             "final_eaten100": metrics["final_eaten100"]},
                   summary=summary, stopped=stopped)

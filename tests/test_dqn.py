@@ -121,11 +121,29 @@ def test_another_board_trains_and_evaluates_without_code_changes(tmp_path):
     assert summary["episodes"] == 3
 
 
+def test_greedy_evaluation_keeps_its_best_and_can_stop_the_run(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_cli("rlgen-train", *TINY_SNAKE, "algo.eval_every_frames=150", "algo.eval_games=4",
+            "algo.eval_max_steps=30", "algo.stop_eval_return=-1000", f"hydra.run.dir={tmp_path}")
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["frames"] == 150  # the first evaluation already reaches the stop level
+    [record] = metrics["eval_history"]
+    assert record["frame"] == 150 and 1 <= record["mean_steps"] <= 30
+    assert metrics["best_eval_return"] == record["mean_return"]
+    tags = EventAccumulator(str(tmp_path)).Reload().Tags()["scalars"]
+    assert {"eval/mean_return", "eval/mean_fruits", "eval/mean_steps"} <= set(tags)
+    summary = json.loads(run_cli("rlgen-eval", f"run={tmp_path}", "checkpoint=best_eval",
+                                 "episodes=2", "max_steps=20").stdout)
+    assert summary["checkpoint"] == "best_eval" and summary["frame"] == 150
+
+
 def test_resume_continues_exactly_where_the_run_stopped(tmp_path):
     """Replay memory, n-step window, games in progress, nets, optimizer and random
     streams all come back: a split run equals a straight one, frame for frame."""
     common = [*TINY_SNAKE, "algo.num_envs=4", "algo.n_step=2", "algo.history_every_frames=1",
-              "algo.replay_warmup=60"]
+              "algo.replay_warmup=60", "algo.eval_every_frames=200", "algo.eval_games=3",
+              "algo.eval_max_steps=40"]
     straight = dqn.train(compose(*common, "algo.max_frames=800"), tmp_path / "straight")
     dqn.train(compose(*common, "algo.max_frames=400"), tmp_path / "split")
     resumed = dqn.train(compose(*common, "algo.max_frames=800", f"resume={tmp_path / 'split'}"),
@@ -134,6 +152,9 @@ def test_resume_continues_exactly_where_the_run_stopped(tmp_path):
     assert resumed["games"] > 0 and resumed["frames"] == straight["frames"] == 800
     assert [{k: v for k, v in h.items() if k not in drop} for h in resumed["history"]] == \
         [{k: v for k, v in h.items() if k not in drop} for h in straight["history"]]
+    assert len(straight["eval_history"]) == 4
+    assert [{k: v for k, v in h.items() if k not in drop} for h in resumed["eval_history"]] == \
+        [{k: v for k, v in h.items() if k not in drop} for h in straight["eval_history"]]
     a = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=True)
     b = torch.load(tmp_path / "split" / "checkpoints" / "last.pt", weights_only=True)
     for name, tensor in a["state"]["q_network"].items():
