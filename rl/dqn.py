@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
 from nn.checkpoint import load_weights, resume_payload, save_checkpoint
-from nn.config import instantiate
+from nn.config import instantiate, plain
 from nn.device import maybe_compile, mixed_precision, select_device
 from nn.errors import UserError
 from nn.logger import RunLogger
@@ -57,9 +57,15 @@ def build_q_network(cfg, env) -> torch.nn.Module:
                        out_features=int(env.action_space.n))
 
 
+def set_training(module: torch.nn.Module, training: bool) -> None:
+    """module.train(training), skipped when already so (it walks every submodule)."""
+    if module.training != training:
+        module.train(training)
+
+
 @torch.no_grad()
 def epsilon_greedy(q_network, obs, epsilon: float, generator) -> torch.Tensor:
-    q_network.eval()
+    set_training(q_network, False)
     q = q_network(obs).float()
     n, num_actions = q.shape
     explore = torch.rand(n, generator=generator, device=obs.device) < epsilon
@@ -69,14 +75,14 @@ def epsilon_greedy(q_network, obs, epsilon: float, generator) -> torch.Tensor:
 
 def td_loss(online, target, batch: dict, double_dqn: bool, loss: str):
     """Loss between Q_online(s, a) and r + discount * Q_target(s', a*)."""
-    online.train()  # as the original: batch statistics and dropout for the taken Q
+    set_training(online, True)  # as the original: batch statistics and dropout for the taken Q
     q_taken = online(batch["obs"]).float().gather(1, batch["actions"][:, None]).squeeze(1)
     with torch.no_grad():
         next_q = target(batch["next_obs"]).float()
         if double_dqn:
-            online.eval()
+            set_training(online, False)
             best = online(batch["next_obs"]).argmax(1, keepdim=True)
-            online.train()
+            set_training(online, True)
             next_value = next_q.gather(1, best).squeeze(1)
         else:
             next_value = next_q.max(1).values
@@ -122,7 +128,7 @@ class LoopState:
 
 
 def train(cfg: DictConfig, run_dir: Path) -> dict:
-    algo = cfg.algo
+    algo = plain(cfg.algo)
     device = select_device(cfg.device)
     seed_everything(cfg.seed)
     env = instantiate(cfg.env)
@@ -250,7 +256,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
 
         if algo.eval_every_frames and loop.frame // algo.eval_every_frames > loop.evals:
             loop.evals = loop.frame // algo.eval_every_frames
-            online.eval()
+            set_training(online, False)
             record = evaluate_greedily()
             loop.eval_history.append(record)
             logger.scalars(loop.frame, {f"eval/{key}": value for key, value in record.items()
