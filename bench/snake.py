@@ -61,17 +61,24 @@ def training_speed(seconds: float) -> list[dict]:
     return rows
 
 
+def greedy_eval(run: str, checkpoint: str) -> dict:
+    """`rlgen-eval` of one checkpoint: 100 fresh greedy games."""
+    evaluation = subprocess.run(
+        [str(Path(sys.executable).parent / "rlgen-eval"), f"run={run}", f"checkpoint={checkpoint}",
+         "episodes=100", "device=cpu"], capture_output=True, text=True, check=True)
+    return json.loads(evaluation.stdout)
+
+
 def summarize(run_dirs: list[str]) -> list[dict]:
-    """Time to the reward thresholds, figures at 20 minutes, and a greedy evaluation of
-    the best checkpoint over 100 games, for finished training runs."""
+    """Time to the reward thresholds, figures at 20 minutes, and greedy evaluations over
+    100 games of the best checkpoint (by cumulativeReward100) and, where the run made
+    greedy evaluations, of the best of those (best_eval), for finished training runs."""
     rows = []
     for run in run_dirs:
         metrics = json.loads((Path(run) / "metrics.json").read_text())
         at_20 = [h for h in metrics["history"] if h["seconds"] <= 1200]
-        evaluation = subprocess.run(
-            [str(Path(sys.executable).parent / "rlgen-eval"), f"run={run}", "episodes=100",
-             "device=cpu"], capture_output=True, text=True, check=True)
-        greedy = json.loads(evaluation.stdout)
+        greedy = {name: greedy_eval(run, name) for name in ("best", "best_eval")
+                  if (Path(run) / "checkpoints" / f"{name}.pt").is_file()}
         reached = metrics["reached"]
         rows.append({
             "experiment": metrics["experiment"], "seed": metrics["seed"],
@@ -80,7 +87,9 @@ def summarize(run_dirs: list[str]) -> list[dict]:
                 "seconds"),
             "best_cumulativeReward100": round(metrics["best_cumulativeReward100"] or 0, 1),
             "eaten100_at_20_min": at_20[-1]["eaten100"] if at_20 else None,
-            "greedy_mean_fruits": greedy["mean_fruits"], "greedy_max_fruits": greedy["max_fruits"],
+            **{f"{name}_greedy_{key}_fruits": result[f"{key}_fruits"]
+               for name, result in greedy.items() for key in ("mean", "max")},
+            "best_eval_frame": greedy["best_eval"]["frame"] if "best_eval" in greedy else None,
             "run": run})
     return rows
 
@@ -95,7 +104,7 @@ def main() -> None:
     results["machine"] = common.machine()
     if args.summarize:
         results["quality"] = summarize(args.summarize)
-        common.table("Snake runs: thresholds, 20-minute figures, greedy eval of best checkpoint",
+        common.table("Snake runs: thresholds, 20-minute figures, greedy eval of the best checkpoints",
                      results["quality"])
     else:
         results["env_speed"] = [env_speed(n, 200, 20000) for n in (64, 1024)]
