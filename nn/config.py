@@ -3,6 +3,7 @@
 import difflib
 import importlib
 import re
+import typing
 from dataclasses import fields, is_dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -102,6 +103,7 @@ def parse_key_values(schema: type, argv: list[str]) -> DictConfig:
     assert is_dataclass(schema)
     config = OmegaConf.structured(schema)
     OmegaConf.set_struct(config, True)
+    hints = typing.get_type_hints(schema)
     for arg in argv:
         if "=" not in arg:
             raise UserError(f"argument {arg!r} is not key=value; keys: "
@@ -112,7 +114,10 @@ def parse_key_values(schema: type, argv: list[str]) -> DictConfig:
                             f"{_suggest(key, config.keys())}; keys: "
                             f"{', '.join(f.name for f in fields(schema))}")
         try:
-            config.merge_with(OmegaConf.from_dotlist([f"{key}={value}"]))
+            if hints[key] in (str, str | None) and value != "null":
+                config[key] = value  # text as typed: `seed_text="ROMEO:"` is not YAML
+            else:
+                config.merge_with(OmegaConf.from_dotlist([f"{key}={value}"]))
         except OmegaConfBaseException as err:
             raise UserError(f"bad value for '{key}': "
                             f"{str(err).strip().splitlines()[0]}") from err

@@ -119,3 +119,6 @@ def test_key_value_args_reject_typos_and_bad_types():
         parse_key_values(EvalArgs, ["run=x", "episodes=many"])
     with pytest.raises(UserError, match="run=..."):
         parse_key_values(EvalArgs, ["episodes=3"])
+    # text values are taken as typed, not read as YAML (a colon made them a mapping)
+    args = parse_key_values(EvalArgs, ["run=ROMEO: ", "checkpoint=[best]", "episodes=2"])
+    assert args.run == "ROMEO: " and args.checkpoint == "[best]"
