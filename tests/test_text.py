@@ -129,6 +129,28 @@ def test_temperature_sampling():
     assert set(draws) == {0, 1, 2}
 
 
+def test_temperature_one_draws_follow_the_softmax_and_small_t_sharpens():
+    logits = torch.tensor([0.0, 1.0, 2.0, -1.0])
+    gen = torch.Generator().manual_seed(1)
+    n = 20000
+    draws = torch.tensor([int(lt.sample_next(logits, 1.0, gen)) for _ in range(n)])
+    freq = torch.bincount(draws, minlength=4).double() / n
+    expected = torch.softmax(logits.double(), -1)
+    # 4 standard errors of a frequency over n draws
+    assert torch.all((freq - expected).abs() <= 4 * (expected * (1 - expected) / n).sqrt())
+    cold = torch.tensor([int(lt.sample_next(logits, 0.25, gen)) for _ in range(2000)])
+    assert (cold == 2).double().mean() > freq[2] + 0.2  # lower T: more often the argmax
+
+
+def test_encoding_round_trips_through_one_hot_and_back():
+    corpus = corpora.load_corpus(data_cfg())
+    text = corpus.val_text[:500]
+    ids = lt.encode(text, corpus.chars)
+    one_hot = torch.nn.functional.one_hot(torch.tensor(ids), len(corpus.chars))
+    assert one_hot.shape == (500, len(corpus.chars)) and int(one_hot.sum()) == 500
+    assert "".join(corpus.chars[i] for i in one_hot.argmax(1).tolist()) == text
+
+
 def test_stateful_generation_equals_rerunning_the_whole_prefix():
     model = tiny_model()
     gen = torch.Generator().manual_seed(0)
