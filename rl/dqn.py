@@ -195,16 +195,12 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         # a fresh env with a fixed seed: every evaluation starts from the same boards, and
         # resume has no evaluation stream to restore
         eval_envs = env.batched(algo.eval_games, device, seed=cfg.seed + 1000)
+        set_training(online, False)
         with autocast:
             games = play_batched(eval_envs, lambda o: online(o).float().argmax(1),
                                  algo.eval_max_steps)
         loop.eval_seconds += time.perf_counter() - began
-        record = {"frame": loop.frame, "seconds": round(seconds, 2),
-                  "mean_return": round(games["returns"].mean().item(), 3),
-                  "mean_steps": round(games["steps"].float().mean().item(), 2)}
-        if "eaten" in games:
-            record["mean_fruits"] = round(games["eaten"].float().mean().item(), 3)
-        return record
+        return {"frame": loop.frame, "seconds": round(seconds, 2), **mean_figures(games)}
 
     logger = RunLogger(run_dir, cfg, total=algo.max_frames, unit="frame", initial=loop.frame,
                        purge_step=loop.frame + 1 if loop.frame else None)
@@ -256,7 +252,6 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
 
         if algo.eval_every_frames and loop.frame // algo.eval_every_frames > loop.evals:
             loop.evals = loop.frame // algo.eval_every_frames
-            set_training(online, False)
             record = evaluate_greedily()
             loop.eval_history.append(record)
             logger.scalars(loop.frame, {f"eval/{key}": value for key, value in record.items()
@@ -343,6 +338,15 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     return metrics
 
 
+def mean_figures(games: dict) -> dict:
+    """Means over finished greedy games (from `play_batched`): return, steps, fruits."""
+    figures = {"mean_return": round(games["returns"].mean().item(), 3),
+               "mean_steps": round(games["steps"].float().mean().item(), 2)}
+    if "eaten" in games:
+        figures["mean_fruits"] = round(games["eaten"].float().mean().item(), 3)
+    return figures
+
+
 def load_q_network(payload: dict, device: torch.device):
     return rebuild_agent(payload, build_q_network, "q_network", device)
 
@@ -363,11 +367,8 @@ def evaluate(payload: dict, args) -> dict:
     games = play_batched(envs, act, max_steps)
     summary = {"experiment": payload["experiment"], "checkpoint": args.checkpoint,
                "frame": payload["meta"].get("frame"), "episodes": args.episodes,
-               "max_steps_per_game": max_steps,
-               "mean_return": round(games["returns"].mean().item(), 3),
-               "mean_steps": round(games["steps"].float().mean().item(), 2)}
+               "max_steps_per_game": max_steps, **mean_figures(games)}
     if "eaten" in games:
-        summary["mean_fruits"] = round(games["eaten"].float().mean().item(), 3)
         summary["max_fruits"] = int(games["eaten"].max())
     if "length" in games:
         summary["mean_length"] = round(games["length"].float().mean().item(), 3)
