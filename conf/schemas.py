@@ -103,6 +103,9 @@ class DQNConfig:
     batch_size: int = MISSING
     gamma: float = MISSING
     lr: float = MISSING
+    # with lr_final set, the learning rate falls linearly to it over lr_decay_frames frames
+    lr_final: float | None = None
+    lr_decay_frames: int = 0
     optimizer: Any = MISSING
     epsilon_init: float = MISSING
     epsilon_final: float = MISSING

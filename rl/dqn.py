@@ -45,8 +45,9 @@ from rl.replay import NStepWindow, ReplayMemory
 __all__ = ["EvalArgs", "WatchArgs", "train", "evaluate", "watch"]
 
 
-def epsilon_at(frame: int, init: float, final: float, decay_frames: int) -> float:
-    """Linear decay from init to final over decay_frames frames, then constant."""
+def linear_decay(frame: int, init: float, final: float, decay_frames: int) -> float:
+    """Linear decay from init to final over decay_frames frames, then constant (epsilon,
+    and the learning rate where it decays)."""
     if frame >= decay_frames:
         return final
     return init + (final - init) * frame / decay_frames
@@ -210,8 +211,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     last_log_frame = loop.frame
     stop, stopped = GracefulStop.install(), None
     while loop.frame < algo.max_frames:
-        epsilon = epsilon_at(loop.frame, algo.epsilon_init, algo.epsilon_final,
-                             algo.epsilon_decay_frames)
+        epsilon = linear_decay(loop.frame, algo.epsilon_init, algo.epsilon_final,
+                               algo.epsilon_decay_frames)
         with autocast:
             actions = epsilon_greedy(online, obs, epsilon, generator)
         next_obs, reward, terminated, truncated = envs.step(actions)
@@ -232,6 +233,10 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
 
         if len(memory) >= algo.replay_warmup:
             loop.pending_train += algo.num_envs
+            if algo.lr_final is not None:
+                for group in optimizer.param_groups:
+                    group["lr"] = linear_decay(loop.frame, algo.lr, algo.lr_final,
+                                               algo.lr_decay_frames)
             while loop.pending_train >= algo.train_every_frames:
                 loop.pending_train -= algo.train_every_frames
                 for _ in range(algo.updates_per_train):

@@ -15,10 +15,10 @@ TINY_SNAKE = ["experiment=snake_dqn", "device=cpu", "model.channels=[8,8]",
 
 
 def test_epsilon_decays_linearly_then_stays():
-    assert dqn.epsilon_at(0, 0.5, 0.01, 100) == 0.5
-    assert dqn.epsilon_at(50, 0.5, 0.01, 100) == pytest.approx(0.255)
-    assert dqn.epsilon_at(100, 0.5, 0.01, 100) == 0.01
-    assert dqn.epsilon_at(10**6, 0.5, 0.01, 100) == 0.01
+    assert dqn.linear_decay(0, 0.5, 0.01, 100) == 0.5
+    assert dqn.linear_decay(50, 0.5, 0.01, 100) == pytest.approx(0.255)
+    assert dqn.linear_decay(100, 0.5, 0.01, 100) == 0.01
+    assert dqn.linear_decay(10**6, 0.5, 0.01, 100) == 0.01
 
 
 class Fixed(torch.nn.Module):
@@ -143,7 +143,7 @@ def test_resume_continues_exactly_where_the_run_stopped(tmp_path):
     streams all come back: a split run equals a straight one, frame for frame."""
     common = [*TINY_SNAKE, "algo.num_envs=4", "algo.n_step=2", "algo.history_every_frames=1",
               "algo.replay_warmup=60", "algo.eval_every_frames=200", "algo.eval_games=3",
-              "algo.eval_max_steps=40"]
+              "algo.eval_max_steps=40", "algo.lr_final=1e-4", "algo.lr_decay_frames=600"]
     straight = dqn.train(compose(*common, "algo.max_frames=800"), tmp_path / "straight")
     dqn.train(compose(*common, "algo.max_frames=400"), tmp_path / "split")
     resumed = dqn.train(compose(*common, "algo.max_frames=800", f"resume={tmp_path / 'split'}"),
@@ -160,3 +160,4 @@ def test_resume_continues_exactly_where_the_run_stopped(tmp_path):
     for name, tensor in a["state"]["q_network"].items():
         assert torch.equal(tensor, b["state"]["q_network"][name]), name
     assert torch.equal(a["state"]["memory"]["obs"], b["state"]["memory"]["obs"])
+    assert a["state"]["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-4)  # decayed
