@@ -74,12 +74,13 @@ def epsilon_greedy(q_network, obs, epsilon: float, generator) -> torch.Tensor:
     return torch.where(explore, random, q.argmax(1))
 
 
-def td_loss(online, target, batch: dict, double_dqn: bool, loss: str):
-    """Loss between Q_online(s, a) and r + discount * Q_target(s', a*)."""
+def td_loss(online, batch: dict, double_dqn: bool, loss: str):
+    """Loss between Q_online(s, a) and r + discount * Q_target(s', a*); batch["next_q"]
+    holds the target net's values at s' (see `training_batches`)."""
     set_training(online, True)  # as the original: batch statistics and dropout for the taken Q
     q_taken = online(batch["obs"]).float().gather(1, batch["actions"][:, None]).squeeze(1)
     with torch.no_grad():
-        next_q = target(batch["next_obs"]).float()
+        next_q = batch["next_q"]
         if double_dqn:
             set_training(online, False)
             best = online(batch["next_obs"]).argmax(1, keepdim=True)
@@ -95,6 +96,18 @@ def td_loss(online, target, batch: dict, double_dqn: bool, loss: str):
     else:
         raise UserError(f"algo.loss={loss!r} is not mse or huber")
     return value, q_taken.detach().mean()
+
+
+@torch.no_grad()
+def training_batches(memory, target, updates: int, algo, generator, autocast) -> list[dict]:
+    """The batches of the next `updates` updates, drawn at once. The target net does not
+    change between syncs, which come after the updates, so its values at s' are computed
+    for all of them in one forward pass (RL Zoo's cart-pole: 128 updates between syncs)."""
+    batch = memory.sample(algo.batch_size, generator, algo.sample_without_replacement, updates)
+    with autocast:
+        batch["next_q"] = target(batch["next_obs"]).float()
+    parts = {name: value.split(algo.batch_size) for name, value in batch.items()}
+    return [{name: parts[name][k] for name in parts} for k in range(updates)]
 
 
 @dataclass
@@ -237,14 +250,12 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                 for group in optimizer.param_groups:
                     group["lr"] = linear_decay(loop.frame, algo.lr, algo.lr_final,
                                                algo.lr_decay_frames)
-            while loop.pending_train >= algo.train_every_frames:
-                loop.pending_train -= algo.train_every_frames
-                for _ in range(algo.updates_per_train):
-                    batch = memory.sample(algo.batch_size, generator,
-                                          algo.sample_without_replacement)
+            phases, loop.pending_train = divmod(loop.pending_train, algo.train_every_frames)
+            if phases:
+                for batch in training_batches(memory, target, phases * algo.updates_per_train,
+                                              algo, generator, autocast):
                     with autocast:
-                        loss, q_mean = td_loss(online, target, batch, algo.double_dqn,
-                                               algo.loss)
+                        loss, q_mean = td_loss(online, batch, algo.double_dqn, algo.loss)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     if algo.max_grad_norm is not None:

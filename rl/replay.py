@@ -54,11 +54,14 @@ class ReplayMemory:
         self.position, self.size = state["position"], state["size"]
 
     def sample(self, batch_size: int, generator: torch.Generator,
-               without_replacement: bool = False) -> dict:
-        if without_replacement:  # the original draws distinct transitions
-            index = torch.randperm(self.size, generator=generator, device=self.device)[:batch_size]
+               without_replacement: bool = False, batches: int = 1) -> dict:
+        """`batches` uniform batches of `batch_size` transitions, one after the other."""
+        if without_replacement:  # the original draws distinct transitions for each batch
+            index = torch.cat([torch.randperm(self.size, generator=generator,
+                                              device=self.device)[:batch_size]
+                               for _ in range(batches)])
         else:
-            index = torch.randint(self.size, (batch_size,), generator=generator,
+            index = torch.randint(self.size, (batches * batch_size,), generator=generator,
                                   device=self.device)
         return {"obs": self.obs[index], "actions": self.actions[index],
                 "rewards": self.rewards[index], "next_obs": self.next_obs[index],

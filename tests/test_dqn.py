@@ -39,13 +39,33 @@ def test_bellman_target_uses_the_done_mask_and_the_max():
     batch = {"obs": torch.tensor([[0], [0]]), "actions": torch.tensor([1, 0]),
              "rewards": torch.tensor([1.0, 2.0]), "next_obs": torch.tensor([[1], [1]]),
              "discounts": torch.tensor([0.5, 0.0])}
-    loss, q_mean = dqn.td_loss(online, target, batch, double_dqn=False, loss="mse")
+    batch["next_q"] = target(batch["next_obs"])
+    loss, q_mean = dqn.td_loss(online, batch, double_dqn=False, loss="mse")
     # targets: 1 + 0.5 * max(3, 7) = 4.5 and 2 + 0 = 2; Q taken: 1 and 0
     assert loss.item() == pytest.approx(((1 - 4.5) ** 2 + (0 - 2) ** 2) / 2)
     assert q_mean.item() == pytest.approx(0.5)
     # Double DQN: the online net picks action 0 at next_obs, the target values it at 3
-    loss, _ = dqn.td_loss(online, target, batch, double_dqn=True, loss="mse")
+    loss, _ = dqn.td_loss(online, batch, double_dqn=True, loss="mse")
     assert loss.item() == pytest.approx(((1 - 2.5) ** 2 + (0 - 2) ** 2) / 2)
+
+
+def test_training_batches_carry_the_target_values_of_their_own_next_states():
+    from contextlib import nullcontext
+    from types import SimpleNamespace
+
+    from rl.replay import ReplayMemory
+
+    memory = ReplayMemory(50, (1,), torch.float32, torch.device("cpu"))
+    ids = torch.arange(50)
+    memory.add(ids[:, None].float() % 2, ids % 2, ids.float(), (ids[:, None].float() + 1) % 2,
+               torch.full((50,), 0.9))
+    target = Fixed([[0.0, 1.0], [3.0, 7.0]])
+    algo = SimpleNamespace(batch_size=8, sample_without_replacement=False)
+    batches = dqn.training_batches(memory, target, 5, algo, torch.Generator().manual_seed(0),
+                                   nullcontext())
+    assert len(batches) == 5 and all(len(b["actions"]) == 8 for b in batches)
+    for batch in batches:
+        assert torch.equal(batch["next_q"], target(batch["next_obs"]))
 
 
 def test_epsilon_greedy_explores_at_the_given_rate():

@@ -16,6 +16,9 @@ def test_ring_buffer_keeps_the_newest_and_stores_compactly():
     assert sorted(batch["actions"].tolist()) == [4, 5, 6, 7, 8]
     assert torch.equal(batch["obs"][:, 0, 0, 0].long(), batch["actions"])
     assert torch.equal(batch["next_obs"].long(), batch["obs"].long() + 1)
+    batches = memory.sample(3, torch.Generator().manual_seed(0), without_replacement=True,
+                            batches=4)["actions"].split(3)
+    assert len(batches) == 4 and all(len(set(b.tolist())) == 3 for b in batches)
 
 
 def test_sampling_is_uniform():
