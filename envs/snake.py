@@ -12,8 +12,8 @@ Observation [H, W, 2]: channel 0 is 2 at the head and 1 on the body, channel 1 i
 fruit squares. With `egocentric=True` (square boards) the same board is turned so the
 snake always heads up: a lossless re-encoding under which "turn left" always means the
 same thing on screen. `SnakeEnv` is the readable single game (a list of squares); the batched
-twin keeps N boards as tensors, each body square holding the number of steps until the
-tail leaves it, so a move is a few whole-board operations. A test holds them equal.
+twin keeps N boards and N rings of body squares as tensors, so a move writes a few squares
+per game. A test holds them equal.
 """
 
 import gymnasium as gym
@@ -176,9 +176,15 @@ class SnakeEnv(gym.Env):
 class BatchedSnake:
     """N snake games as tensors on one device; finished games restart via `reset_done`.
 
-    `life[n, y, x]` is 0 on a free square and, on a snake square, the number of moves
-    until the tail leaves it: the head holds the snake's length, the tail 1.
+    The state is kept so that a move touches a few squares per game, not whole boards:
+    `board` is every game's observation, flat ([N, H*W*2], square s channel c at 2s + c),
+    plus one spare column that masked-off writes go to; `body` is a ring buffer per game
+    of the snake's squares, tail at `tail_ptr`, head at `head_ptr`. A table gives the
+    square each (square, heading, action) leads to, or -1 off the board.
     """
+
+    GAME_STATE = ("board", "body", "head", "head_ptr", "tail_ptr", "heading", "length",
+                  "steps", "eaten")
 
     def __init__(self, num_envs: int, height: int, width: int, num_fruits: int, init_len: int,
                  max_steps_per_game: int | None, rewards: tuple, device: torch.device,
@@ -193,63 +199,82 @@ class BatchedSnake:
         self.observation_shape = (height, width, 2)
         self.observation_dtype = torch.uint8
         self.num_actions = 3
-        self.dy = torch.tensor(DY, device=device)
-        self.dx = torch.tensor(DX, device=device)
-        self.turn = torch.tensor(TURN, device=device)
+        squares = height * width
+        self.spare = 2 * squares  # the board column that masked-off writes go to
         self.rows = torch.arange(num_envs, device=device)
-        self.life = torch.zeros(num_envs, height, width, dtype=torch.int16, device=device)
-        self.fruit = torch.zeros(num_envs, height, width, dtype=torch.bool, device=device)
+        # (square * 4 + heading) * 3 + action -> the square moved to (-1: off the board);
+        # heading * 3 + action -> the new heading
+        moves, turns = [], []
+        for square in range(squares):
+            y, x = divmod(square, width)
+            for heading in range(4):
+                for turn in TURN:
+                    new = (heading + turn) % 4
+                    ny, nx = y + DY[new], x + DX[new]
+                    inside = 0 <= ny < height and 0 <= nx < width
+                    moves.append(ny * width + nx if inside else -1)
+                    if square == 0:
+                        turns.append(new)
+        self.move_table = torch.tensor(moves, device=device)
+        self.turn_table = torch.tensor(turns, device=device)
+        # what a move writes: old head -> body, tail square -> free, new head, eaten fruit
+        self.write_values = torch.tensor([1, 0, 2, 0], dtype=torch.uint8,
+                                         device=device).expand(num_envs, 4)
+        if egocentric:  # per heading, the flat board index each turned position reads
+            index = torch.arange(2 * squares, device=device).view(height, width, 2)
+            self.turn_index = torch.stack([torch.rot90(index, int(egocentric_turns(h)),
+                                                       dims=(0, 1)).flatten()
+                                           for h in range(4)])
+        self.board = torch.zeros(num_envs, 2 * squares + 1, dtype=torch.uint8, device=device)
+        self.body = torch.zeros(num_envs, squares, dtype=torch.long, device=device)
         zeros = torch.zeros(num_envs, dtype=torch.long, device=device)
-        self.head_y, self.head_x, self.heading = zeros.clone(), zeros.clone(), zeros.clone()
-        self.length, self.steps, self.eaten = zeros.clone(), zeros.clone(), zeros.clone()
+        self.head, self.head_ptr, self.tail_ptr = zeros.clone(), zeros.clone(), zeros.clone()
+        self.heading, self.length = zeros.clone(), zeros.clone()
+        self.steps, self.eaten = zeros.clone(), zeros.clone()
 
-    def _fresh(self, n: int):
-        """n new start positions: snake boards, fruit boards, head rows and columns."""
-        h, w, k = self.height, self.width, self.init_len
-        y = torch.randint(h, (n,), generator=self.generator, device=self.device)
+    def _start(self, index: torch.Tensor) -> None:
+        """New games in rows `index`: a straight snake heading right, then the fruit."""
+        n, k, w = index.numel(), self.init_len, self.width
+        y = torch.randint(self.height, (n,), generator=self.generator, device=self.device)
         x = torch.randint(k - 1, w, (n,), generator=self.generator, device=self.device)
-        life = torch.zeros(n, h, w, dtype=torch.int16, device=self.device)
-        rows = self.rows[:n]
-        for i in range(k):
-            life[rows, y, x - i] = k - i
-        fruit = torch.zeros(n, h, w, dtype=torch.bool, device=self.device)
+        tail_to_head = torch.arange(k - 1, -1, -1, device=self.device)
+        cells = (y * w + x)[:, None] - tail_to_head  # [n, k], tail first
+        self.board[index] = 0
+        self.board[index[:, None], 2 * cells] = 1
+        self.board[index, 2 * cells[:, -1]] = 2
         for _ in range(self.num_fruits):
-            fruit |= self._random_empty(life, fruit)
-        return life, fruit, y, x
+            self._place_fruit(index)
+        self.body[index, :k] = cells
+        self.head[index] = cells[:, -1]
+        self.tail_ptr[index] = 0
+        self.head_ptr[index] = k - 1
+        self.heading[index] = RIGHT
+        self.length[index] = k
+        self.steps[index] = 0
+        self.eaten[index] = 0
 
-    def _random_empty(self, life: torch.Tensor, fruit: torch.Tensor) -> torch.Tensor:
-        """A one-hot board per game marking a uniformly random empty square (none if full):
-        random scores, occupied squares scored -1, the best score wins."""
-        n = life.shape[0]
-        occupied = ((life > 0) | fruit).view(n, -1)
-        scores = torch.rand(occupied.shape, generator=self.generator, device=self.device)
-        best = scores.masked_fill(occupied, -1.0).max(1)
-        pick = torch.zeros_like(occupied).scatter_(1, best.indices[:, None],
-                                                   (best.values >= 0)[:, None])
-        return pick.view_as(fruit)
+    def _place_fruit(self, index: torch.Tensor) -> None:
+        """A fruit for each game in rows `index` on a uniformly random empty square (none
+        if the board is full): the r-th empty square, r uniform below the empty count."""
+        squares = self.board[index, :self.spare].view(index.numel(), -1, 2)
+        empty = squares.sum(2) == 0
+        counts = empty.sum(1)
+        u = torch.rand(index.numel(), generator=self.generator, device=self.device)
+        r = torch.minimum((u * counts).long(), counts - 1)
+        pick = (empty.cumsum(1) > r[:, None]).to(torch.uint8).argmax(1)
+        self.board[index, torch.where(counts > 0, 2 * pick + 1, self.spare)] = 1
 
     def reset(self) -> torch.Tensor:
-        self.life, self.fruit, self.head_y, self.head_x = self._fresh(self.num_envs)
-        self.heading.zero_()
-        self.length.fill_(self.init_len)
-        self.steps.zero_()
-        self.eaten.zero_()
+        self.board.zero_()
+        self._start(self.rows)
         return self.observation()
 
     def reset_done(self, done: torch.Tensor) -> torch.Tensor:
         """Start new games where `done` is true; only those games are built afresh."""
         index = done.nonzero().flatten()
         if index.numel():
-            life, fruit, y, x = self._fresh(index.numel())
-            self.life[index], self.fruit[index] = life, fruit
-            self.head_y[index], self.head_x[index] = y, x
-            self.heading[index] = 0
-            self.length[index] = self.init_len
-            self.steps[index] = 0
-            self.eaten[index] = 0
+            self._start(index)
         return self.observation()
-
-    GAME_STATE = ("life", "fruit", "head_y", "head_x", "heading", "length", "steps", "eaten")
 
     def state_dict(self) -> dict:
         """Every game's state and the random stream, for a checkpoint."""
@@ -257,61 +282,73 @@ class BatchedSnake:
                 "generator": self.generator.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
+        missing = [name for name in self.GAME_STATE if name not in state]
+        if missing:
+            raise ValueError(f"the saved snake games lack {missing} (an older rlgen wrote "
+                             "them); start a new run")
         for name in self.GAME_STATE:
             setattr(self, name, state[name].to(self.device))
         self.generator.set_state(state["generator"])
 
     def observation(self) -> torch.Tensor:
-        """[N, H, W, 2] uint8: 2 at the head, 1 on the body; 1 on fruit."""
-        body = self.life > 0
-        head = self.life == self.length[:, None, None]
-        board = torch.stack([body.to(torch.uint8) + head.to(torch.uint8),
-                             self.fruit.to(torch.uint8)], dim=-1)
-        if not self.egocentric:
-            return board
-        turned = torch.stack([torch.rot90(board, k, dims=(1, 2)) for k in range(4)])
-        return turned[egocentric_turns(self.heading), self.rows]
+        """[N, H, W, 2] uint8: 2 at the head, 1 on the body; 1 on fruit. A copy."""
+        board = self.board[:, :self.spare]
+        if self.egocentric:
+            board = board.gather(1, self.turn_index[self.heading])
+        else:
+            board = board.clone()
+        return board.view(self.num_envs, *self.observation_shape)
 
     def step(self, actions: torch.Tensor):
         """Returns (obs, reward, terminated, truncated). A finished game's obs is its last
         board; call `reset_done` to start new games where needed."""
-        n, w = self.num_envs, self.width
-        heading = (self.heading + self.turn[actions]) % 4
-        ny, nx = self.head_y + self.dy[heading], self.head_x + self.dx[heading]
-        off = (ny < 0) | (ny >= self.height) | (nx < 0) | (nx >= w)
-        cell = ny.clamp(0, self.height - 1) * w + nx.clamp(0, w - 1)
-        life, fruit = self.life.view(n, -1), self.fruit.view(n, -1)
-        dead = off | (life[self.rows, cell] > 0)  # any body square, the tail included
-        alive = ~dead
-        ate = alive & fruit[self.rows, cell]
-        # the tail moves up unless the snake ate; then the head takes its square
-        moving = (alive & ~ate)[:, None]
-        life = life - (moving & (life > 0)).to(life.dtype)
-        self.length = self.length + ate.long()
-        life[self.rows, cell] = torch.where(alive, self.length.to(life.dtype), life[self.rows, cell])
-        fruit[self.rows, cell] &= ~ate
-        self.life, self.fruit = life.view_as(self.life), fruit.view_as(self.fruit)
+        reward, dead, ate, truncated = self._move(actions)
         eaters = ate.nonzero().flatten()
         if eaters.numel():  # new fruit only where one was eaten
-            self.fruit[eaters] |= self._random_empty(self.life[eaters], self.fruit[eaters])
-        self.heading = torch.where(alive, heading, self.heading)
-        self.head_y = torch.where(alive, ny, self.head_y)
-        self.head_x = torch.where(alive, nx, self.head_x)
+            self._place_fruit(eaters)
+        return self.observation(), reward, dead, truncated
+
+    def _move(self, actions: torch.Tensor):
+        """Every game's move, without the new fruit: the same few tensor operations for
+        any number of games (no host sync, so `compile` can fuse them)."""
+        move = self.head * 12 + self.heading * 3 + actions
+        cell = self.move_table.take(move)
+        off = cell < 0
+        cell = cell.clamp(min=0)
+        here = self.board.gather(1, torch.stack([2 * cell, 2 * cell + 1], 1))
+        dead = off | (here[:, 0] > 0)  # any body square, the tail included
+        alive = ~dead
+        ate = alive & (here[:, 1] > 0)
+        moving = alive & ~ate  # the tail moves up unless the snake ate
+        tail = self.body.gather(1, self.tail_ptr[:, None]).squeeze(1)
+        writes = torch.stack([2 * self.head, 2 * tail, 2 * cell, 2 * cell + 1], 1)
+        applies = torch.stack([alive, moving, alive, ate], 1)
+        self.board.scatter_(1, writes.masked_fill(~applies, self.spare), self.write_values)
+        squares = self.body.shape[1]
+        self.head_ptr = (self.head_ptr + alive.long()) % squares
+        at_head = self.head_ptr[:, None]
+        self.body.scatter_(1, at_head, torch.where(alive[:, None], cell[:, None],
+                                                   self.body.gather(1, at_head)))
+        self.tail_ptr = (self.tail_ptr + moving.long()) % squares
+        self.head = torch.where(alive, cell, self.head)
+        self.heading = torch.where(alive, self.turn_table.take(move % 12), self.heading)
+        grew = ate.long()
+        self.length += grew
+        self.eaten += grew
         self.steps += 1
-        self.eaten += ate.long()
-        reward = torch.full((n,), self.reward_step, device=self.device)
-        reward = torch.where(ate, self.reward_fruit, reward)
-        reward = torch.where(dead, self.reward_death, reward)
+        reward = torch.where(dead, self.reward_death,
+                             torch.where(ate, self.reward_fruit, self.reward_step))
         if self.max_steps_per_game is None:
             truncated = torch.zeros_like(dead)
         else:
             truncated = alive & (self.steps >= self.max_steps_per_game)
-        return self.observation(), reward, dead, truncated
+        return reward, dead, ate, truncated
 
     def game_state(self, i: int) -> dict:
         """Game i as `SnakeEnv.reset(options=...)` takes it (head first)."""
-        life = self.life[i].cpu()
-        cells = [(int(y), int(x)) for y, x in (life > 0).nonzero()]
-        cells.sort(key=lambda c: -int(life[c]))
-        fruits = [(int(y), int(x)) for y, x in self.fruit[i].cpu().nonzero()]
-        return {"snake": cells, "fruits": fruits, "heading": int(self.heading[i])}
+        body, squares = self.body[i].tolist(), self.body.shape[1]
+        head_ptr, length = int(self.head_ptr[i]), int(self.length[i])
+        cells = [divmod(body[(head_ptr - j) % squares], self.width) for j in range(length)]
+        fruit = self.board[i, 1:self.spare:2].nonzero().flatten().tolist()
+        return {"snake": cells, "fruits": [divmod(square, self.width) for square in fruit],
+                "heading": int(self.heading[i])}
