@@ -107,7 +107,7 @@ def main() -> None:
         common.table("Snake runs: thresholds, 20-minute figures, greedy eval of the best checkpoints",
                      results["quality"])
     else:
-        results["env_speed"] = [env_speed(n, 200, 20000) for n in (64, 1024)]
+        results["env_speed"] = [env_speed(n, 200, 20000) for n in (64, 1024, 4096)]
         results["training_speed"] = training_speed(args.seconds)
         common.table("batched snake env vs the single env in a Python loop", results["env_speed"])
         common.table(f"DQN training speed, {args.seconds:.0f} s each", results["training_speed"])
