@@ -201,10 +201,11 @@ class BatchedCartPole:
             # few games end per step, and drawing random numbers is the costly part on
             # CPU: draw only for those games
             index = done.nonzero().squeeze(1)
-            fresh = self._random_states(index.numel())
-            for variable, values in zip(self.variables, fresh, strict=True):
-                variable[index] = values
-            self.steps[index] = 0
+            if index.numel():
+                fresh = self._random_states(index.numel())
+                for variable, values in zip(self.variables, fresh, strict=True):
+                    variable[index] = values
+                self.steps[index] = 0
         else:
             # on an accelerator a full draw and a select avoid a host sync
             fresh = self._random_states(self.num_envs)

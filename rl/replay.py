@@ -90,6 +90,8 @@ class NStepWindow:
     def push(self, obs, actions, rewards, next_obs, terminated, ended):
         """`terminated`: the game ended by failing (no bootstrap); `ended`: it ended by
         failing or by a step limit (the window must not run on into the next game)."""
+        if self.n == 1:  # what the loop below gives for one step, in one operation
+            return obs, actions, rewards, next_obs, torch.where(terminated, 0.0, self.gamma)
         self.steps.append((obs, actions, rewards, next_obs, terminated, ended))
         if len(self.steps) < self.n:
             return None
