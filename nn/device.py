@@ -1,5 +1,7 @@
 """Pick the torch device a run uses: `auto` prefers cuda, then mps, then cpu."""
 
+import warnings
+
 import torch
 
 from nn.errors import UserError
@@ -24,9 +26,19 @@ def select_device(name: str = "auto") -> torch.device:
     return device
 
 
+def cpu_has_bf16() -> bool:
+    return torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
 def mixed_precision(device: torch.device, bf16: bool):
     """The `bf16` switch: bfloat16 autocast of the forward passes on `device`.
-    Losses and reductions stay float32 (autocast's own policy); weights stay float32."""
+    Losses and reductions stay float32 (autocast's own policy); weights stay float32.
+    A CPU without bfloat16 instructions (AVX2 only) runs float32: oneDNN has no bfloat16
+    LSTM there and refuses to build one."""
+    if bf16 and device.type == "cpu" and not cpu_has_bf16():
+        warnings.warn("bf16=true: this CPU has no bfloat16 support; running in float32",
+                      stacklevel=2)
+        bf16 = False
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
 

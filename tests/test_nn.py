@@ -32,6 +32,19 @@ def test_device_selection():
             select_device("cuda")
 
 
+def test_bf16_on_a_cpu_without_it_runs_float32_with_a_warning(monkeypatch):
+    import nn.device
+
+    monkeypatch.setattr(nn.device, "cpu_has_bf16", lambda: False)
+    with pytest.warns(UserWarning, match="no bfloat16"):
+        autocast = nn.device.mixed_precision(torch.device("cpu"), True)
+    with autocast:
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+    monkeypatch.setattr(nn.device, "cpu_has_bf16", lambda: True)
+    with nn.device.mixed_precision(torch.device("cpu"), True):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+
+
 def test_seeding_repeats_torch_draws():
     seed_everything(3)
     a = torch.rand(5)
