@@ -28,7 +28,8 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	SDL_VIDEODRIVER=dummy $(BIN)/python -m pytest
+	# two workers, one thread each: the two cores each run a test file at a time
+	SDL_VIDEODRIVER=dummy OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
