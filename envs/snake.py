@@ -179,7 +179,8 @@ class BatchedSnake:
     The state is kept so that a move touches a few squares per game, not whole boards:
     `board` is every game's observation, flat ([N, H*W*2], square s channel c at 2s + c),
     plus one spare column that masked-off writes go to; `body` is a ring buffer per game
-    of the snake's squares, tail at `tail_ptr`, head at `head_ptr`. A table gives the
+    of the snake's squares, tail at `tail_ptr`, head at `head_ptr`, with a spare column
+    of its own. A table gives the
     square each (square, heading, action) leads to, or -1 off the board.
     """
 
@@ -199,7 +200,7 @@ class BatchedSnake:
         self.observation_shape = (height, width, 2)
         self.observation_dtype = torch.uint8
         self.num_actions = 3
-        squares = height * width
+        self.squares = squares = height * width
         self.spare = 2 * squares  # the board column that masked-off writes go to
         self.rows = torch.arange(num_envs, device=device)
         # (square * 4 + heading) * 3 + action -> the square moved to (-1: off the board);
@@ -226,7 +227,7 @@ class BatchedSnake:
                                                        dims=(0, 1)).flatten()
                                            for h in range(4)])
         self.board = torch.zeros(num_envs, 2 * squares + 1, dtype=torch.uint8, device=device)
-        self.body = torch.zeros(num_envs, squares, dtype=torch.long, device=device)
+        self.body = torch.zeros(num_envs, squares + 1, dtype=torch.long, device=device)
         zeros = torch.zeros(num_envs, dtype=torch.long, device=device)
         self.head, self.head_ptr, self.tail_ptr = zeros.clone(), zeros.clone(), zeros.clone()
         self.heading, self.length = zeros.clone(), zeros.clone()
@@ -310,26 +311,25 @@ class BatchedSnake:
 
     def _move(self, actions: torch.Tensor):
         """Every game's move, without the new fruit: the same few tensor operations for
-        any number of games (no host sync, so `compile` can fuse them)."""
+        any number of games, with no host sync."""
         move = self.head * 12 + self.heading * 3 + actions
         cell = self.move_table.take(move)
         off = cell < 0
         cell = cell.clamp(min=0)
-        here = self.board.gather(1, torch.stack([2 * cell, 2 * cell + 1], 1))
+        at_cell = torch.stack([2 * cell, 2 * cell + 1], 1)  # its body and fruit columns
+        here = self.board.gather(1, at_cell)
         dead = off | (here[:, 0] > 0)  # any body square, the tail included
         alive = ~dead
         ate = alive & (here[:, 1] > 0)
         moving = alive & ~ate  # the tail moves up unless the snake ate
         tail = self.body.gather(1, self.tail_ptr[:, None]).squeeze(1)
-        writes = torch.stack([2 * self.head, 2 * tail, 2 * cell, 2 * cell + 1], 1)
+        writes = torch.cat([torch.stack([2 * self.head, 2 * tail], 1), at_cell], 1)
         applies = torch.stack([alive, moving, alive, ate], 1)
         self.board.scatter_(1, writes.masked_fill(~applies, self.spare), self.write_values)
-        squares = self.body.shape[1]
-        self.head_ptr = (self.head_ptr + alive.long()) % squares
-        at_head = self.head_ptr[:, None]
-        self.body.scatter_(1, at_head, torch.where(alive[:, None], cell[:, None],
-                                                   self.body.gather(1, at_head)))
-        self.tail_ptr = (self.tail_ptr + moving.long()) % squares
+        self.head_ptr = (self.head_ptr + alive.long()) % self.squares
+        self.body.scatter_(1, torch.where(alive, self.head_ptr, self.squares)[:, None],
+                           cell[:, None])
+        self.tail_ptr = (self.tail_ptr + moving.long()) % self.squares
         self.head = torch.where(alive, cell, self.head)
         self.heading = torch.where(alive, self.turn_table.take(move % 12), self.heading)
         grew = ate.long()
@@ -346,9 +346,9 @@ class BatchedSnake:
 
     def game_state(self, i: int) -> dict:
         """Game i as `SnakeEnv.reset(options=...)` takes it (head first)."""
-        body, squares = self.body[i].tolist(), self.body.shape[1]
+        body = self.body[i].tolist()
         head_ptr, length = int(self.head_ptr[i]), int(self.length[i])
-        cells = [divmod(body[(head_ptr - j) % squares], self.width) for j in range(length)]
+        cells = [divmod(body[(head_ptr - j) % self.squares], self.width) for j in range(length)]
         fruit = self.board[i, 1:self.spare:2].nonzero().flatten().tolist()
         return {"snake": cells, "fruits": [divmod(square, self.width) for square in fruit],
                 "heading": int(self.heading[i])}

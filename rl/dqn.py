@@ -246,12 +246,12 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
 
         if len(memory) >= algo.replay_warmup:
             loop.pending_train += algo.num_envs
-            if algo.lr_final is not None:
-                for group in optimizer.param_groups:
-                    group["lr"] = linear_decay(loop.frame, algo.lr, algo.lr_final,
-                                               algo.lr_decay_frames)
             phases, loop.pending_train = divmod(loop.pending_train, algo.train_every_frames)
             if phases:
+                if algo.lr_final is not None:
+                    for group in optimizer.param_groups:
+                        group["lr"] = linear_decay(loop.frame, algo.lr, algo.lr_final,
+                                                   algo.lr_decay_frames)
                 for batch in training_batches(memory, target, phases * algo.updates_per_train,
                                               algo, generator, autocast):
                     with autocast:
