@@ -25,28 +25,50 @@ from rl import dqn
 
 
 @torch.inference_mode()
-def env_speed(num_envs: int, steps: int, single_steps: int) -> dict:
+def env_speed(num_envs: int, steps: int, single_steps: int, rounds: int = 3) -> dict:
+    """Steps/s of the batched env (its default path, and the tensor-operation path)
+    against the single env in a Python loop, timed in alternating rounds so that a
+    noisy machine slows all three alike; each is warmed up first (the compiled loop
+    compiles, or loads from its cache, on first use)."""
     single = SnakeEnv()
     single.reset(seed=0)
-    rng = np.random.default_rng(0)
-    actions = rng.integers(0, 3, single_steps)
-    t0 = time.perf_counter()
-    for action in actions:
-        _, _, terminated, truncated, _ = single.step(int(action))
-        if terminated or truncated:
-            single.reset()
-    single_rate = single_steps / (time.perf_counter() - t0)
-    batched = SnakeEnv().batched(num_envs, "cpu", seed=0)
-    batched.reset()
-    all_actions = torch.randint(0, 3, (steps, num_envs))
-    t0 = time.perf_counter()
-    for t in range(steps):
-        _, _, terminated, truncated = batched.step(all_actions[t])
-        batched.reset_done(terminated | truncated)
-    batched_rate = steps * num_envs / (time.perf_counter() - t0)
-    return {"games": num_envs, "single_env_steps_per_s": round(single_rate),
-            "batched_steps_per_s": round(batched_rate),
-            "ratio": round(batched_rate / single_rate, 1)}
+    actions = np.random.default_rng(0).integers(0, 3, single_steps).tolist()
+
+    def play_single() -> int:
+        for action in actions:
+            _, _, terminated, truncated, _ = single.step(action)
+            if terminated or truncated:
+                single.reset()
+        return single_steps
+
+    def batched_player(kernel: bool | None):
+        batched = SnakeEnv().batched(num_envs, "cpu", seed=0, kernel=kernel)
+        batched.reset()
+        all_actions = torch.randint(0, 3, (steps, num_envs))
+
+        def play() -> int:
+            for t in range(steps):
+                _, _, terminated, truncated = batched.step(all_actions[t])
+                batched.reset_done(terminated | truncated)
+            return steps * num_envs
+        return play
+
+    players = {"single": play_single, "batched": batched_player(None),
+               "tensor_ops": batched_player(False)}
+    totals = {name: [0, 0.0] for name in players}
+    for play in players.values():  # warm-up
+        play()
+    for _ in range(rounds):
+        for name, play in players.items():
+            t0 = time.perf_counter()
+            totals[name][0] += play()
+            totals[name][1] += time.perf_counter() - t0
+    rate = {name: count / seconds for name, (count, seconds) in totals.items()}
+    return {"games": num_envs, "single_env_steps_per_s": round(rate["single"]),
+            "batched_steps_per_s": round(rate["batched"]),
+            "ratio": round(rate["batched"] / rate["single"], 1),
+            "tensor_ops_steps_per_s": round(rate["tensor_ops"]),
+            "tensor_ops_ratio": round(rate["tensor_ops"] / rate["single"], 1)}
 
 
 def training_speed(seconds: float) -> list[dict]:

@@ -20,6 +20,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from envs import snake_kernel
 from nn.seeding import make_generator
 
 # headings in turning order: a left turn adds one, a right turn subtracts one
@@ -167,10 +168,10 @@ class SnakeEnv(gym.Env):
             self._renderer = None
 
     def batched(self, num_envs: int, device: torch.device | str = "cpu",
-                seed: int = 0) -> "BatchedSnake":
+                seed: int = 0, kernel: bool | None = None) -> "BatchedSnake":
         return BatchedSnake(num_envs, self.height, self.width, self.num_fruits, self.init_len,
                             self.max_steps_per_game, self.rewards, torch.device(device), seed,
-                            self.egocentric)
+                            self.egocentric, kernel)
 
 
 class BatchedSnake:
@@ -182,6 +183,9 @@ class BatchedSnake:
     of the snake's squares, tail at `tail_ptr`, head at `head_ptr`, with a spare column
     of its own. A table gives the
     square each (square, heading, action) leads to, or -1 off the board.
+
+    On the CPU a move runs as one compiled loop over games (`envs.snake_kernel`, the
+    same steps); elsewhere, or with `kernel=False`, as tensor operations with no host sync.
     """
 
     GAME_STATE = ("board", "body", "head", "head_ptr", "tail_ptr", "heading", "length",
@@ -189,12 +193,17 @@ class BatchedSnake:
 
     def __init__(self, num_envs: int, height: int, width: int, num_fruits: int, init_len: int,
                  max_steps_per_game: int | None, rewards: tuple, device: torch.device,
-                 seed: int = 0, egocentric: bool = False):
+                 seed: int = 0, egocentric: bool = False, kernel: bool | None = None):
         self.egocentric = egocentric
+        self.kernel = device.type == "cpu" if kernel is None else kernel
+        if self.kernel and device.type != "cpu":
+            raise ValueError(f"the compiled snake loop runs on the CPU, not {device}: "
+                             "leave kernel unset")
         self.num_envs, self.height, self.width = num_envs, height, width
         self.num_fruits, self.init_len = num_fruits, init_len
         self.max_steps_per_game = max_steps_per_game
         self.reward_fruit, self.reward_step, self.reward_death = rewards
+        self.reward_values = np.array(rewards, dtype=np.float32)
         self.device = device
         self.generator = make_generator(seed, device)
         self.observation_shape = (height, width, 2)
@@ -232,6 +241,9 @@ class BatchedSnake:
         self.head, self.head_ptr, self.tail_ptr = zeros.clone(), zeros.clone(), zeros.clone()
         self.heading, self.length = zeros.clone(), zeros.clone()
         self.steps, self.eaten = zeros.clone(), zeros.clone()
+        if self.kernel:
+            self._tables = (self.move_table.numpy(), self.turn_table.numpy())
+            self._bind_arrays()
 
     def _start(self, index: torch.Tensor) -> None:
         """New games in rows `index`: a straight snake heading right, then the fruit."""
@@ -272,6 +284,14 @@ class BatchedSnake:
 
     def reset_done(self, done: torch.Tensor) -> torch.Tensor:
         """Start new games where `done` is true; only those games are built afresh."""
+        if self.kernel:
+            new_games = int(done.sum())
+            if new_games:
+                uniform = torch.rand(new_games, 2 + self.num_fruits, generator=self.generator)
+                snake_kernel.start(*self._arrays, done.contiguous().numpy(),
+                                   uniform.numpy(), self.width, self.init_len,
+                                   self.num_fruits)
+            return self.observation()
         index = done.nonzero().flatten()
         if index.numel():
             self._start(index)
@@ -289,12 +309,19 @@ class BatchedSnake:
                              "them); start a new run")
         for name in self.GAME_STATE:
             setattr(self, name, state[name].to(self.device))
+        if self.kernel:
+            self._bind_arrays()
         self.generator.set_state(state["generator"])
 
     def observation(self) -> torch.Tensor:
         """[N, H, W, 2] uint8: 2 at the head, 1 on the body; 1 on fruit. A copy."""
         board = self.board[:, :self.spare]
-        if self.egocentric:
+        if self.egocentric and self.kernel:
+            turned = torch.empty_like(board)
+            snake_kernel.turned_boards(self.board.numpy(), self.heading.numpy(),
+                                       self.turn_index.numpy(), turned.numpy())
+            board = turned
+        elif self.egocentric:
             board = board.gather(1, self.turn_index[self.heading])
         else:
             board = board.clone()
@@ -303,11 +330,31 @@ class BatchedSnake:
     def step(self, actions: torch.Tensor):
         """Returns (obs, reward, terminated, truncated). A finished game's obs is its last
         board; call `reset_done` to start new games where needed."""
+        if self.kernel:
+            reward, dead, truncated = self._move_compiled(actions)
+            return self.observation(), reward, dead, truncated
         reward, dead, ate, truncated = self._move(actions)
         eaters = ate.nonzero().flatten()
         if eaters.numel():  # new fruit only where one was eaten
             self._place_fruit(eaters)
         return self.observation(), reward, dead, truncated
+
+    def _bind_arrays(self) -> None:
+        """NumPy views of the game state that the compiled loops write in place (taken
+        once: the state tensors are only ever changed in place, or replaced by a load)."""
+        self._arrays = [getattr(self, name).numpy() for name in self.GAME_STATE]
+
+    def _move_compiled(self, actions: torch.Tensor):
+        """`_move` and the new fruits as one compiled loop (CPU); returns (reward,
+        terminated, truncated)."""
+        n = self.num_envs
+        uniform = torch.rand(n, generator=self.generator)  # for the fruits eaten
+        reward, dead, truncated = np.empty(n, np.float32), np.empty(n, bool), np.empty(n, bool)
+        snake_kernel.move(*self._arrays, actions.to(torch.long).contiguous().numpy(),
+                          *self._tables, uniform.numpy(), self.reward_values,
+                          -1 if self.max_steps_per_game is None else self.max_steps_per_game,
+                          reward, dead, truncated)
+        return torch.from_numpy(reward), torch.from_numpy(dead), torch.from_numpy(truncated)
 
     def _move(self, actions: torch.Tensor):
         """Every game's move, without the new fruit: the same few tensor operations for

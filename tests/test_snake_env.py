@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import envs  # noqa: F401  (registers rlgen/Snake-v0)
+from envs import snake_kernel
 from envs.snake import DX, DY, TURN, SnakeEnv
 
 
@@ -57,14 +58,15 @@ def test_fruit_lands_uniformly_on_empty_squares():
     assert max(counts.values()) / min(counts.values()) < 1.3
 
 
+@pytest.mark.parametrize("kernel", [True, False], ids=["compiled", "tensor_ops"])
 @pytest.mark.parametrize("height, width, fruits, init_len, egocentric",
                          [(9, 9, 1, 2, False), (4, 5, 3, 3, False), (5, 5, 2, 2, True)])
 def test_batched_twin_equals_single_env_step_for_step(height, width, fruits, init_len,
-                                                      egocentric):
+                                                      egocentric, kernel):
     n, rng = 24, np.random.default_rng(0)
     proto = SnakeEnv(height=height, width=width, num_fruits=fruits, init_len=init_len,
                      max_steps_per_game=60, egocentric=egocentric)
-    batched = proto.batched(n, "cpu", seed=1)
+    batched = proto.batched(n, "cpu", seed=1, kernel=kernel)
     batched.reset()
     singles = [SnakeEnv(height=height, width=width, num_fruits=fruits, init_len=init_len,
                         max_steps_per_game=60, egocentric=egocentric) for _ in range(n)]
@@ -91,6 +93,26 @@ def test_batched_twin_equals_single_env_step_for_step(height, width, fruits, ini
         for i in done.nonzero().flatten().tolist():
             singles[i].reset(options=batched.game_state(i))
     assert eaten > 10 and ends > 50  # the test saw both events many times
+
+
+def test_compiled_loop_places_fruit_uniformly_on_empty_squares():
+    # 3x3 board, snake on (1,1) and (1,0), a fruit on (0,0): six empty squares; evenly
+    # spread draws must pick each of them equally often and nothing else
+    row = np.zeros(2 * 9 + 1, np.uint8)
+    row[2 * 4], row[2 * 3], row[2 * 0 + 1] = 2, 1, 1
+    counts = np.zeros(9, int)
+    for u in (np.arange(600) + 0.5) / 600:
+        board = row.copy()
+        snake_kernel.place_fruit(board, np.float32(u), 9)
+        added = np.flatnonzero(board[1:18:2] != row[1:18:2])
+        assert len(added) == 1
+        counts[added[0]] += 1
+    assert counts.tolist() == [0, 100, 100, 0, 0, 100, 100, 100, 100]
+
+
+def test_compiled_loop_is_refused_off_the_cpu():
+    with pytest.raises(ValueError, match="runs on the CPU"):
+        SnakeEnv().batched(4, "meta", kernel=True)
 
 
 def check_step_invariants(before: dict, action: int, after: dict, reward: float,
@@ -132,12 +154,12 @@ def test_single_env_invariants(board, seed, actions):
 
 @settings(max_examples=25, deadline=None)
 @given(board=boards, seed=st.integers(0, 10_000),
-       actions=st.lists(st.integers(0, 2), min_size=1, max_size=60))
-def test_batched_env_invariants(board, seed, actions):
+       actions=st.lists(st.integers(0, 2), min_size=1, max_size=60), kernel=st.booleans())
+def test_batched_env_invariants(board, seed, actions, kernel):
     height, width, fruits, init_len = board
     n = 6
     batched = SnakeEnv(height=height, width=width, num_fruits=fruits,
-                       init_len=init_len).batched(n, "cpu", seed=seed)
+                       init_len=init_len).batched(n, "cpu", seed=seed, kernel=kernel)
     batched.reset()
     for k, action in enumerate(actions):
         acts = torch.tensor([(action + i + k) % 3 for i in range(n)])
