@@ -28,7 +28,10 @@ class ReplayMemory:
     def add(self, obs, actions, rewards, next_obs, discounts) -> None:
         """Add a batch of transitions (leading dimension B), overwriting the oldest."""
         n = actions.shape[0]
-        index = (self.position + torch.arange(n, device=self.device)) % self.capacity
+        if self.position + n <= self.capacity:  # a slice: cheaper than an index list
+            index = slice(self.position, self.position + n)
+        else:
+            index = (self.position + torch.arange(n, device=self.device)) % self.capacity
         self.obs[index] = obs
         self.next_obs[index] = next_obs
         self.actions[index] = actions
