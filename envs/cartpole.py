@@ -227,9 +227,10 @@ class BatchedCartPole:
 
     def step(self, push_right: torch.Tensor):
         """Returns (obs, reward, terminated, truncated), each with a leading N dimension."""
-        if self.device.type == "cpu":
-            # NumPy on views of the same memory: its small-array operations cost a few
-            # times less than PyTorch's, and a step is some twenty of them
+        if self.device.type == "cpu" and self.num_envs < 32768:
+            # NumPy on views of the same memory: its small-array operations cost less
+            # than PyTorch's, and a step is some twenty of them; from 32,768 games on
+            # PyTorch spreads each operation over threads and is faster
             *variables, failed = physics_step(
                 *(v.numpy() for v in self.variables), push_right.to(self.dtype).numpy(),
                 self.float_physics, np.cos, np.sin)

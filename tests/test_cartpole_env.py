@@ -75,6 +75,21 @@ def test_batched_twin_equals_single_env_step_for_step():
     assert done.all()
 
 
+def test_numpy_step_of_few_games_equals_tensor_step_of_many():
+    # below 32,768 games the CPU steps the physics with NumPy, from there with PyTorch
+    many = CartPoleEnv(max_steps_per_game=30).batched(32768, "cpu", dtype=torch.float64)
+    start = many.reset()
+    few = CartPoleEnv(max_steps_per_game=30).batched(16, "cpu", dtype=torch.float64)
+    few.reset(start[:16])
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(40):
+        actions = torch.randint(0, 2, (32768,), generator=generator)
+        big, small = many.step(actions), few.step(actions[:16])
+        torch.testing.assert_close(big[0][:16], small[0], rtol=0, atol=1e-12)
+        for b, s in zip(big[1:], small[1:], strict=True):
+            assert torch.equal(b[:16], s)
+
+
 def test_physics_agree_with_gymnasium_cartpole_v1():
     ours = CartPoleEnv(max_steps_per_game=None)
     theirs = gym.make("CartPole-v1").unwrapped
