@@ -116,6 +116,13 @@ class DQNConfig:
     updates_per_train: int = MISSING
     sample_without_replacement: bool = MISSING
     double_dqn: bool = MISSING
+    mirror: bool = False  # train on mirror images of half the sampled transitions
+    # prioritized replay: draw by |TD error|^alpha, importance weights with an exponent
+    # that rises from priority_beta_init to 1 over priority_beta_frames frames
+    prioritized: bool = False
+    priority_alpha: float = 0.6
+    priority_beta_init: float = 0.4
+    priority_beta_frames: int = 0
     n_step: int = MISSING
     loss: str = MISSING  # mse | huber
     max_grad_norm: float | None = None

@@ -127,6 +127,12 @@ class CartPoleEnv(gym.Env):
     def _obs(self) -> np.ndarray:
         return np.array(self.state, dtype=np.float32)
 
+    @staticmethod
+    def mirrored(obs: torch.Tensor, actions: torch.Tensor):
+        """The mirror image of a batch of states [N, 4] and pushes: the physics is the
+        same with every position, velocity and angle negated and left and right swapped."""
+        return -obs, 1 - actions
+
     def render(self):
         if self.render_mode is None:
             gym.logger.warn("render() called without a render_mode; pass render_mode='human' "

@@ -132,6 +132,14 @@ class SnakeEnv(gym.Env):
             return np.rot90(obs, egocentric_turns(self.heading), axes=(0, 1)).copy()
         return obs
 
+    @staticmethod
+    def mirrored(obs: torch.Tensor, actions: torch.Tensor):
+        """The left-right mirror image of a batch of observations [N, H, W, 2] and their
+        actions: Snake's rules do not change under the mirror, which swaps left and right
+        turns, so a mirrored transition is as real as the one it came from (a lossless
+        augmentation for DQN, `algo.mirror`). Holds for the egocentric view as well."""
+        return obs.flip(-2), torch.where(actions == 0, actions, 3 - actions)
+
     def _info(self) -> dict:
         return {"fruits_eaten": self.eaten, "length": len(self.snake), "steps": self.steps}
 

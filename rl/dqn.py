@@ -11,7 +11,9 @@ sampled batches against the Bellman target r + discount * max_a Q_target(s', a),
 the discount is 0 after a failing step; the target net copies the online net every
 `sync_every_frames` frames. Options used by the improved recipes: Double DQN (the online
 net picks the next action, the target net values it), n-step returns, Huber loss,
-gradient clipping, a dueling head (in the model config). With `eval_every_frames` set,
+gradient clipping, a dueling head (in the model config), prioritized replay, batches
+in which half the transitions are mirrored (`mirror`: for envs whose rules are
+left-right symmetric, a free second view of every transition). With `eval_every_frames` set,
 the greedy agent (epsilon 0) plays `eval_games` fresh games that often, each capped at
 `eval_max_steps`; the best of those evaluations is kept as `checkpoints/best_eval`,
 since the training games' return, played with exploration, ranks checkpoints noisily.
@@ -40,7 +42,7 @@ from nn.logger import RunLogger
 from nn.preemption import GracefulStop
 from nn.seeding import global_rng_state, make_generator, seed_everything, set_global_rng_state
 from rl.play import EvalArgs, WatchArgs, play_batched, rebuild_agent, report, watch_agent
-from rl.replay import NStepWindow, ReplayMemory
+from rl.replay import NStepWindow, PrioritizedReplayMemory, ReplayMemory
 
 __all__ = ["EvalArgs", "WatchArgs", "train", "evaluate", "watch"]
 
@@ -76,7 +78,9 @@ def epsilon_greedy(q_network, obs, epsilon: float, generator) -> torch.Tensor:
 
 def td_loss(online, batch: dict, double_dqn: bool, loss: str):
     """Loss between Q_online(s, a) and r + discount * Q_target(s', a*); batch["next_q"]
-    holds the target net's values at s' (see `training_batches`)."""
+    holds the target net's values at s' (see `training_batches`), batch["weights"], when
+    there, each transition's importance weight (prioritized replay). Returns the loss,
+    the mean Q taken and the TD errors."""
     set_training(online, True)  # as the original: batch statistics and dropout for the taken Q
     q_taken = online(batch["obs"]).float().gather(1, batch["actions"][:, None]).squeeze(1)
     with torch.no_grad():
@@ -90,20 +94,35 @@ def td_loss(online, batch: dict, double_dqn: bool, loss: str):
             next_value = next_q.max(1).values
         y = batch["rewards"] + batch["discounts"] * next_value
     if loss == "mse":
-        value = F.mse_loss(q_taken, y)
+        each = F.mse_loss(q_taken, y, reduction="none")
     elif loss == "huber":
-        value = F.smooth_l1_loss(q_taken, y)
+        each = F.smooth_l1_loss(q_taken, y, reduction="none")
     else:
         raise UserError(f"algo.loss={loss!r} is not mse or huber")
-    return value, q_taken.detach().mean()
+    value = (each * batch["weights"]).mean() if "weights" in batch else each.mean()
+    return value, q_taken.detach().mean(), y - q_taken.detach()
 
 
 @torch.no_grad()
-def training_batches(memory, target, updates: int, algo, generator, autocast) -> list[dict]:
+def training_batches(memory, target, updates: int, algo, generator, autocast,
+                     mirrored=None, beta: float | None = None) -> list[dict]:
     """The batches of the next `updates` updates, drawn at once. The target net does not
     change between syncs, which come after the updates, so its values at s' are computed
-    for all of them in one forward pass (RL Zoo's cart-pole: 128 updates between syncs)."""
-    batch = memory.sample(algo.batch_size, generator, algo.sample_without_replacement, updates)
+    for all of them in one forward pass (RL Zoo's cart-pole: 128 updates between syncs).
+    With `mirrored` (the env's mirror symmetry), each transition is replaced by its
+    mirror image with probability one half. `beta`: prioritized replay's exponent of the
+    importance weights."""
+    batch = memory.sample(algo.batch_size, generator, algo.sample_without_replacement, updates,
+                          **({} if beta is None else {"beta": beta}))
+    if mirrored is not None:
+        flip = torch.rand(batch["actions"].shape[0], generator=generator,
+                          device=batch["actions"].device) < 0.5
+        obs, actions = mirrored(batch["obs"], batch["actions"])
+        next_obs, _ = mirrored(batch["next_obs"], batch["actions"])
+        shape = (-1, *[1] * (obs.dim() - 1))
+        batch["obs"] = torch.where(flip.view(shape), obs, batch["obs"])
+        batch["next_obs"] = torch.where(flip.view(shape), next_obs, batch["next_obs"])
+        batch["actions"] = torch.where(flip, actions, batch["actions"])
     with autocast:
         batch["next_q"] = target(batch["next_obs"]).float()
     parts = {name: value.split(algo.batch_size) for name, value in batch.items()}
@@ -153,14 +172,23 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         build_q_network(cfg, env).to(device)
     target.eval()
     optimizer = instantiate(algo.optimizer)(online.parameters(), lr=algo.lr)
-    memory = ReplayMemory(algo.replay_size, tuple(env.observation_space.shape),
-                          envs.observation_dtype, device)
+    memory_args = (algo.replay_size, tuple(env.observation_space.shape),
+                   envs.observation_dtype, device)
+    if algo.prioritized and algo.sample_without_replacement:
+        raise UserError("prioritized replay draws with replacement: set "
+                        "algo.sample_without_replacement=false or algo.prioritized=false")
+    memory = PrioritizedReplayMemory(*memory_args, algo.priority_alpha) \
+        if algo.prioritized else ReplayMemory(*memory_args)
     window = NStepWindow(algo.n_step, algo.gamma)
     generator = make_generator(cfg.seed + 1, device)
     autocast = mixed_precision(device, cfg.bf16)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     ckpt_dir = run_dir / "checkpoints"
     counts_fruit = hasattr(envs, "eaten")
+    if algo.mirror and not hasattr(env, "mirrored"):
+        raise UserError(f"algo.mirror=true needs an env with a mirror symmetry; "
+                        f"{type(env).__name__} has none: set algo.mirror=false")
+    mirrored = env.mirrored if algo.mirror else None
     obs = envs.reset()
     game_return = torch.zeros(algo.num_envs, device=device)
     loss = q_mean = torch.zeros((), device=device)
@@ -252,10 +280,15 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                     for group in optimizer.param_groups:
                         group["lr"] = linear_decay(loop.frame, algo.lr, algo.lr_final,
                                                    algo.lr_decay_frames)
+                beta = linear_decay(loop.frame, algo.priority_beta_init, 1.0,
+                                    algo.priority_beta_frames) if algo.prioritized else None
                 for batch in training_batches(memory, target, phases * algo.updates_per_train,
-                                              algo, generator, autocast):
+                                              algo, generator, autocast, mirrored, beta):
                     with autocast:
-                        loss, q_mean = td_loss(online, batch, algo.double_dqn, algo.loss)
+                        loss, q_mean, td_errors = td_loss(online, batch, algo.double_dqn,
+                                                          algo.loss)
+                    if algo.prioritized:
+                        memory.update_priorities(batch["index"], td_errors)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     if algo.max_grad_norm is not None:

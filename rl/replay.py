@@ -1,6 +1,6 @@
 """Replay memory for DQN-family learning, kept as preallocated tensors on the training
-device: a ring buffer with uniform sampling. Observations are stored in the env's own
-compact dtype (uint8 boards for Snake), not as float32.
+device: a ring buffer with uniform sampling, or prioritized by TD error. Observations
+are stored in the env's own compact dtype (uint8 boards for Snake), not as float32.
 
 Each stored transition carries its own bootstrap `discount` (gamma^n, or 0 when the
 game ended inside the n steps), so one-step and n-step transitions share one buffer.
@@ -69,6 +69,57 @@ class ReplayMemory:
         return {"obs": self.obs[index], "actions": self.actions[index],
                 "rewards": self.rewards[index], "next_obs": self.next_obs[index],
                 "discounts": self.discounts[index]}
+
+
+class PrioritizedReplayMemory(ReplayMemory):
+    """Proportional prioritized replay (Schaul et al. 2016): transition i is drawn with
+    probability p_i^alpha / sum_j p_j^alpha, p_i its last absolute TD error (new ones get
+    the largest seen so far), and the batch carries importance weights
+    (size * P(i))^-beta, divided by the batch's largest, that undo the bias in the loss.
+    At a few hundred thousand transitions one cumulative sum per draw costs well under a
+    millisecond, so no sum tree."""
+
+    FIELDS = (*ReplayMemory.FIELDS, "priorities")
+
+    def __init__(self, capacity: int, obs_shape: tuple, obs_dtype: torch.dtype,
+                 device: torch.device, alpha: float, epsilon: float = 0.01):
+        super().__init__(capacity, obs_shape, obs_dtype, device)
+        self.alpha, self.epsilon = alpha, epsilon
+        self.priorities = torch.zeros(capacity, device=device)  # p^alpha
+        self.max_priority = 1.0
+
+    def add(self, obs, actions, rewards, next_obs, discounts) -> None:
+        start, n = self.position, actions.shape[0]
+        super().add(obs, actions, rewards, next_obs, discounts)
+        index = (start + torch.arange(n, device=self.device)) % self.capacity
+        self.priorities[index] = self.max_priority ** self.alpha
+
+    def sample(self, batch_size: int, generator: torch.Generator,
+               without_replacement: bool = False, batches: int = 1, beta: float = 1.0) -> dict:
+        if without_replacement:
+            raise ValueError("prioritized replay draws with replacement")
+        weights = self.priorities[:self.size]
+        total = weights.cumsum(0)
+        draws = torch.rand(batches * batch_size, generator=generator, device=self.device)
+        index = torch.searchsorted(total, draws * total[-1], right=True).clamp_(max=self.size - 1)
+        importance = (self.size * weights[index] / total[-1]) ** -beta
+        return {"obs": self.obs[index], "actions": self.actions[index],
+                "rewards": self.rewards[index], "next_obs": self.next_obs[index],
+                "discounts": self.discounts[index], "index": index,
+                "weights": importance / importance.view(batches, batch_size).amax(1)
+                .repeat_interleave(batch_size)}
+
+    def update_priorities(self, index: torch.Tensor, td_errors: torch.Tensor) -> None:
+        priority = td_errors.abs() + self.epsilon
+        self.priorities[index] = priority ** self.alpha
+        self.max_priority = max(self.max_priority, priority.max().item())
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "max_priority": self.max_priority}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.max_priority = state["max_priority"]
 
 
 class NStepWindow:

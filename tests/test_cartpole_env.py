@@ -90,6 +90,23 @@ def test_numpy_step_of_few_games_equals_tensor_step_of_many():
             assert torch.equal(b[:16], s)
 
 
+def test_mirrored_transitions_are_real_transitions():
+    env, twin = CartPoleEnv(max_steps_per_game=None), CartPoleEnv(max_steps_per_game=None)
+    rng = np.random.default_rng(0)
+    for game in range(5):
+        obs, _ = env.reset(seed=game)
+        terminated = False
+        while not terminated:
+            action = int(rng.integers(2))
+            mirror_obs, mirror_action = CartPoleEnv.mirrored(torch.as_tensor(obs)[None],
+                                                             torch.tensor([action]))
+            twin.reset(options={"state": mirror_obs[0].double()})
+            obs, reward, terminated, _, _ = env.step(action)
+            twin_obs, *twin_rest = twin.step(int(mirror_action))
+            np.testing.assert_allclose(twin_obs, -obs, atol=1e-5)
+            assert twin_rest[:2] == [reward, terminated]
+
+
 def test_physics_agree_with_gymnasium_cartpole_v1():
     ours = CartPoleEnv(max_steps_per_game=None)
     theirs = gym.make("CartPole-v1").unwrapped

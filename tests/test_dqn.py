@@ -40,12 +40,17 @@ def test_bellman_target_uses_the_done_mask_and_the_max():
              "rewards": torch.tensor([1.0, 2.0]), "next_obs": torch.tensor([[1], [1]]),
              "discounts": torch.tensor([0.5, 0.0])}
     batch["next_q"] = target(batch["next_obs"])
-    loss, q_mean = dqn.td_loss(online, batch, double_dqn=False, loss="mse")
+    loss, q_mean, td_errors = dqn.td_loss(online, batch, double_dqn=False, loss="mse")
     # targets: 1 + 0.5 * max(3, 7) = 4.5 and 2 + 0 = 2; Q taken: 1 and 0
     assert loss.item() == pytest.approx(((1 - 4.5) ** 2 + (0 - 2) ** 2) / 2)
     assert q_mean.item() == pytest.approx(0.5)
+    assert torch.allclose(td_errors, torch.tensor([3.5, 2.0]))
+    # importance weights scale each transition's share of the loss
+    loss, _, _ = dqn.td_loss(online, {**batch, "weights": torch.tensor([1.0, 0.5])},
+                             double_dqn=False, loss="mse")
+    assert loss.item() == pytest.approx(((1 - 4.5) ** 2 + 0.5 * (0 - 2) ** 2) / 2)
     # Double DQN: the online net picks action 0 at next_obs, the target values it at 3
-    loss, _ = dqn.td_loss(online, batch, double_dqn=True, loss="mse")
+    loss, _, _ = dqn.td_loss(online, batch, double_dqn=True, loss="mse")
     assert loss.item() == pytest.approx(((1 - 2.5) ** 2 + (0 - 2) ** 2) / 2)
 
 
@@ -66,6 +71,46 @@ def test_training_batches_carry_the_target_values_of_their_own_next_states():
     assert len(batches) == 5 and all(len(b["actions"]) == 8 for b in batches)
     for batch in batches:
         assert torch.equal(batch["next_q"], target(batch["next_obs"]))
+
+
+def test_mirrored_batches_mirror_half_their_transitions_and_value_the_mirrored_states():
+    from contextlib import nullcontext
+    from types import SimpleNamespace
+
+    from rl.replay import ReplayMemory
+
+    memory = ReplayMemory(1000, (2,), torch.float32, torch.device("cpu"))
+    ids = torch.arange(1000).float()
+    memory.add(torch.stack([ids, ids], 1), torch.zeros(1000, dtype=torch.long), ids,
+               torch.stack([ids + 1, ids + 1], 1), torch.full((1000,), 0.9))
+    target = MLP([2], 2, [8])
+
+    def mirrored(obs, actions):  # a symmetry of a made-up env: negate, swap the actions
+        return -obs, 1 - actions
+
+    algo = SimpleNamespace(batch_size=500, sample_without_replacement=False)
+    batch, = dqn.training_batches(memory, target, 1, algo, torch.Generator().manual_seed(0),
+                                  nullcontext(), mirrored)
+    flipped = batch["obs"][:, 0] < 0
+    assert 200 < flipped.sum() < 300
+    ids = batch["obs"][:, 0].abs()  # every transition stays whole: its own reward and s'
+    assert torch.equal(batch["rewards"], ids)
+    assert torch.equal(batch["next_obs"][:, 0], torch.where(flipped, -(ids + 1), ids + 1))
+    assert torch.equal(batch["actions"], flipped.long())
+    torch.testing.assert_close(batch["next_q"], target(batch["next_obs"]))
+
+
+def test_prioritized_replay_refuses_drawing_without_replacement(tmp_path):
+    with pytest.raises(dqn.UserError, match="draws with replacement"):
+        dqn.train(compose(*TINY_SNAKE, "algo.prioritized=true"), tmp_path)
+
+
+def test_mirror_needs_an_env_with_a_mirror_symmetry(tmp_path, monkeypatch):
+    from envs.snake import SnakeEnv
+
+    monkeypatch.delattr(SnakeEnv, "mirrored")
+    with pytest.raises(dqn.UserError, match="mirror symmetry"):
+        dqn.train(compose(*TINY_SNAKE, "algo.mirror=true"), tmp_path)
 
 
 def test_epsilon_greedy_explores_at_the_given_rate():
@@ -158,12 +203,16 @@ def test_greedy_evaluation_keeps_its_best_and_can_stop_the_run(tmp_path):
     assert summary["checkpoint"] == "best_eval" and summary["frame"] == 150
 
 
-def test_resume_continues_exactly_where_the_run_stopped(tmp_path):
+@pytest.mark.parametrize("replay", [[], ["algo.prioritized=true", "algo.priority_beta_frames=600",
+                                         "algo.sample_without_replacement=false"]],
+                         ids=["uniform", "prioritized"])
+def test_resume_continues_exactly_where_the_run_stopped(tmp_path, replay):
     """Replay memory, n-step window, games in progress, nets, optimizer and random
     streams all come back: a split run equals a straight one, frame for frame."""
     common = [*TINY_SNAKE, "algo.num_envs=4", "algo.n_step=2", "algo.history_every_frames=1",
               "algo.replay_warmup=60", "algo.eval_every_frames=200", "algo.eval_games=3",
-              "algo.eval_max_steps=40", "algo.lr_final=1e-4", "algo.lr_decay_frames=600"]
+              "algo.eval_max_steps=40", "algo.lr_final=1e-4", "algo.lr_decay_frames=600",
+              *replay]
     straight = dqn.train(compose(*common, "algo.max_frames=800"), tmp_path / "straight")
     dqn.train(compose(*common, "algo.max_frames=400"), tmp_path / "split")
     resumed = dqn.train(compose(*common, "algo.max_frames=800", f"resume={tmp_path / 'split'}"),
@@ -179,5 +228,8 @@ def test_resume_continues_exactly_where_the_run_stopped(tmp_path):
     b = torch.load(tmp_path / "split" / "checkpoints" / "last.pt", weights_only=True)
     for name, tensor in a["state"]["q_network"].items():
         assert torch.equal(tensor, b["state"]["q_network"][name]), name
-    assert torch.equal(a["state"]["memory"]["obs"], b["state"]["memory"]["obs"])
+    for name, tensor in a["state"]["memory"].items():
+        assert tensor == b["state"]["memory"][name] if isinstance(tensor, (int, float)) \
+            else torch.equal(tensor, b["state"]["memory"][name]), name
+    assert ("priorities" in a["state"]["memory"]) == bool(replay)
     assert a["state"]["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-4)  # decayed

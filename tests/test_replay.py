@@ -1,6 +1,7 @@
+import pytest
 import torch
 
-from rl.replay import NStepWindow, ReplayMemory
+from rl.replay import NStepWindow, PrioritizedReplayMemory, ReplayMemory
 
 
 def test_ring_buffer_keeps_the_newest_and_stores_compactly():
@@ -39,6 +40,40 @@ def push_all(window, rewards, terminated, ended):
         if result is not None:
             out.append(result)
     return out
+
+
+def test_prioritized_sampling_follows_the_td_errors_and_weights_undo_it():
+    memory = PrioritizedReplayMemory(8, (1,), torch.float32, torch.device("cpu"), alpha=1.0,
+                                     epsilon=0.0)
+    ids = torch.arange(4)
+    memory.add(ids[:, None].float(), ids, ids.float(), ids[:, None].float(), torch.zeros(4))
+    generator = torch.Generator().manual_seed(0)
+    fresh = memory.sample(10000, generator)["actions"]
+    assert torch.bincount(fresh, minlength=4).min() > 2300  # new ones alike at first
+    memory.update_priorities(ids, torch.tensor([1.0, 2.0, -3.0, 4.0]))  # |error|: 1:2:3:4
+    batch = memory.sample(20000, generator, beta=1.0)
+    share = torch.bincount(batch["actions"], minlength=4) / 20000
+    assert torch.allclose(share, torch.tensor([0.1, 0.2, 0.3, 0.4]), atol=0.015)
+    # beta 1: weights proportional to 1 / P(i), the rarest drawn at weight 1
+    assert torch.allclose(batch["weights"], 1 / (batch["actions"] + 1).float())
+    # a new transition gets the largest priority so far and is drawn at once
+    memory.add(torch.full((1, 1), 4.0), torch.tensor([4]), torch.zeros(1),
+               torch.zeros(1, 1), torch.zeros(1))
+    share = torch.bincount(memory.sample(20000, generator)["actions"], minlength=5) / 20000
+    assert abs(share[4] - 4 / 14) < 0.015
+    with pytest.raises(ValueError, match="with replacement"):
+        memory.sample(2, generator, without_replacement=True)
+
+
+def test_prioritized_memory_round_trips_its_priorities():
+    memory = PrioritizedReplayMemory(8, (1,), torch.float32, torch.device("cpu"), alpha=0.6)
+    memory.add(torch.zeros(5, 1), torch.arange(5), torch.zeros(5), torch.zeros(5, 1),
+               torch.zeros(5))
+    memory.update_priorities(torch.arange(5), torch.arange(5.0) * 3)
+    copy = PrioritizedReplayMemory(8, (1,), torch.float32, torch.device("cpu"), alpha=0.6)
+    copy.load_state_dict(memory.state_dict())
+    assert torch.equal(copy.priorities, memory.priorities)
+    assert copy.max_priority == memory.max_priority == pytest.approx(12.01)
 
 
 def test_one_step_passes_through_with_done_mask():

@@ -181,6 +181,35 @@ def test_egocentric_view_turns_the_board_so_the_snake_heads_up():
         SnakeEnv(height=5, width=6, egocentric=True)
 
 
+@pytest.mark.parametrize("egocentric", [False, True])
+def test_mirrored_transitions_are_real_transitions(egocentric):
+    """Play random games; the mirror image of each position, stepped with the mirrored
+    action, gives the mirror image of the next observation and the same reward."""
+    env, twin = (SnakeEnv(height=7, width=7, egocentric=egocentric) for _ in range(2))
+    rng = np.random.default_rng(0)
+    compared = 0
+    for seed in range(20):
+        obs, _ = env.reset(seed=seed)
+        terminated = False
+        while not terminated:
+            action = int(rng.integers(3))
+            twin.reset(options={"snake": [(y, 6 - x) for y, x in env.snake],
+                                "fruits": [(y, 6 - x) for y, x in env.fruits],
+                                "heading": {0: 2, 2: 0}.get(env.heading, env.heading)})
+            mirror_obs, mirror_action = SnakeEnv.mirrored(torch.as_tensor(obs)[None],
+                                                          torch.tensor([action]))
+            assert torch.equal(mirror_obs[0], torch.as_tensor(twin._obs()))
+            obs, reward, terminated, _, _ = env.step(action)
+            twin_obs, twin_reward, twin_terminated, _, _ = twin.step(int(mirror_action))
+            assert (twin_reward, twin_terminated) == (reward, terminated)
+            if reward != 10:  # after a fruit the new fruits land at random
+                assert torch.equal(SnakeEnv.mirrored(torch.as_tensor(obs)[None],
+                                                     mirror_action)[0][0],
+                                   torch.as_tensor(twin_obs))
+                compared += 1
+    assert compared > 100
+
+
 def test_bad_sizes_and_actions_are_refused():
     with pytest.raises(ValueError, match="init_len"):
         SnakeEnv(width=3, init_len=5)
