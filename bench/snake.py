@@ -91,7 +91,7 @@ def greedy_eval(run: str, checkpoint: str) -> dict:
     return json.loads(evaluation.stdout)
 
 
-def summarize(run_dirs: list[str]) -> list[dict]:
+def summarize(run_dirs: list[str], checkpoints=("best", "best_eval")) -> list[dict]:
     """Time to the reward thresholds, figures at 20 minutes, and greedy evaluations over
     100 games of the best checkpoint (by cumulativeReward100) and, where the run made
     greedy evaluations, of the best of those (best_eval), for finished training runs."""
@@ -99,7 +99,7 @@ def summarize(run_dirs: list[str]) -> list[dict]:
     for run in run_dirs:
         metrics = json.loads((Path(run) / "metrics.json").read_text())
         at_20 = [h for h in metrics["history"] if h["seconds"] <= 1200]
-        greedy = {name: greedy_eval(run, name) for name in ("best", "best_eval")
+        greedy = {name: greedy_eval(run, name) for name in checkpoints
                   if (Path(run) / "checkpoints" / f"{name}.pt").is_file()}
         reached = metrics["reached"]
         rows.append({
@@ -119,13 +119,15 @@ def summarize(run_dirs: list[str]) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--summarize", nargs="+", metavar="RUN_DIR")
+    parser.add_argument("--checkpoints", nargs="+", default=["best", "best_eval"],
+                        help="which checkpoints --summarize evaluates (100 greedy games each)")
     parser.add_argument("--seconds", type=float, default=120)
     args = parser.parse_args()
     results_path = common.RESULTS / "snake.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     results["machine"] = common.machine()
     if args.summarize:
-        results["quality"] = summarize(args.summarize)
+        results["quality"] = summarize(args.summarize, args.checkpoints)
         common.table("Snake runs: thresholds, 20-minute figures, greedy eval of the best checkpoints",
                      results["quality"])
     else:
