@@ -66,6 +66,9 @@ class ReplayMemory:
         else:
             index = torch.randint(self.size, (batches * batch_size,), generator=generator,
                                   device=self.device)
+        return self.transitions(index)
+
+    def transitions(self, index: torch.Tensor) -> dict:
         return {"obs": self.obs[index], "actions": self.actions[index],
                 "rewards": self.rewards[index], "next_obs": self.next_obs[index],
                 "discounts": self.discounts[index]}
@@ -102,12 +105,9 @@ class PrioritizedReplayMemory(ReplayMemory):
         total = weights.cumsum(0)
         draws = torch.rand(batches * batch_size, generator=generator, device=self.device)
         index = torch.searchsorted(total, draws * total[-1], right=True).clamp_(max=self.size - 1)
-        importance = (self.size * weights[index] / total[-1]) ** -beta
-        return {"obs": self.obs[index], "actions": self.actions[index],
-                "rewards": self.rewards[index], "next_obs": self.next_obs[index],
-                "discounts": self.discounts[index], "index": index,
-                "weights": importance / importance.view(batches, batch_size).amax(1)
-                .repeat_interleave(batch_size)}
+        importance = ((self.size * weights[index] / total[-1]) ** -beta).view(batches, -1)
+        return {**self.transitions(index), "index": index,
+                "weights": (importance / importance.amax(1, keepdim=True)).flatten()}
 
     def update_priorities(self, index: torch.Tensor, td_errors: torch.Tensor) -> None:
         priority = td_errors.abs() + self.epsilon
