@@ -20,7 +20,7 @@ from generative.datasets import mnist_5k
 
 
 def hand_written(batches: int, batch_size: int) -> float:
-    """The loop a person would write from SPEC section 5. Returns steps/s."""
+    """The loop a person would write from docs/recipes.md, part 5. Returns steps/s."""
     torch.manual_seed(0)
     data = mnist_5k()
     images = to_model_input(data.train_images)[:batches * batch_size]
