@@ -1,8 +1,10 @@
 """What the benchmarks share: composing a config, quiet in-process training, tables."""
 
 import json
+import os
 import platform
 import tempfile
+from datetime import date
 from pathlib import Path
 
 import torch
@@ -11,14 +13,9 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def compose(*overrides):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
+    from conf.compose import compose as compose_config
 
-    from nn.cli import CONF_DIR, register_resolvers
-
-    register_resolvers()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="bench"):
-        return hydra_compose(config_name="config", overrides=list(overrides))
+    return compose_config(list(overrides), job_name="bench")
 
 
 def train_quiet(train, *overrides, device: str = "cpu") -> dict:
@@ -27,12 +24,26 @@ def train_quiet(train, *overrides, device: str = "cpu") -> dict:
 
     logging.getLogger("rlgen").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
-        return train(compose(*overrides, f"device={device}"), Path(tmp))
+        metrics = train(compose(*overrides, f"device={device}"), Path(tmp))
+    if metrics["status"] == "stopped":  # a stop signal ends the bench, not just this run
+        raise SystemExit(f"bench stopped by a signal during {' '.join(overrides)}")
+    return metrics
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def machine() -> str:
-    return (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch "
-            f"threads, torch {torch.__version__}")
+    """The CPU (model and cores), torch's threads and version: every results file says."""
+    return (f"{cpu_model()} ({os.cpu_count()} cores, {platform.machine()}), "
+            f"{torch.get_num_threads()} torch threads, torch {torch.__version__}")
 
 
 def table(title: str, rows: list[dict]) -> None:
@@ -45,6 +56,8 @@ def table(title: str, rows: list[dict]) -> None:
 
 
 def write(name: str, results: dict) -> None:
+    """bench/results/<name>.json, stamped with the date and machine if not already."""
+    results = {"date": date.today().isoformat(), "machine": machine(), **results}
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(results, indent=2) + "\n")

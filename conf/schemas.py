@@ -2,14 +2,82 @@
 
 Each yaml file in conf/ names its schema in its defaults list, so a misspelt key or a
 value of the wrong type fails when the config is composed, before any work starts.
-Values live in the yaml files (the book's numbers); here are only names and types.
+Values live in the yaml files (the book's numbers); here are only names, types and
+the range each number must lie in (`at_least`, `above`, `between`) or the choices of
+a setting (`one_of`): `check_ranges`
+refuses a value outside it in one line, before a run dir is made.
 """
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
+
+
+def at_least(low: float, default: Any = MISSING):
+    return field(default=default, metadata={"low": low, "rule": f">= {low:g}"})
+
+
+def above(low: float, default: Any = MISSING):
+    return field(default=default, metadata={"low": low, "low_open": True, "rule": f"> {low:g}"})
+
+
+def between(low: float, high: float, default: Any = MISSING, lower_open: bool = False,
+            upper_open: bool = False):
+    rule = f"in {'(' if lower_open else '['}{low:g}, {high:g}{')' if upper_open else ']'}"
+    return field(default=default, metadata={"low": low, "low_open": lower_open, "high": high,
+                                            "high_open": upper_open, "rule": rule})
+
+
+def one_of(*choices: str, default: Any = MISSING):
+    return field(default=default, metadata={"choices": choices,
+                                            "rule": f"one of {', '.join(choices)}"})
+
+
+def sizes():
+    """A list of layer sizes, each at least 1."""
+    return field(default_factory=list, metadata={"low": 1, "rule": ">= 1 each"})
+
+
+def temperatures():
+    """Sampling temperatures, each at least 0 (0: always the likeliest character)."""
+    return field(default_factory=list, metadata={"low": 0, "rule": ">= 0 each"})
+
+
+def in_range(value: Any, rule: dict) -> bool:
+    if "choices" in rule:
+        return value in rule["choices"]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return False
+    low, high = rule.get("low"), rule.get("high")
+    if low is not None and (value <= low if rule.get("low_open") else value < low):
+        return False
+    return high is None or (value < high if rule.get("high_open") else value <= high)
+
+
+def check_ranges(node: DictConfig, where: str = "") -> str | None:
+    """The first value outside its schema's range, as one line naming the key and the
+    range; None when every value is inside. Walks the run config and its groups."""
+    schema = OmegaConf.get_type(node)
+    for item in fields(schema) if is_dataclass(schema) else []:
+        value = node.get(item.name)
+        key = f"{where}{item.name}"
+        if "rule" in item.metadata and value is not None:
+            values = list(value) if isinstance(value, ListConfig) else [value]
+            bad = next((v for v in values if not in_range(v, item.metadata)), MISSING)
+            if bad is not MISSING and "choices" in item.metadata:
+                return f"{key}={value} is not a choice: it must be {item.metadata['rule']}"
+            if bad is not MISSING:
+                return (f"{key}={value} is out of range: it must be {item.metadata['rule']}"
+                        f"{'' if bad is value else f' (not {bad})'}")
+    for key, value in node.items_ex(resolve=False):
+        if isinstance(value, DictConfig) and key != "hydra":
+            problem = check_ranges(value, f"{where}{key}.")
+            if problem:
+                return problem
+    return None
 
 
 @dataclass
@@ -20,7 +88,7 @@ class RunConfig:
     device: str = MISSING  # auto | cpu | cuda | cuda:N | mps
     bf16: bool = False  # bfloat16 autocast of the networks' forward passes
     compile: bool = False  # torch.compile the networks (first steps are slow: compiling)
-    threads: int | None = None  # torch CPU threads (null: torch's default, all cores)
+    threads: int | None = at_least(1, None)  # torch CPU threads (null: torch's default, all cores)
     resume: str | None = None  # a run dir to continue
     render: bool = False  # show the games live while training (pygame window)
     env: Any = None
@@ -32,38 +100,38 @@ class RunConfig:
 @dataclass
 class CartPoleEnvConfig:
     _target_: str = MISSING
-    gravity: float = MISSING
-    cart_mass: float = MISSING
-    pole_mass: float = MISSING
-    pole_half_length: float = MISSING
-    force_mag: float = MISSING
-    tau: float = MISSING
-    x_threshold: float = MISSING
-    theta_threshold_degrees: float = MISSING
-    start_x: float = MISSING  # start state ~ U(-value, value), per component
-    start_x_dot: float = MISSING
-    start_theta_degrees: float = MISSING
-    start_theta_dot: float = MISSING
-    max_steps_per_game: int | None = MISSING
+    gravity: float = above(0)
+    cart_mass: float = above(0)
+    pole_mass: float = above(0)
+    pole_half_length: float = above(0)
+    force_mag: float = above(0)
+    tau: float = above(0)
+    x_threshold: float = above(0)
+    theta_threshold_degrees: float = above(0)
+    start_x: float = at_least(0)  # start state ~ U(-value, value), per component
+    start_x_dot: float = at_least(0)
+    start_theta_degrees: float = at_least(0)
+    start_theta_dot: float = at_least(0)
+    max_steps_per_game: int | None = at_least(1)
 
 
 @dataclass
 class MLPConfig:
     _target_: str = MISSING
-    hidden_sizes: list[int] = field(default_factory=lambda: [])
-    activation: str = MISSING
-    init: str = MISSING  # glorot_normal (tf.js default) | torch_default
+    hidden_sizes: list[int] = sizes()
+    activation: str = one_of("elu", "relu", "tanh", "gelu")
+    init: str = one_of("glorot_normal", "torch_default")  # glorot_normal: tf.js default
 
 
 @dataclass
 class ReinforceConfig:
-    iterations: int = MISSING
-    games_per_iteration: int = MISSING  # all games of an iteration run in parallel
-    gamma: float = MISSING
-    lr: float = MISSING
+    iterations: int = at_least(1)
+    games_per_iteration: int = at_least(1)  # all games of an iteration run in parallel
+    gamma: float = between(0, 1)
+    lr: float = above(0)
     optimizer: Any = MISSING  # a `_partial_: true` torch.optim target; lr comes from `lr`
-    baseline: str = MISSING  # none (book: normalise returns globally) | time_step
-    max_grad_norm: float | None = None
+    baseline: str = one_of("none", "time_step")  # none: the book (normalise returns globally)
+    max_grad_norm: float | None = above(0, None)
     stop_mean_steps: float | None = None  # end early once an iteration's mean steps reach this
     target_mean_steps: float = MISSING  # "solved" level reported in metrics.json
 
@@ -71,11 +139,11 @@ class ReinforceConfig:
 @dataclass
 class SnakeEnvConfig:
     _target_: str = MISSING
-    height: int = MISSING
-    width: int = MISSING
-    num_fruits: int = MISSING
-    init_len: int = MISSING
-    max_steps_per_game: int | None = MISSING
+    height: int = at_least(2)
+    width: int = at_least(2)
+    num_fruits: int = at_least(1)
+    init_len: int = at_least(2)
+    max_steps_per_game: int | None = at_least(1)
     reward_fruit: float = MISSING
     reward_step: float = MISSING
     reward_death: float = MISSING
@@ -85,58 +153,58 @@ class SnakeEnvConfig:
 @dataclass
 class ConvNetConfig:
     _target_: str = MISSING
-    channels: list[int] = field(default_factory=lambda: [])
-    kernel_size: int = MISSING
-    padding: int = MISSING
+    channels: list[int] = sizes()
+    kernel_size: int = at_least(1)
+    padding: int = at_least(0)
     batch_norm: bool = MISSING
-    hidden_sizes: list[int] = field(default_factory=lambda: [])
-    dropout: float = MISSING
+    hidden_sizes: list[int] = sizes()
+    dropout: float = between(0, 1, upper_open=True)
     dueling: bool = MISSING
-    init: str = MISSING
+    init: str = one_of("glorot_normal", "torch_default")
 
 
 @dataclass
 class DQNConfig:
-    num_envs: int = MISSING  # games played in parallel (1 = the original)
-    replay_size: int = MISSING
-    replay_warmup: int = MISSING  # transitions in memory before training starts
-    batch_size: int = MISSING
-    gamma: float = MISSING
-    lr: float = MISSING
+    num_envs: int = at_least(1)  # games played in parallel (1 = the original)
+    replay_size: int = at_least(1)
+    replay_warmup: int = at_least(0)  # transitions in memory before training starts
+    batch_size: int = at_least(1)
+    gamma: float = between(0, 1)
+    lr: float = above(0)
     # with lr_final set, the learning rate falls linearly to it over lr_decay_frames frames
-    lr_final: float | None = None
-    lr_decay_frames: int = 0
+    lr_final: float | None = above(0, None)
+    lr_decay_frames: int = at_least(0, 0)
     optimizer: Any = MISSING
-    epsilon_init: float = MISSING
-    epsilon_final: float = MISSING
-    epsilon_decay_frames: int = MISSING
-    sync_every_frames: int = MISSING
-    target_init: str = MISSING  # random (the original) | copy
-    train_every_frames: int = MISSING
-    updates_per_train: int = MISSING
+    epsilon_init: float = between(0, 1)
+    epsilon_final: float = between(0, 1)
+    epsilon_decay_frames: int = at_least(0)
+    sync_every_frames: int = at_least(1)
+    target_init: str = one_of("random", "copy")  # random: the original
+    train_every_frames: int = at_least(1)
+    updates_per_train: int = at_least(1)
     sample_without_replacement: bool = MISSING
     double_dqn: bool = MISSING
     mirror: bool = False  # train on mirror images of half the sampled transitions
     # prioritized replay: draw by |TD error|^alpha, importance weights with an exponent
     # that rises from priority_beta_init to 1 over priority_beta_frames frames
     prioritized: bool = False
-    priority_alpha: float = 0.6
-    priority_beta_init: float = 0.4
-    priority_beta_frames: int = 0
-    n_step: int = MISSING
-    loss: str = MISSING  # mse | huber
-    max_grad_norm: float | None = None
-    max_frames: int = MISSING
-    max_seconds: float | None = None  # wall-time budget
+    priority_alpha: float = at_least(0, 0.6)
+    priority_beta_init: float = between(0, 1, default=0.4)
+    priority_beta_frames: int = at_least(0, 0)
+    n_step: int = at_least(1)
+    loss: str = one_of("mse", "huber")
+    max_grad_norm: float | None = above(0, None)
+    max_frames: int = at_least(1)
+    max_seconds: float | None = above(0, None)  # wall-time budget
     stop_reward100: float | None = None  # stop once cumulativeReward100 reaches this
     report_reward100_levels: list[float] = field(default_factory=lambda: [])
-    history_every_frames: int = MISSING
-    checkpoint_every_seconds: float = MISSING  # full checkpoint (memory too) for resume
+    history_every_frames: int = at_least(1)
+    checkpoint_every_seconds: float = above(0)  # full checkpoint (memory too) for resume
     # greedy evaluation during training (off in the book's recipe): every this many frames
     # play eval_games fresh games at epsilon 0; the best kept as checkpoints/best_eval
-    eval_every_frames: int | None = None
-    eval_games: int = 100
-    eval_max_steps: int = 1000  # per evaluation game (a greedy agent can loop forever)
+    eval_every_frames: int | None = at_least(1, None)
+    eval_games: int = at_least(1, 100)
+    eval_max_steps: int = at_least(1, 1000)  # per evaluation game (a greedy agent can loop forever)
     stop_eval_return: float | None = None  # stop once a greedy evaluation reaches this
 
 
@@ -146,36 +214,37 @@ class TextDataConfig:
     path: str | None = None  # any UTF-8 text file instead of a named corpus
     cache_dir: str = MISSING  # where downloaded corpora are kept
     sha256: str | None = None  # pin a downloaded corpus's checksum
-    val_fraction: float = MISSING  # the end of the text held out for validation
+    # the end of the text held out for validation
+    val_fraction: float = between(0, 1, lower_open=True, upper_open=True)
 
 
 @dataclass
 class CharLSTMConfig:
     _target_: str = MISSING
-    input: str = MISSING  # one_hot (the book) | embedding
-    embedding_dim: int = MISSING
-    hidden_sizes: list[int] = field(default_factory=lambda: [])
+    input: str = one_of("one_hot", "embedding")  # one_hot: the book
+    embedding_dim: int = at_least(0)  # input=embedding only
+    hidden_sizes: list[int] = sizes()
     forget_bias: float = MISSING  # initial forget-gate bias (Keras' unitForgetBias: 1)
 
 
 @dataclass
 class TextTrainConfig:
-    objective: str = MISSING  # last_char (the book) | all_positions
-    sample_len: int = MISSING  # window length, or chunk length of truncated backprop
-    sample_step: int | None = MISSING  # last_char: stride between window starts
-    examples_per_epoch: int = MISSING  # windows (last_char) or chunks (all_positions)
-    batch_size: int = MISSING  # all_positions: the number of parallel text streams
-    epochs: int = MISSING
-    lr: float = MISSING
+    objective: str = one_of("last_char", "all_positions")  # last_char: the book
+    sample_len: int = at_least(1)  # window length, or chunk length of truncated backprop
+    sample_step: int | None = at_least(1)  # last_char: stride between window starts
+    examples_per_epoch: int = at_least(1)  # windows (last_char) or chunks (all_positions)
+    batch_size: int = at_least(1)  # all_positions: the number of parallel text streams
+    epochs: int = at_least(1)
+    lr: float = above(0)
     optimizer: Any = MISSING
-    lr_schedule: str = MISSING  # constant | cosine
-    warmup_steps: int = MISSING
-    final_lr_fraction: float = MISSING  # cosine: lr at the last step, as a fraction of lr
-    max_grad_norm: float | None = None
-    max_seconds: float | None = None  # wall-time budget, evaluation included
-    val_positions: int | None = None  # last_char: evenly spaced validation targets (null: all)
-    display_length: int = MISSING  # characters per logged sample
-    temperatures: list[float] = field(default_factory=lambda: [])
+    lr_schedule: str = one_of("constant", "cosine")
+    warmup_steps: int = at_least(0)
+    final_lr_fraction: float = between(0, 1)  # cosine: lr at the last step, as a fraction of lr
+    max_grad_norm: float | None = above(0, None)
+    max_seconds: float | None = above(0, None)  # wall-time budget, evaluation included
+    val_positions: int | None = at_least(1, None)  # last_char: evenly spaced validation targets (null: all)
+    display_length: int = at_least(1)  # characters per logged sample
+    temperatures: list[float] = temperatures()
 
 
 @dataclass
@@ -183,47 +252,47 @@ class ImageDataConfig:
     name: str = MISSING  # mnist_5k (offline) | mnist | fashion_mnist
     path: str | None = None  # a folder holding the four IDX files instead of downloading
     cache_dir: str = MISSING  # where downloads are kept
-    timeout: float = MISSING  # seconds per download attempt
+    timeout: float = above(0)  # seconds per download attempt
 
 
 @dataclass
 class VAEModelConfig:
     _target_: str = MISSING
-    intermediate_dim: int = MISSING
-    latent_dim: int = MISSING
-    init: str = MISSING  # glorot_normal (tf.js) | torch_default
+    intermediate_dim: int = at_least(1)
+    latent_dim: int = at_least(1)
+    init: str = one_of("glorot_normal", "torch_default")  # glorot_normal: tf.js
 
 
 @dataclass
 class ConvVAEModelConfig(VAEModelConfig):
-    channels: list[int] = field(default_factory=lambda: [])  # the two strided convolutions
+    channels: list[int] = sizes()  # the two strided convolutions
 
 
 @dataclass
 class VAETrainConfig:
-    epochs: int = MISSING
-    batch_size: int = MISSING
-    lr: float = MISSING
+    epochs: int = at_least(1)
+    batch_size: int = at_least(1)
+    lr: float = above(0)
     optimizer: Any = MISSING
-    likelihood: str = MISSING  # mse784 (the book: 784 * MSE) | bernoulli
+    likelihood: str = one_of("mse784", "bernoulli")  # mse784: the book (784 * MSE)
 
 
 @dataclass
 class ConvClassifierConfig:
     _target_: str = MISSING
-    channels: list[int] = field(default_factory=lambda: [])  # the two conv layers
-    kernel_size: int = MISSING
-    hidden: int | None = None  # a dense layer before the output (null: the book's none)
-    dropout: float = MISSING
+    channels: list[int] = sizes()  # the two conv layers
+    kernel_size: int = at_least(1)
+    hidden: int | None = at_least(1, None)  # a dense layer before the output (null: the book's none)
+    dropout: float = between(0, 1, upper_open=True)
 
 
 @dataclass
 class ClassifierTrainConfig:
-    epochs: int = MISSING
-    batch_size: int = MISSING
-    lr: float = MISSING
+    epochs: int = at_least(1)
+    batch_size: int = at_least(1)
+    lr: float = above(0)
     optimizer: Any = MISSING
-    augment_shift: int = MISSING  # random translations of up to this many pixels (0: none)
+    augment_shift: int = at_least(0)  # random translations of up to this many pixels (0: none)
 
 
 @dataclass
@@ -234,16 +303,18 @@ class ACGANModelConfig:
 
 @dataclass
 class ACGANTrainConfig:
-    epochs: int = MISSING
-    batch_size: int = MISSING
-    lr: float = MISSING
+    epochs: int = at_least(1)
+    batch_size: int = at_least(1)
+    lr: float = above(0)
     optimizer: Any = MISSING
-    soft_one: float = MISSING  # realness label of real images (and of fakes, for the generator)
+    # realness label of real images (and of fakes, for the generator)
+    soft_one: float = between(0, 1, lower_open=True)
     fakes_in_inference_mode: bool = MISSING  # discriminator step: G's BatchNorm running stats
     shuffle: bool = MISSING  # reshuffle each epoch (the original: file order)
-    ema_decay: float | None = None  # draw digits from an average of the generator's weights
+    # draw digits from an average of the generator's weights
+    ema_decay: float | None = between(0, 1, default=None, upper_open=True)
     judge: str | None = None  # an mnist_cnn run dir: score each epoch, keep the best
-    judge_per_class: int = MISSING
+    judge_per_class: int = at_least(1)
 
 
 def register() -> None:

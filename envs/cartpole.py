@@ -1,4 +1,4 @@
-"""Cart-pole of the tfjs-examples `cart-pole` demo (SPEC section 1).
+"""Cart-pole of the tfjs-examples `cart-pole` demo (docs/recipes.md, part 1).
 
 Barto, Sutton & Anderson's cart-pole with Euler integration. The physics are written
 once, in `physics_step`, and run by both the gymnasium env (Python floats, float64)
@@ -7,7 +7,7 @@ Reward is 1 for every step that does not end the game and 0 for the step that do
 """
 
 import math
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 
 import gymnasium as gym
 import numpy as np
@@ -36,9 +36,8 @@ class CartPolePhysics:
     def as_tensors(self, dtype: torch.dtype, device: torch.device) -> "CartPolePhysics":
         """The same constants as 0-dim tensors: tensor-by-tensor ops skip the cost of
         wrapping a Python float on every call, which dominates at small batch sizes."""
-        return replace(self, **{f.name: torch.tensor(getattr(self, f.name), dtype=dtype,
-                                                     device=device)
-                                for f in fields(self) if f.init})
+        return CartPolePhysics(*[torch.tensor(getattr(self, f.name), dtype=dtype, device=device)
+                                 for f in fields(self) if f.init])
 
 
 def physics_step(x, x_dot, theta, theta_dot, push_right, p: CartPolePhysics, cos, sin):
@@ -165,6 +164,8 @@ class BatchedCartPole:
     The four state variables are kept as separate contiguous tensors: elementwise ops
     on them are several times faster than on strided columns of an [N, 4] tensor.
     """
+
+    counters: dict[str, str] = {}  # per-game counters reported (see BatchedSnake): none
 
     def __init__(self, num_envs: int, physics: CartPolePhysics, start_high: tuple,
                  max_steps_per_game: int | None, device: torch.device,

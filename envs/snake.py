@@ -1,4 +1,4 @@
-"""Snake of the tfjs-examples `snake-dqn` demo (SPEC section 2).
+"""Snake of the tfjs-examples `snake-dqn` demo (docs/recipes.md, part 2).
 
 Board height x width, `num_fruits` fruits, a snake of `init_len` squares that starts
 straight and horizontal, heading right, head at a random row and at a random column in
@@ -48,9 +48,11 @@ class SnakeEnv(gym.Env):
                              f"{self.metadata['render_modes']}")
         if not 2 <= init_len <= width:
             raise ValueError(f"init_len={init_len} must be between 2 and width={width}")
-        if height < 2 or num_fruits < 1 or num_fruits > height * width - init_len:
-            raise ValueError(f"a {height}x{width} board cannot hold a snake of {init_len} "
-                             f"and {num_fruits} fruit(s)")
+        if height < 2:
+            raise ValueError(f"height={height} must be at least 2")
+        if not 1 <= num_fruits <= height * width - init_len:
+            raise ValueError(f"num_fruits={num_fruits} must be between 1 and height * width - "
+                             f"init_len = {height * width - init_len} on a {height}x{width} board")
         if egocentric and height != width:
             raise ValueError(f"egocentric observations need a square board, not {height}x{width}")
         self.render_mode = render_mode
@@ -198,6 +200,10 @@ class BatchedSnake:
 
     GAME_STATE = ("board", "body", "head", "head_ptr", "tail_ptr", "heading", "length",
                   "steps", "eaten")
+    # per-game counters a learner reports, each with its label: training logs <name>100
+    # beside cumulativeReward100 (eaten100 is the book's tag), greedy evaluation
+    # mean_<label> and max_<label>
+    counters = {"eaten": "fruits", "length": "length"}
 
     def __init__(self, num_envs: int, height: int, width: int, num_fruits: int, init_len: int,
                  max_steps_per_game: int | None, rewards: tuple, device: torch.device,

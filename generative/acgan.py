@@ -1,7 +1,7 @@
 """Auxiliary-classifier GAN that draws MNIST digits of a requested class.
 
-Reference: tfjs-examples `mnist-acgan` (Deep Learning with JavaScript, ch. 10; SPEC
-section 5), itself from Keras' `mnist_acgan.py`. Book: reasonable digits after 5
+The book's recipe (Deep Learning with JavaScript, ch. 10, `mnist-acgan`, itself from
+Keras' `mnist_acgan.py`) is written down in docs/recipes.md. Book: reasonable digits after 5
 epochs, good after 15, close to perfect by 100 (600 batches of 100 per epoch).
 
 Per batch: a discriminator step on real images (realness label 0.95, the "soft one")
@@ -21,46 +21,44 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from omegaconf import MISSING, DictConfig, OmegaConf
-from torch import nn
 
 from generative.classifier import load_judge, to_model_input
 from generative.datasets import load_images
 from nn.blocks import glorot_normal_
-from nn.checkpoint import (
-    load_weights,
-    resume_payload,
-    save_checkpoint,
-    write_png,
-)
+from nn.checkpoint import load_weights, write_png
 from nn.config import instantiate
 from nn.device import maybe_compile, mixed_precision, select_device
 from nn.errors import UserError
-from nn.logger import RunLogger
-from nn.preemption import GracefulStop
-from nn.seeding import global_rng_state, make_generator, seed_everything, set_global_rng_state
+from nn.run import Run
+from nn.seeding import global_rng_state, make_generator, set_global_rng_state
 
 NUM_CLASSES = 10
 
 
-class Generator(nn.Module):
+def batch_norm(channels: int) -> torch.nn.BatchNorm2d:
+    """tf.js BatchNormalization's defaults: momentum 0.99 (torch counts 0.01), eps 1e-3."""
+    return torch.nn.BatchNorm2d(channels, momentum=0.01, eps=1e-3)
+
+
+class Generator(torch.nn.Module):
     """(z [B, latent], class [B]) -> images [B, 1, 28, 28] in [-1, 1]."""
 
     def __init__(self, latent_size: int):
         super().__init__()
         self.latent_size = latent_size
-        self.embedding = nn.Embedding(NUM_CLASSES, latent_size)
-        self.dense = nn.Linear(latent_size, 3 * 3 * 384)
-        bn = {"momentum": 0.01, "eps": 1e-3}  # tf.js BatchNormalization defaults
-        self.up = nn.Sequential(
-            nn.ConvTranspose2d(384, 192, 5, stride=1), nn.ReLU(), nn.BatchNorm2d(192, **bn),
-            nn.ConvTranspose2d(192, 96, 5, stride=2, padding=2, output_padding=1), nn.ReLU(),
-            nn.BatchNorm2d(96, **bn),
-            nn.ConvTranspose2d(96, 1, 5, stride=2, padding=2, output_padding=1), nn.Tanh())
+        self.embedding = torch.nn.Embedding(NUM_CLASSES, latent_size)
+        self.dense = torch.nn.Linear(latent_size, 3 * 3 * 384)
+        self.up = torch.nn.Sequential(
+            torch.nn.ConvTranspose2d(384, 192, 5, stride=1), torch.nn.ReLU(), batch_norm(192),
+            torch.nn.ConvTranspose2d(192, 96, 5, stride=2, padding=2, output_padding=1),
+            torch.nn.ReLU(), batch_norm(96),
+            torch.nn.ConvTranspose2d(96, 1, 5, stride=2, padding=2, output_padding=1),
+            torch.nn.Tanh())
         glorot_normal_(self.embedding.weight)
         for layer in [self.dense, *self.up]:
-            if isinstance(layer, (nn.Linear, nn.ConvTranspose2d)):
+            if isinstance(layer, (torch.nn.Linear, torch.nn.ConvTranspose2d)):
                 glorot_normal_(layer.weight)
-                nn.init.zeros_(layer.bias)
+                torch.nn.init.zeros_(layer.bias)
 
     def forward(self, z: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
         h = z * self.embedding(classes)  # the class reaches the generator here
@@ -68,23 +66,23 @@ class Generator(nn.Module):
         return self.up(h)
 
 
-class Discriminator(nn.Module):
+class Discriminator(torch.nn.Module):
     """images -> (realness logit [B], class logits [B, 10])."""
 
     def __init__(self, dropout: float):
         super().__init__()
         layers, width = [], 1
         for channels, stride in ((32, 2), (64, 1), (128, 2), (256, 1)):
-            layers += [nn.Conv2d(width, channels, 3, stride=stride, padding=1),
-                       nn.LeakyReLU(0.2), nn.Dropout(dropout)]
+            layers += [torch.nn.Conv2d(width, channels, 3, stride=stride, padding=1),
+                       torch.nn.LeakyReLU(0.2), torch.nn.Dropout(dropout)]
             width = channels
-        self.body = nn.Sequential(*layers, nn.Flatten())
-        self.realness = nn.Linear(256 * 7 * 7, 1)
-        self.aux = nn.Linear(256 * 7 * 7, NUM_CLASSES)
+        self.body = torch.nn.Sequential(*layers, torch.nn.Flatten())
+        self.realness = torch.nn.Linear(256 * 7 * 7, 1)
+        self.aux = torch.nn.Linear(256 * 7 * 7, NUM_CLASSES)
         for layer in self.modules():
-            if isinstance(layer, (nn.Linear, nn.Conv2d)):
+            if isinstance(layer, (torch.nn.Linear, torch.nn.Conv2d)):
                 glorot_normal_(layer.weight)
-                nn.init.zeros_(layer.bias)
+                torch.nn.init.zeros_(layer.bias)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.body(images)
@@ -189,7 +187,7 @@ def judge_images(judge, images: torch.Tensor, requested: torch.Tensor) -> dict:
 
 
 @torch.no_grad()
-def update_average(average: nn.Module, current: nn.Module, decay: float) -> None:
+def update_average(average: torch.nn.Module, current: torch.nn.Module, decay: float) -> None:
     """Exponential moving average of the generator's weights (BatchNorm statistics copied)."""
     for avg, cur in zip(average.parameters(), current.parameters(), strict=True):
         avg.lerp_(cur, 1 - decay)
@@ -203,8 +201,8 @@ def build_nets(cfg):
 
 def train(cfg: DictConfig, run_dir: Path) -> dict:
     algo = cfg.algo
-    device = select_device(cfg.device)
-    seed_everything(cfg.seed)
+    run = Run(cfg, run_dir)  # picks the device, seeds everything
+    device = run.device
     data = load_images(cfg.data)
     images = to_model_input(data.train_images).to(device)
     labels = data.train_labels.to(device)
@@ -220,39 +218,33 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     drawer = averaged if averaged is not None else gen
     maybe_compile(gen, cfg.compile)  # after the copy: the average is only drawn from
     maybe_compile(disc, cfg.compile)
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    ckpt_dir = run_dir / "checkpoints"
     start, step, best, history, elapsed = 0, 0, -1.0, [], 0.0
-    if cfg.resume:
-        payload = resume_payload(cfg.resume, cfg.name)
-        state = payload["state"]
-        for module, key in ((gen, "generator_raw" if averaged else "generator"),
-                            (disc, "discriminator"), (opt_g, "opt_g"), (opt_d, "opt_d")):
-            module.load_state_dict(state[key])
+    if run.resumed:
+        gen.load_state_dict(run.state["generator_raw" if averaged else "generator"])
+        disc.load_state_dict(run.state["discriminator"])
+        opt_g.load_state_dict(run.state["opt_g"])
+        opt_d.load_state_dict(run.state["opt_d"])
         if averaged is not None:
-            averaged.load_state_dict(state["generator"])
-        rng.set_state(state["rng"])
-        set_global_rng_state(state["torch_rng"])
-        meta = payload["meta"]
-        start, step, best = meta["epoch"], meta["step"], meta["best_class_accuracy"]
-        history, elapsed = meta["history"], meta["train_seconds"]
+            averaged.load_state_dict(run.state["generator"])
+        rng.set_state(run.state["rng"])
+        set_global_rng_state(run.state["torch_rng"])
+        start, step, best = run.meta["epoch"], run.meta["step"], run.meta["best_class_accuracy"]
+        history, elapsed = run.meta["history"], run.meta["train_seconds"]
 
     def save(name: str, epoch: int) -> None:
         state = {"generator": drawer.state_dict(), "discriminator": disc.state_dict(),
-                 **({"generator_raw": gen.state_dict()} if averaged is not None else {}),
                  "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
                  "rng": rng.get_state(), "torch_rng": global_rng_state()}
-        save_checkpoint(ckpt_dir / f"{name}.pt", experiment=cfg.name, trainer=cfg.trainer,
-                        config=resolved, state=state, epoch=epoch, step=step,
-                        best_class_accuracy=best, history=history, train_seconds=elapsed,
-                        dataset=data.name)
+        if averaged is not None:
+            state["generator_raw"] = gen.state_dict()
+        run.save(name, state, {"epoch": epoch, "step": step, "best_class_accuracy": best,
+                               "history": history, "train_seconds": elapsed,
+                               "dataset": data.name})
 
     batches = math.ceil(len(images) / algo.batch_size)
-    logger = RunLogger(run_dir, cfg, total=algo.epochs, unit="epoch", initial=start,
-                       purge_step=step + 1 if step else None)
+    logger = run.open_logger(algo.epochs, "epoch", done=start, logged_to=step)
     logger.info(f"training {cfg.name} on {device}: {data.name}, {len(images)} images, "
                 f"{batches} batches per epoch; run dir {run_dir}")
-    stop, stopped = GracefulStop.install(), None
     for epoch in range(start + 1, algo.epochs + 1):
         t0 = time.perf_counter()
         order = (torch.randperm(len(images), generator=rng, device=device) if algo.shuffle
@@ -267,10 +259,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             if averaged is not None:
                 update_average(averaged, gen, algo.ema_decay)
             step += 1
-            values = {k: v.item() for k, v in {**d, **g}.items()}
-            if not all(math.isfinite(v) for v in values.values()):
-                raise UserError(f"a loss became non-finite at step {step} (epoch {epoch}); the "
-                                f"last good checkpoint is {ckpt_dir / 'last.pt'}")
+            values = {k: v.item() for k, v in (d | g).items()}
+            run.check_finite(sum(values.values()), f"step {step} (epoch {epoch})")
             logger.scalars(step, values)
             for k, v in values.items():
                 sums[k] = sums.get(k, 0.0) + v
@@ -281,39 +271,42 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         if judge is not None:
             fakes, requested = generate_per_class(drawer, algo.judge_per_class, rng, device)
             record["class_accuracy"] = judge_images(judge, fakes, requested)["class_accuracy"]
-            logger.scalars(epoch, {"judge/class_accuracy": record["class_accuracy"]})
         history.append(record)
-        logger.scalars(epoch, {"steps_per_second": record["steps_per_second"]})
-        logger.writer.add_image("digits", digit_grid(drawer, fixed_z, list(range(10))), epoch,
-                                dataformats="HW")
+        log_epoch(logger, record, digit_grid(drawer, fixed_z, list(range(10))))
         save("last", epoch)
         # with a judge, best = the highest class accuracy; without one, the latest
         if judge is None or record["class_accuracy"] > best:
             best = record.get("class_accuracy", best)
             save("best", epoch)
-        logger.progress(dLoss=record["dLoss"], gLoss=record["gLoss"],
-                        **({"class_acc": record["class_accuracy"]} if judge else {}))
-        logger.info(f"epoch {epoch}: dLoss {record['dLoss']:.4f}, gLoss {record['gLoss']:.4f}, "
-                    f"{record['steps_per_second']:.2f} steps/s"
-                    + (f", class accuracy {record['class_accuracy']:.3f}" if judge else ""))
-        if stop.requested:
-            stopped = stop.message(f"epoch {epoch}", run_dir)
+        if run.stop_requested(f"epoch {epoch}"):
             break
-    stop.restore()
 
     last = history[-1] if history else {}
-    metrics = {"experiment": cfg.name, "seed": cfg.seed, "device": str(device),
-               "dataset": data.name, "train_images": len(images), "epochs": last.get("epoch", 0),
-               "steps": step, "final_dLoss": last.get("dLoss"), "final_gLoss": last.get("gLoss"),
-               "best_class_accuracy": best if judge else None,
-               "train_seconds": round(elapsed, 2),
-               "status": "stopped" if stopped else "finished", "history": history}
-    logger.finish(metrics, {"final_dLoss": metrics["final_dLoss"],
-                            "final_gLoss": metrics["final_gLoss"]}, stopped=stopped,
-                  summary=f"{cfg.name} seed {cfg.seed}: {metrics['epochs']} epochs ({step} steps) in "
-                  f"{elapsed:.0f}s, final dLoss {metrics['final_dLoss']:.3f}, gLoss "
-                  f"{metrics['final_gLoss']:.3f}; run dir {run_dir}")
-    return metrics
+    metrics = {"device": str(device), "dataset": data.name, "train_images": len(images),
+               "epochs": last.get("epoch", 0), "steps": step, "final_dLoss": last.get("dLoss"),
+               "final_gLoss": last.get("gLoss"), "best_class_accuracy": best if judge else None,
+               "train_seconds": round(elapsed, 2), "history": history}
+    summary = (f"{cfg.name} seed {cfg.seed}: {metrics['epochs']} epochs ({step} steps) in "
+               f"{elapsed:.0f}s, final dLoss {metrics['final_dLoss']:.3f}, gLoss "
+               f"{metrics['final_gLoss']:.3f}")
+    return run.finish(metrics, {"final_dLoss": metrics["final_dLoss"],
+                                "final_gLoss": metrics["final_gLoss"]}, summary)
+
+
+def log_epoch(logger, record: dict, digits: torch.Tensor) -> None:
+    """An epoch's figures, the fixed-noise digit grid and the progress line."""
+    epoch, judged = record["epoch"], "class_accuracy" in record
+    if judged:
+        logger.scalars(epoch, {"judge/class_accuracy": record["class_accuracy"]})
+    logger.scalars(epoch, {"steps_per_second": record["steps_per_second"]})
+    logger.writer.add_image("digits", digits, epoch, dataformats="HW")
+    live = {"dLoss": record["dLoss"], "gLoss": record["gLoss"]}
+    if judged:
+        live["class_acc"] = record["class_accuracy"]
+    logger.progress(live)
+    logger.info(f"epoch {epoch}: dLoss {record['dLoss']:.4f}, gLoss {record['gLoss']:.4f}, "
+                f"{record['steps_per_second']:.2f} steps/s"
+                + (f", class accuracy {record['class_accuracy']:.3f}" if judged else ""))
 
 
 # ---------------------------------------------------------------- tools

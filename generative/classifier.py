@@ -9,7 +9,6 @@ and the 128 features give the Frechet distance a compact, well-trained space.
 """
 
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from omegaconf import MISSING, DictConfig, OmegaConf
-from torch import nn
 
 from generative.datasets import load_images
 from nn.checkpoint import (
@@ -25,18 +23,14 @@ from nn.checkpoint import (
     load_checkpoint,
     load_weights,
     require_experiment,
-    resume_payload,
-    save_checkpoint,
 )
 from nn.config import instantiate
 from nn.device import maybe_compile, mixed_precision, select_device
-from nn.errors import UserError
-from nn.logger import RunLogger
-from nn.preemption import GracefulStop
-from nn.seeding import global_rng_state, make_generator, seed_everything, set_global_rng_state
+from nn.run import Run
+from nn.seeding import global_rng_state, make_generator, set_global_rng_state
 
 
-class MNISTConvNet(nn.Module):
+class MNISTConvNet(torch.nn.Module):
     """Images in [-1, 1], [B, 1, 28, 28] -> class logits; `features` gives the
     penultimate activations."""
 
@@ -45,15 +39,16 @@ class MNISTConvNet(nn.Module):
         super().__init__()
         c1, c2 = channels
         side = ((28 - kernel_size + 1) // 2 - kernel_size + 1) // 2
-        layers = [nn.Conv2d(1, c1, kernel_size), nn.ReLU(), nn.MaxPool2d(2),
-                  nn.Conv2d(c1, c2, kernel_size), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten()]
+        layers = [torch.nn.Conv2d(1, c1, kernel_size), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+                  torch.nn.Conv2d(c1, c2, kernel_size), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+                  torch.nn.Flatten()]
         width = c2 * side * side
         if hidden:
-            layers += [nn.Dropout(dropout), nn.Linear(width, hidden), nn.ReLU()]
+            layers += [torch.nn.Dropout(dropout), torch.nn.Linear(width, hidden), torch.nn.ReLU()]
             width = hidden
-        self.body = nn.Sequential(*layers)
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(width, 10)
+        self.body = torch.nn.Sequential(*layers)
+        self.dropout = torch.nn.Dropout(dropout)
+        self.head = torch.nn.Linear(width, 10)
         self.feature_dim = width
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
@@ -77,14 +72,14 @@ def accuracy(model, images: torch.Tensor, labels: torch.Tensor) -> float:
     return correct / len(images)
 
 
-def build_model(cfg) -> nn.Module:
+def build_model(cfg) -> torch.nn.Module:
     return instantiate(cfg.model)
 
 
 def train(cfg: DictConfig, run_dir: Path) -> dict:
     algo = cfg.algo
-    device = select_device(cfg.device)
-    seed_everything(cfg.seed)
+    run = Run(cfg, run_dir)  # picks the device, seeds everything
+    device = run.device
     data = load_images(cfg.data)
     train_x, train_y = to_model_input(data.train_images).to(device), data.train_labels.to(device)
     test_x, test_y = to_model_input(data.test_images).to(device), data.test_labels.to(device)
@@ -92,30 +87,24 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     autocast = mixed_precision(device, cfg.bf16)
     optimizer = instantiate(algo.optimizer)(model.parameters(), lr=algo.lr)
     shuffle_rng = make_generator(cfg.seed + 1, device)
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    ckpt_dir = run_dir / "checkpoints"
     start, step, best, history, elapsed = 0, 0, -1.0, [], 0.0
-    if cfg.resume:
-        payload = resume_payload(cfg.resume, cfg.name)
-        load_weights(model, payload, "model")
-        optimizer.load_state_dict(payload["state"]["optimizer"])
-        shuffle_rng.set_state(payload["state"]["shuffle_rng"])
-        set_global_rng_state(payload["state"]["torch_rng"])  # dropout draws from it
-        meta = payload["meta"]
-        start, step, best = meta["epoch"], meta["step"], meta["best_test_accuracy"]
-        history, elapsed = meta["history"], meta["train_seconds"]
+    if run.resumed:
+        load_weights(model, run.resumed, "model")
+        optimizer.load_state_dict(run.state["optimizer"])
+        shuffle_rng.set_state(run.state["shuffle_rng"])
+        set_global_rng_state(run.state["torch_rng"])  # dropout draws from it
+        start, step, best = run.meta["epoch"], run.meta["step"], run.meta["best_test_accuracy"]
+        history, elapsed = run.meta["history"], run.meta["train_seconds"]
 
     def save(name: str, epoch: int) -> None:
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "shuffle_rng": shuffle_rng.get_state(), "torch_rng": global_rng_state()}
-        save_checkpoint(ckpt_dir / f"{name}.pt", experiment=cfg.name, trainer=cfg.trainer,
-                        config=resolved, state=state, epoch=epoch, step=step,
-                        test_accuracy=history[-1]["test_accuracy"], best_test_accuracy=best,
-                        history=history, train_seconds=elapsed, dataset=data.name)
+        run.save(name, state, {"epoch": epoch, "step": step,
+                               "test_accuracy": history[-1]["test_accuracy"],
+                               "best_test_accuracy": best, "history": history,
+                               "train_seconds": elapsed, "dataset": data.name})
 
-    logger = RunLogger(run_dir, cfg, total=algo.epochs, unit="epoch", initial=start,
-                       purge_step=start + 1 if start else None)
-    stop, stopped = GracefulStop.install(), None
+    logger = run.open_logger(algo.epochs, "epoch", done=start)
     for epoch in range(start + 1, algo.epochs + 1):
         t0 = time.perf_counter()
         loss_sum = 0.0
@@ -135,31 +124,24 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         test_accuracy = accuracy(model, test_x, test_y)
         record = {"epoch": epoch, "loss": loss_sum / len(train_x), "test_accuracy": test_accuracy,
                   "train_seconds": round(elapsed, 2)}
-        if not math.isfinite(record["loss"]):
-            raise UserError(f"loss became non-finite in epoch {epoch} (step {step}); the last "
-                            f"good checkpoint is {ckpt_dir / 'last.pt'}; try a smaller algo.lr")
+        run.check_finite(record["loss"], f"epoch {epoch} (step {step})")
         history.append(record)
         logger.scalars(epoch, {"loss": record["loss"], "test_accuracy": test_accuracy})
         if test_accuracy > best:
             best = test_accuracy
             save("best", epoch)
         save("last", epoch)
-        logger.progress(loss=record["loss"], test_accuracy=test_accuracy)
+        logger.progress({"loss": record["loss"], "test_accuracy": test_accuracy})
         logger.info(f"epoch {epoch}: loss {record['loss']:.4f}, test accuracy {test_accuracy:.4f}")
-        if stop.requested:
-            stopped = stop.message(f"epoch {epoch}", run_dir)
+        if run.stop_requested(f"epoch {epoch}"):
             break
-    stop.restore()
     final = history[-1]["test_accuracy"] if history else None
-    metrics = {"experiment": cfg.name, "seed": cfg.seed, "dataset": data.name,
-               "train_images": len(train_x), "test_images": len(test_x),
+    metrics = {"dataset": data.name, "train_images": len(train_x), "test_images": len(test_x),
                "final_test_accuracy": final, "best_test_accuracy": best,
-               "train_seconds": round(elapsed, 2), "status": "stopped" if stopped else "finished",
-               "history": history}
+               "train_seconds": round(elapsed, 2), "history": history}
     summary = (f"{cfg.name} seed {cfg.seed}: test accuracy {final:.4f} (best {best:.4f}) on "
-               f"{len(test_x)} {data.name} test images in {elapsed:.0f}s; run dir {run_dir}")
-    logger.finish(metrics, {"best_test_accuracy": best}, summary=summary, stopped=stopped)
-    return metrics
+               f"{len(test_x)} {data.name} test images in {elapsed:.0f}s")
+    return run.finish(metrics, {"best_test_accuracy": best}, summary)
 
 
 def random_shift(x: torch.Tensor, pixels: int, generator: torch.Generator) -> torch.Tensor:
@@ -176,7 +158,7 @@ def random_shift(x: torch.Tensor, pixels: int, generator: torch.Generator) -> to
 # ---------------------------------------------------------------- the judge
 
 
-def load_judge(run: str, device: torch.device) -> nn.Module:
+def load_judge(run: str, device: torch.device) -> torch.nn.Module:
     path = checkpoint_path(run, "best")
     payload = load_checkpoint(path)
     require_experiment(payload, "mnist_cnn", path)

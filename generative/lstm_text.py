@@ -1,7 +1,7 @@
 """Character-level LSTM text generation.
 
-Reference: tfjs-examples `lstm-text-generation` (Deep Learning with JavaScript,
-ch. 10; SPEC section 3). Book: two LSTMs of 128 on Shakespeare reach a validation
+The book's recipe (Deep Learning with JavaScript, ch. 10, `lstm-text-generation`; see
+docs/recipes.md): two LSTMs of 128 on Shakespeare reach a validation
 loss of 1.49 nats/char after 120 epochs; samples at T=0 loop, at T=0.75 look like words.
 
 Two objectives share one model:
@@ -24,25 +24,19 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from omegaconf import MISSING, DictConfig, OmegaConf
-from torch import nn
 
 from generative.corpus import Corpus, load_corpus
-from nn.checkpoint import (
-    load_weights,
-    resume_payload,
-    save_checkpoint,
-)
+from nn.checkpoint import load_weights
 from nn.config import instantiate
 from nn.device import maybe_compile, mixed_precision, select_device
 from nn.errors import UserError
-from nn.logger import RunLogger
-from nn.preemption import GracefulStop
-from nn.seeding import global_rng_state, make_generator, seed_everything, set_global_rng_state
+from nn.run import Run
+from nn.seeding import global_rng_state, make_generator, set_global_rng_state
 
 VAL_CONTEXT = 100  # characters of preceding text each validation segment starts from
 
 
-class CharLSTM(nn.Module):
+class CharLSTM(torch.nn.Module):
     """Characters in (one-hot or embedded), stacked LSTMs, logits over the character set.
     Time-major: ids [T, B] -> logits [T, B, V]."""
 
@@ -53,18 +47,18 @@ class CharLSTM(nn.Module):
         if input == "one_hot":
             self.embedding, width = None, vocab_size
         elif input == "embedding":
-            self.embedding, width = nn.Embedding(vocab_size, embedding_dim), embedding_dim
+            self.embedding, width = torch.nn.Embedding(vocab_size, embedding_dim), embedding_dim
         else:
             raise UserError(f"model.input={input!r} is not one_hot or embedding")
-        self.lstms = nn.ModuleList()
+        self.lstms = torch.nn.ModuleList()
         for size in hidden_sizes:
-            lstm = nn.LSTM(width, size)
+            lstm = torch.nn.LSTM(width, size)
             with torch.no_grad():  # gates are ordered input, forget, cell, output
                 lstm.bias_ih_l0[size:2 * size].fill_(forget_bias)
                 lstm.bias_hh_l0[size:2 * size].zero_()
             self.lstms.append(lstm)
             width = size
-        self.head = nn.Linear(width, vocab_size)
+        self.head = torch.nn.Linear(width, vocab_size)
 
     def forward(self, ids: torch.Tensor, state: list | None = None):
         x = (F.one_hot(ids, self.vocab_size).float() if self.embedding is None
@@ -244,158 +238,160 @@ def lr_factor(step: int, algo, total_steps: int) -> float:
     raise UserError(f"algo.lr_schedule={algo.lr_schedule!r} is not constant or cosine")
 
 
-def check_algo(algo) -> None:
+def check_config(cfg: DictConfig) -> None:
+    """Settings that cannot go together, refused before a run dir is made."""
+    algo = cfg.algo
     if algo.objective not in ("last_char", "all_positions"):
         raise UserError(f"algo.objective={algo.objective!r} is not last_char or all_positions")
-    for key in ("sample_len", "batch_size", "examples_per_epoch", "epochs"):
-        if algo[key] < 1:
-            raise UserError(f"algo.{key}={algo[key]} must be at least 1")
     if algo.objective == "last_char" and (algo.sample_step is None or algo.sample_step < 1):
         raise UserError("algo.sample_step must be at least 1 for the last_char objective")
+    if algo.lr_schedule not in ("constant", "cosine"):
+        raise UserError(f"algo.lr_schedule={algo.lr_schedule!r} is not constant or cosine")
+
+
+def train_epoch(model, optimizer, scheduler, sampler, lstm_state, algo, autocast,
+                seconds_left: float | None) -> tuple[dict, list | None, bool]:
+    """One epoch of the sampler's batches, each one optimizer step. Returns its counts,
+    the LSTM state to carry on, and whether the time budget ran out inside it."""
+    t0 = time.perf_counter()
+    counts = {"loss_sum": 0.0, "batches": 0, "examples": 0, "chars": 0}
+    for x, y, fresh in sampler.epoch():
+        if fresh:
+            lstm_state = None
+        with autocast:
+            logits, lstm_state = model(x, lstm_state)
+            logits = logits[-y.shape[0]:]
+        loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if algo.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), algo.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        lstm_state = detach_state(lstm_state) if algo.objective == "all_positions" else None
+        counts["loss_sum"] += loss.item()
+        counts["batches"] += 1
+        counts["examples"] += x.shape[1]
+        counts["chars"] += x.numel()
+        if seconds_left is not None and time.perf_counter() - t0 >= seconds_left:
+            return counts, lstm_state, True
+    return counts, lstm_state, False
 
 
 def train(cfg: DictConfig, run_dir: Path) -> dict:
     algo = cfg.algo
-    check_algo(algo)
-    device = select_device(cfg.device)
-    seed_everything(cfg.seed)
+    check_config(cfg)
+    run = Run(cfg, run_dir)  # picks the device, seeds everything
+    device = run.device
     corpus = load_corpus(cfg.data)
     ids = torch.tensor(encode(corpus.text, corpus.chars), device=device)
-    train_ids = ids[:corpus.val_start]
     model = maybe_compile(build_model(cfg, len(corpus.chars)).to(device), cfg.compile)
     optimizer = instantiate(algo.optimizer)(model.parameters(), lr=algo.lr)
     data_rng = make_generator(cfg.seed + 1, device)
-    sampler_cls = StreamSampler if algo.objective == "all_positions" else WindowSampler
-    sampler = sampler_cls(train_ids, algo, data_rng)
-    # a last partial batch of windows counts; streams advance in whole batches only
-    steps_per_epoch = (algo.examples_per_epoch // algo.batch_size
-                       if algo.objective == "all_positions"
-                       else math.ceil(algo.examples_per_epoch / algo.batch_size))
-    total_steps = steps_per_epoch * algo.epochs
+    sampler_class = StreamSampler if algo.objective == "all_positions" else WindowSampler
+    sampler = sampler_class(ids[:corpus.val_start], algo, data_rng)
+    total_steps = steps_per_epoch(algo) * algo.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, algo, total_steps))
     autocast = mixed_precision(device, cfg.bf16)
-    # the fixed seed slice of the per-epoch samples: drawn once from the validation text
-    pick = make_generator(cfg.seed + 2, torch.device("cpu"))
-    seed_at = int(torch.randint(len(corpus.val_text) - algo.sample_len, (1,), generator=pick))
-    seed_text = corpus.val_text[seed_at:seed_at + min(algo.sample_len, 60)]
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    ckpt_dir = run_dir / "checkpoints"
-
+    seed_text = pick_seed_text(corpus.val_text, algo.sample_len, cfg.seed + 2)
     start_epoch, step, best, history, elapsed = 0, 0, math.inf, [], 0.0
     lstm_state = None  # carried across chunks (and epochs) by the all_positions objective
-    step_time = 0.0
-    if cfg.resume:
-        payload = resume_payload(cfg.resume, cfg.name)
-        if payload["meta"]["chars"] != corpus.chars:
+    step_time = 0.0  # training steps only; train_seconds adds evaluation
+    if run.resumed:
+        if run.meta["chars"] != corpus.chars:
             raise UserError(f"{cfg.resume} was trained on another character set; resume it with "
                             "its own data settings")
-        state = payload["state"]
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        data_rng.set_state(state["data_rng"])
-        set_global_rng_state(state["torch_rng"])
-        meta = payload["meta"]
-        start_epoch, step, best = meta["epoch"], meta["step"], meta["best_val_loss"]
-        history, elapsed = meta["history"], meta["train_seconds"]
+        model.load_state_dict(run.state["model"])
+        optimizer.load_state_dict(run.state["optimizer"])
+        scheduler.load_state_dict(run.state["scheduler"])
+        data_rng.set_state(run.state["data_rng"])
+        set_global_rng_state(run.state["torch_rng"])
+        start_epoch, step, best = run.meta["epoch"], run.meta["step"], run.meta["best_val_loss"]
+        history, elapsed = run.meta["history"], run.meta["train_seconds"]
         step_time = history[-1]["step_seconds"] if history else 0.0
         if isinstance(sampler, StreamSampler):
-            sampler.position, sampler.offset = meta["stream_position"], meta["stream_offset"]
-            lstm_state = [(h.to(device), c.to(device)) for h, c in state["lstm_state"]] \
-                if state.get("lstm_state") else None
+            sampler.position, sampler.offset = run.meta["stream_position"], run.meta["stream_offset"]
+            lstm_state = [(h.to(device), c.to(device)) for h, c in run.state["lstm_state"]] or None
 
     def save(name: str, epoch: int) -> None:
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "data_rng": data_rng.get_state(),
                  "torch_rng": global_rng_state(), "lstm_state": lstm_state or []}
-        save_checkpoint(ckpt_dir / f"{name}.pt", experiment=cfg.name, trainer=cfg.trainer,
-                        config=resolved, state=state, epoch=epoch, step=step, chars=corpus.chars,
-                        seed_text=seed_text, best_val_loss=best, history=history,
-                        train_seconds=elapsed, corpus=corpus.name,
-                        stream_position=getattr(sampler, "position", None),
-                        stream_offset=getattr(sampler, "offset", None))
+        run.save(name, state, {"epoch": epoch, "step": step, "chars": corpus.chars,
+                               "seed_text": seed_text, "best_val_loss": best, "history": history,
+                               "train_seconds": elapsed, "corpus": corpus.name,
+                               "stream_position": getattr(sampler, "position", None),
+                               "stream_offset": getattr(sampler, "offset", None)})
 
-    logger = RunLogger(run_dir, cfg, total=algo.epochs, unit="epoch", initial=start_epoch,
-                       purge_step=start_epoch + 1 if start_epoch else None)
+    logger = run.open_logger(algo.epochs, "epoch", done=start_epoch)
     logger.info(f"training {cfg.name} on {device}: corpus {corpus.name} "
                 f"({len(corpus.train_text):,} training, {len(corpus.val_text):,} validation "
                 f"characters, {len(corpus.chars)} distinct); run dir {run_dir}")
-    out_of_time = False
-    stop, stopped = GracefulStop.install(), None
     for epoch in range(start_epoch + 1, algo.epochs + 1):
         t0 = time.perf_counter()
-        loss_sum, batches, examples, chars_in = 0.0, 0, 0, 0
-        for x, y, fresh in sampler.epoch():
-            if fresh:
-                lstm_state = None
-            with autocast:
-                logits, lstm_state = model(x, lstm_state)
-                logits = logits[-y.shape[0]:]
-            loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if algo.max_grad_norm is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), algo.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            lstm_state = detach_state(lstm_state) if algo.objective == "all_positions" else None
-            loss_sum += loss.item()
-            batches += 1
-            examples += x.shape[1]
-            chars_in += x.numel()
-            if algo.max_seconds is not None and elapsed + time.perf_counter() - t0 >= algo.max_seconds:
-                out_of_time = True
-                break
+        seconds_left = None if algo.max_seconds is None else algo.max_seconds - elapsed
+        counts, lstm_state, out_of_time = train_epoch(model, optimizer, scheduler, sampler,
+                                                      lstm_state, algo, autocast, seconds_left)
+        step += counts["batches"]
         train_time = time.perf_counter() - t0
-        step_time += train_time  # training steps only; train_seconds adds evaluation
+        step_time += train_time
         val = validation_loss(model, ids, corpus.val_start, algo, autocast)
-        if not math.isfinite(val) or not math.isfinite(loss_sum):
-            raise UserError(f"loss became non-finite in epoch {epoch} (step {step}); the last "
-                            f"good checkpoint is {ckpt_dir / 'last.pt'}; try a smaller algo.lr")
+        run.check_finite(val + counts["loss_sum"], f"epoch {epoch} (step {step})")
         samples = {t: decode_sample(model, seed_text, corpus.chars, algo, t, cfg.seed + epoch)
                    for t in algo.temperatures}
         elapsed += time.perf_counter() - t0
-        record = {"epoch": epoch, "step": step, "loss": loss_sum / batches, "val_loss": val,
-                  "val_bpc": val / math.log(2), "chars_per_second": chars_in / train_time,
-                  "examples_per_second": examples / train_time,
+        record = {"epoch": epoch, "step": step, "loss": counts["loss_sum"] / counts["batches"],
+                  "val_loss": val, "val_bpc": val / math.log(2),
+                  "chars_per_second": counts["chars"] / train_time,
+                  "examples_per_second": counts["examples"] / train_time,
                   "lr": scheduler.get_last_lr()[0], "train_seconds": round(elapsed, 2),
                   "step_seconds": round(step_time, 2)}
         history.append(record)
-        logger.scalars(epoch, {k: record[k] for k in ("loss", "val_loss", "val_bpc", "lr",
-                                                      "chars_per_second", "examples_per_second")})
-        logger.writer.add_text("samples", sample_table(seed_text, samples), epoch)
+        log_epoch(logger, record, sample_table(seed_text, samples))
         if val < best:
             best = val
             save("best", epoch)
         save("last", epoch)
-        logger.progress(val_loss=val, loss=record["loss"])
-        logger.info(f"epoch {epoch}: loss {record['loss']:.4f}, val {val:.4f} nats/char "
-                    f"({record['val_bpc']:.3f} bpc), {record['chars_per_second']:.0f} chars/s, "
-                    f"{elapsed:.0f}s")
-        if stop.requested:
-            stopped = stop.message(f"epoch {epoch}", run_dir)
+        if run.stop_requested(f"epoch {epoch}") or out_of_time:
             break
-        if out_of_time:
-            break
-    stop.restore()
 
     last = history[-1] if history else {}
-    metrics = {"experiment": cfg.name, "seed": cfg.seed, "device": str(device),
-               "corpus": corpus.name, "train_chars": len(corpus.train_text),
-               "val_chars": len(corpus.val_text), "vocab_size": len(corpus.chars),
-               "epochs": last.get("epoch", 0), "steps": step,
+    metrics = {"device": str(device), "corpus": corpus.name,
+               "train_chars": len(corpus.train_text), "val_chars": len(corpus.val_text),
+               "vocab_size": len(corpus.chars), "epochs": last.get("epoch", 0), "steps": step,
                "final_val_loss": last.get("val_loss"), "best_val_loss": best if history else None,
                "best_val_bpc": best / math.log(2) if history else None,
-               "train_seconds": round(elapsed, 2),
-               "status": "stopped" if stopped else "finished", "history": history}
-    logger.finish(metrics, {"best_val_loss": metrics["best_val_loss"],
-                            "final_val_loss": metrics["final_val_loss"]}, stopped=stopped,
-                  summary=f"{cfg.name} seed {cfg.seed}: {metrics['epochs']} epochs in {elapsed:.0f}s, "
-                  f"best validation loss {metrics['best_val_loss']:.4f} nats/char "
-                  f"({metrics['best_val_bpc']:.3f} bits); run dir {run_dir}")
-    return metrics
+               "train_seconds": round(elapsed, 2), "history": history}
+    summary = (f"{cfg.name} seed {cfg.seed}: {metrics['epochs']} epochs in {elapsed:.0f}s, best "
+               f"validation loss {metrics['best_val_loss']:.4f} nats/char "
+               f"({metrics['best_val_bpc']:.3f} bits)")
+    return run.finish(metrics, {"best_val_loss": metrics["best_val_loss"],
+                                "final_val_loss": metrics["final_val_loss"]}, summary)
+
+
+def steps_per_epoch(algo) -> int:
+    """A last partial batch of windows counts; streams advance in whole batches only."""
+    if algo.objective == "all_positions":
+        return algo.examples_per_epoch // algo.batch_size
+    return math.ceil(algo.examples_per_epoch / algo.batch_size)
+
+
+def pick_seed_text(val_text: str, sample_len: int, seed: int) -> str:
+    """The fixed seed of the per-epoch samples: a slice of the validation text."""
+    pick = make_generator(seed, torch.device("cpu"))
+    seed_at = int(torch.randint(len(val_text) - sample_len, (1,), generator=pick))
+    return val_text[seed_at:seed_at + min(sample_len, 60)]
+
+
+def log_epoch(logger, record: dict, samples: str) -> None:
+    logger.scalars(record["epoch"], {k: record[k] for k in (
+        "loss", "val_loss", "val_bpc", "lr", "chars_per_second", "examples_per_second")})
+    logger.writer.add_text("samples", samples, record["epoch"])
+    logger.progress({"val_loss": record["val_loss"], "loss": record["loss"]})
+    logger.info(f"epoch {record['epoch']}: loss {record['loss']:.4f}, val "
+                f"{record['val_loss']:.4f} nats/char ({record['val_bpc']:.3f} bpc), "
+                f"{record['chars_per_second']:.0f} chars/s, {record['train_seconds']:.0f}s")
 
 
 def decode_sample(model, seed_text: str, chars: str, algo, temperature: float, seed: int) -> str:

@@ -1,7 +1,7 @@
 """Variational autoencoder with a 2-D latent space.
 
-Reference: tfjs-examples `fashion-mnist-vae` (Deep Learning with JavaScript, ch. 10;
-SPEC section 4). Book: 784-512-2 MLP encoder and 2-512-784 decoder, loss
+The book's recipe (Deep Learning with JavaScript, ch. 10, `fashion-mnist-vae`; see
+docs/recipes.md): 784-512-2 MLP encoder and 2-512-784 decoder, loss
 784 * MSE + KL, Adam 1e-3, batch 256; "the loss at the end of a good training run
 will be in the 40-50 range" after 100 epochs.
 
@@ -20,37 +20,33 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from omegaconf import MISSING, DictConfig, OmegaConf
-from torch import nn
 
 from generative.datasets import ImageData, load_images
 from nn.blocks import init_weights
-from nn.checkpoint import (
-    load_weights,
-    resume_payload,
-    save_checkpoint,
-    write_png,
-)
+from nn.checkpoint import load_weights, write_png
 from nn.config import instantiate
 from nn.device import mixed_precision, select_device
 from nn.errors import UserError
-from nn.logger import RunLogger
-from nn.preemption import GracefulStop
-from nn.seeding import make_generator, seed_everything
+from nn.run import Run
+from nn.seeding import make_generator
 
 IMAGE = 28 * 28
 
 
-class MLPVAE(nn.Module):
+class MLPVAE(torch.nn.Module):
     """The book's VAE: dense encoder with z_mean / z_log_var heads, dense decoder."""
 
     def __init__(self, intermediate_dim: int, latent_dim: int, init: str):
         super().__init__()
         self.latent_dim = latent_dim
-        self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(IMAGE, intermediate_dim), nn.ReLU())
-        self.z_mean = nn.Linear(intermediate_dim, latent_dim)
-        self.z_log_var = nn.Linear(intermediate_dim, latent_dim)
-        self.decoder = nn.Sequential(nn.Linear(latent_dim, intermediate_dim), nn.ReLU(),
-                                     nn.Linear(intermediate_dim, IMAGE))
+        self.encoder = torch.nn.Sequential(torch.nn.Flatten(),
+                                           torch.nn.Linear(IMAGE, intermediate_dim),
+                                           torch.nn.ReLU())
+        self.z_mean = torch.nn.Linear(intermediate_dim, latent_dim)
+        self.z_log_var = torch.nn.Linear(intermediate_dim, latent_dim)
+        self.decoder = torch.nn.Sequential(torch.nn.Linear(latent_dim, intermediate_dim),
+                                           torch.nn.ReLU(),
+                                           torch.nn.Linear(intermediate_dim, IMAGE))
         init_weights(self, init)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,25 +58,25 @@ class MLPVAE(nn.Module):
         return self.decoder(z)
 
 
-class ConvVAE(nn.Module):
+class ConvVAE(torch.nn.Module):
     """Two strided convolutions down to 7x7, dense heads; the mirror image up again."""
 
     def __init__(self, channels: list[int], intermediate_dim: int, latent_dim: int, init: str):
         super().__init__()
         c1, c2 = channels
         self.latent_dim = latent_dim
-        self.encoder = nn.Sequential(
-            nn.Unflatten(1, (1, 28, 28)),
-            nn.Conv2d(1, c1, 3, stride=2, padding=1), nn.ReLU(),
-            nn.Conv2d(c1, c2, 3, stride=2, padding=1), nn.ReLU(),
-            nn.Flatten(), nn.Linear(c2 * 49, intermediate_dim), nn.ReLU())
-        self.z_mean = nn.Linear(intermediate_dim, latent_dim)
-        self.z_log_var = nn.Linear(intermediate_dim, latent_dim)
-        self.decoder = nn.Sequential(
-            nn.Linear(latent_dim, intermediate_dim), nn.ReLU(),
-            nn.Linear(intermediate_dim, c2 * 49), nn.ReLU(), nn.Unflatten(1, (c2, 7, 7)),
-            nn.ConvTranspose2d(c2, c1, 4, stride=2, padding=1), nn.ReLU(),
-            nn.ConvTranspose2d(c1, 1, 4, stride=2, padding=1), nn.Flatten())
+        self.encoder = torch.nn.Sequential(
+            torch.nn.Unflatten(1, (1, 28, 28)),
+            torch.nn.Conv2d(1, c1, 3, stride=2, padding=1), torch.nn.ReLU(),
+            torch.nn.Conv2d(c1, c2, 3, stride=2, padding=1), torch.nn.ReLU(),
+            torch.nn.Flatten(), torch.nn.Linear(c2 * 49, intermediate_dim), torch.nn.ReLU())
+        self.z_mean = torch.nn.Linear(intermediate_dim, latent_dim)
+        self.z_log_var = torch.nn.Linear(intermediate_dim, latent_dim)
+        self.decoder = torch.nn.Sequential(
+            torch.nn.Linear(latent_dim, intermediate_dim), torch.nn.ReLU(),
+            torch.nn.Linear(intermediate_dim, c2 * 49), torch.nn.ReLU(), torch.nn.Unflatten(1, (c2, 7, 7)),
+            torch.nn.ConvTranspose2d(c2, c1, 4, stride=2, padding=1), torch.nn.ReLU(),
+            torch.nn.ConvTranspose2d(c1, 1, 4, stride=2, padding=1), torch.nn.Flatten())
         init_weights(self, init)
 
     encode = MLPVAE.encode
@@ -147,14 +143,14 @@ def pairs_image(originals: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
     return torch.cat([top, bottom]).cpu()
 
 
-def build_model(cfg) -> nn.Module:
+def build_model(cfg) -> torch.nn.Module:
     return instantiate(cfg.model)
 
 
 def train(cfg: DictConfig, run_dir: Path) -> dict:
     algo = cfg.algo
-    device = select_device(cfg.device)
-    seed_everything(cfg.seed)
+    run = Run(cfg, run_dir)  # picks the device, seeds everything
+    device = run.device
     data: ImageData = load_images(cfg.data)
     train_x = as_float(data.train_images).to(device)
     test_x = as_float(data.test_images).to(device)
@@ -165,34 +161,25 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     optimizer = instantiate(algo.optimizer)(model.parameters(), lr=algo.lr)
     shuffle_rng = make_generator(cfg.seed + 1, device)
     noise_rng = make_generator(cfg.seed + 2, device)
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    ckpt_dir = run_dir / "checkpoints"
     start, step, best, history, elapsed = 0, 0, math.inf, [], 0.0
-    if cfg.resume:
-        payload = resume_payload(cfg.resume, cfg.name)
-        state = payload["state"]
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        shuffle_rng.set_state(state["shuffle_rng"])
-        noise_rng.set_state(state["noise_rng"])
-        meta = payload["meta"]
-        start, step, best = meta["epoch"], meta["step"], meta["best_test_loss"]
-        history, elapsed = meta["history"], meta["train_seconds"]
+    if run.resumed:
+        model.load_state_dict(run.state["model"])
+        optimizer.load_state_dict(run.state["optimizer"])
+        shuffle_rng.set_state(run.state["shuffle_rng"])
+        noise_rng.set_state(run.state["noise_rng"])
+        start, step, best = run.meta["epoch"], run.meta["step"], run.meta["best_test_loss"]
+        history, elapsed = run.meta["history"], run.meta["train_seconds"]
 
     def save(name: str, epoch: int) -> None:
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "shuffle_rng": shuffle_rng.get_state(), "noise_rng": noise_rng.get_state()}
-        save_checkpoint(ckpt_dir / f"{name}.pt", experiment=cfg.name, trainer=cfg.trainer,
-                        config=resolved, state=state, epoch=epoch, step=step,
-                        best_test_loss=best, history=history, train_seconds=elapsed,
-                        dataset=data.name, classes=data.classes)
+        run.save(name, state, {"epoch": epoch, "step": step, "best_test_loss": best,
+                               "history": history, "train_seconds": elapsed,
+                               "dataset": data.name, "classes": data.classes})
 
-    logger = RunLogger(run_dir, cfg, total=algo.epochs, unit="epoch", initial=start,
-                       purge_step=step + 1 if step else None)
+    logger = run.open_logger(algo.epochs, "epoch", done=start, logged_to=step)
     logger.info(f"training {cfg.name} on {device}: {data.name}, {len(train_x)} training and "
                 f"{len(test_x)} test images; run dir {run_dir}")
-    shown = test_x[:10]
-    stop, stopped = GracefulStop.install(), None
     for epoch in range(start + 1, algo.epochs + 1):
         t0 = time.perf_counter()
         order = torch.randperm(len(train_x), generator=shuffle_rng, device=device)
@@ -215,52 +202,51 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                   "test_loss": test["loss"], "test_reconstruction": test["reconstruction"],
                   "test_kl": test["kl"], "images_per_second": len(train_x) / seconds,
                   "train_seconds": round(elapsed, 2)}
-        if not all(math.isfinite(record[k]) for k in ("loss", "test_loss")):
-            raise UserError(f"loss became non-finite in epoch {epoch} (step {step}); the last "
-                            f"good checkpoint is {ckpt_dir / 'last.pt'}; try a smaller algo.lr")
+        run.check_finite(record["loss"] + record["test_loss"], f"epoch {epoch} (step {step})")
         history.append(record)
-        logger.scalars(epoch, {"epoch_loss": record["loss"], "test/loss": test["loss"],
-                               "test/reconstruction": test["reconstruction"],
-                               "test/kl": test["kl"],
-                               "images_per_second": record["images_per_second"]})
-        with torch.no_grad():
-            model.eval()
-            mean, _ = model.encode(shown)
-            decoded = torch.sigmoid(model.decode_logits(mean))
-            grid = latent_grid(model, 20, 4.0) if model.latent_dim == 2 else None
-            model.train()
-        logger.writer.add_image("reconstructions", pairs_image(shown, decoded), epoch,
-                                dataformats="HW")
-        if grid is not None:
-            logger.writer.add_image("latent_grid", grid, epoch, dataformats="HW")
+        log_epoch(logger, record, model, test_x[:10])
         if test["loss"] < best:
             best = test["loss"]
             save("best", epoch)
         save("last", epoch)
-        logger.progress(loss=record["loss"], test_loss=test["loss"])
-        logger.info(f"epoch {epoch}: loss {record['loss']:.2f}, test loss {test['loss']:.2f} "
-                    f"(reconstruction {test['reconstruction']:.2f}, KL {test['kl']:.2f}), "
-                    f"{record['images_per_second']:.0f} images/s")
-        if stop.requested:
-            stopped = stop.message(f"epoch {epoch}", run_dir)
+        if run.stop_requested(f"epoch {epoch}"):
             break
-    stop.restore()
 
     last = history[-1] if history else {}
-    metrics = {"experiment": cfg.name, "seed": cfg.seed, "device": str(device),
-               "dataset": data.name, "train_images": len(train_x), "test_images": len(test_x),
-               "likelihood": algo.likelihood, "epochs": last.get("epoch", 0),
-               "final_loss": last.get("loss"), "final_test_loss": last.get("test_loss"),
+    metrics = {"device": str(device), "dataset": data.name, "train_images": len(train_x),
+               "test_images": len(test_x), "likelihood": algo.likelihood,
+               "epochs": last.get("epoch", 0), "final_loss": last.get("loss"),
+               "final_test_loss": last.get("test_loss"),
                "final_test_reconstruction": last.get("test_reconstruction"),
                "final_test_kl": last.get("test_kl"), "best_test_loss": best if history else None,
-               "train_seconds": round(elapsed, 2),
-               "status": "stopped" if stopped else "finished", "history": history}
-    logger.finish(metrics, {"best_test_loss": metrics["best_test_loss"],
-                            "final_test_loss": metrics["final_test_loss"]}, stopped=stopped,
-                  summary=f"{cfg.name} seed {cfg.seed}: {metrics['epochs']} epochs in {elapsed:.0f}s, final "
-                  f"loss {metrics['final_loss']:.2f}, test loss {metrics['final_test_loss']:.2f}; "
-                  f"run dir {run_dir}")
-    return metrics
+               "train_seconds": round(elapsed, 2), "history": history}
+    summary = (f"{cfg.name} seed {cfg.seed}: {metrics['epochs']} epochs in {elapsed:.0f}s, final "
+               f"loss {metrics['final_loss']:.2f}, test loss {metrics['final_test_loss']:.2f}")
+    return run.finish(metrics, {"best_test_loss": metrics["best_test_loss"],
+                                "final_test_loss": metrics["final_test_loss"]}, summary)
+
+
+def log_epoch(logger, record: dict, model, shown: torch.Tensor) -> None:
+    """An epoch's figures, reconstructions of `shown` and (2-D latent) the latent grid."""
+    epoch = record["epoch"]
+    logger.scalars(epoch, {"epoch_loss": record["loss"], "test/loss": record["test_loss"],
+                           "test/reconstruction": record["test_reconstruction"],
+                           "test/kl": record["test_kl"],
+                           "images_per_second": record["images_per_second"]})
+    with torch.no_grad():
+        model.eval()
+        mean, _ = model.encode(shown)
+        decoded = torch.sigmoid(model.decode_logits(mean))
+        grid = latent_grid(model, 20, 4.0) if model.latent_dim == 2 else None
+        model.train()
+    logger.writer.add_image("reconstructions", pairs_image(shown, decoded), epoch,
+                            dataformats="HW")
+    if grid is not None:
+        logger.writer.add_image("latent_grid", grid, epoch, dataformats="HW")
+    logger.progress({"loss": record["loss"], "test_loss": record["test_loss"]})
+    logger.info(f"epoch {epoch}: loss {record['loss']:.2f}, test loss {record['test_loss']:.2f} "
+                f"(reconstruction {record['test_reconstruction']:.2f}, KL "
+                f"{record['test_kl']:.2f}), {record['images_per_second']:.0f} images/s")
 
 
 # ---------------------------------------------------------------- tools

@@ -3,9 +3,8 @@
 import math
 
 import torch
-from torch import nn
 
-ACTIVATIONS = {"elu": nn.ELU, "relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
+ACTIVATIONS = {"elu": torch.nn.ELU, "relu": torch.nn.ReLU, "tanh": torch.nn.Tanh, "gelu": torch.nn.GELU}
 
 
 def glorot_normal_(weight: torch.Tensor) -> torch.Tensor:
@@ -14,22 +13,22 @@ def glorot_normal_(weight: torch.Tensor) -> torch.Tensor:
     receptive = weight[0][0].numel() if weight.dim() > 2 else 1
     fan_out, fan_in = weight.shape[0] * receptive, weight.shape[1] * receptive
     std = math.sqrt(2.0 / (fan_in + fan_out))
-    return nn.init.trunc_normal_(weight, std=std, a=-2 * std, b=2 * std)
+    return torch.nn.init.trunc_normal_(weight, std=std, a=-2 * std, b=2 * std)
 
 
-def init_weights(module: nn.Module, init: str) -> None:
+def init_weights(module: torch.nn.Module, init: str) -> None:
     """`glorot_normal` (tf.js's default, zero biases) or `torch_default` (leave as built)."""
     if init == "torch_default":
         return
     if init != "glorot_normal":
         raise ValueError(f"init {init!r} is not glorot_normal or torch_default")
     for layer in module.modules():
-        if isinstance(layer, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+        if isinstance(layer, (torch.nn.Linear, torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
             glorot_normal_(layer.weight)
-            nn.init.zeros_(layer.bias)
+            torch.nn.init.zeros_(layer.bias)
 
 
-class MLP(nn.Module):
+class MLP(torch.nn.Module):
     """Dense layers `in -> hidden... -> out` with one activation between them.
     The input is flattened from `in_shape` (the observation's shape)."""
 
@@ -45,19 +44,19 @@ class MLP(nn.Module):
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation {activation!r} is not one of {sorted(ACTIVATIONS)}")
         sizes = [math.prod(in_shape), *hidden_sizes, out_features]
-        layers: list[nn.Module] = []
+        layers: list[torch.nn.Module] = []
         for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-            layers.append(nn.Linear(n_in, n_out))
+            layers.append(torch.nn.Linear(n_in, n_out))
             if i < len(sizes) - 2:
                 layers.append(ACTIVATIONS[activation]())
-        self.net = nn.Sequential(nn.Flatten(), *layers)
+        self.net = torch.nn.Sequential(torch.nn.Flatten(), *layers)
         init_weights(self, init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.float())
 
 
-class ConvNet(nn.Module):
+class ConvNet(torch.nn.Module):
     """Convolutions over a channels-last board, then dense layers.
 
     With the defaults of conf/model/snake_conv.yaml this is the book's Snake DQN: conv 128,
@@ -72,28 +71,28 @@ class ConvNet(nn.Module):
                  init: str = "glorot_normal"):
         super().__init__()
         height, width, in_channels = in_shape
-        layers: list[nn.Module] = []
+        layers: list[torch.nn.Module] = []
         for i, out_channels in enumerate(channels):
-            layers += [nn.Conv2d(in_channels, out_channels, kernel_size, padding=padding),
-                       nn.ReLU()]
+            layers += [torch.nn.Conv2d(in_channels, out_channels, kernel_size, padding=padding),
+                       torch.nn.ReLU()]
             if batch_norm and i < len(channels) - 1:
                 # tf.js momentum 0.99 is PyTorch's momentum 0.01
-                layers.append(nn.BatchNorm2d(out_channels, eps=1e-3, momentum=0.01))
+                layers.append(torch.nn.BatchNorm2d(out_channels, eps=1e-3, momentum=0.01))
             in_channels = out_channels
             height, width = height + 2 * padding - kernel_size + 1, width + 2 * padding - kernel_size + 1
         if height < 1 or width < 1:
             raise ValueError(f"board {in_shape[:2]} is too small for {len(channels)} "
                              f"{kernel_size}x{kernel_size} convolutions without padding")
-        self.features = nn.Sequential(*layers, nn.Flatten())
+        self.features = torch.nn.Sequential(*layers, torch.nn.Flatten())
         sizes, dense = [in_channels * height * width, *hidden_sizes], []
         for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
-            dense += [nn.Linear(n_in, n_out), nn.ReLU()]
+            dense += [torch.nn.Linear(n_in, n_out), torch.nn.ReLU()]
             if dropout:
-                dense.append(nn.Dropout(dropout))
-        self.dense = nn.Sequential(*dense)
-        self.out = nn.Linear(sizes[-1], out_features)
+                dense.append(torch.nn.Dropout(dropout))
+        self.dense = torch.nn.Sequential(*dense)
+        self.out = torch.nn.Linear(sizes[-1], out_features)
         # dueling: a state value and action advantages share the dense layers
-        self.value = nn.Linear(sizes[-1], 1) if dueling else None
+        self.value = torch.nn.Linear(sizes[-1], 1) if dueling else None
         init_weights(self, init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

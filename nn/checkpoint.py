@@ -76,25 +76,25 @@ def write_png(path: Path, image: torch.Tensor) -> Path:
 
 
 def load_weights(module: torch.nn.Module, payload: dict, key: str) -> torch.nn.Module:
-    """Load `payload["state"][key]` into a module built from the checkpoint's own config;
-    a mismatch means the file is damaged or foreign."""
+    """Load `payload["state"][key]` into a module built from the run's model config; a
+    mismatch means other model settings than the run's own, or a damaged file."""
     try:
         module.load_state_dict(payload["state"][key])
     except (KeyError, RuntimeError) as err:
-        raise UserError(f"checkpoint's {key} weights do not fit its own model config; the "
-                        "file is damaged or foreign") from err
+        raise UserError(f"the checkpoint's {key} weights do not fit the model config (other "
+                        "model settings than the run's own, or a damaged file)") from err
     return module
 
 
 def save_checkpoint(path: Path, *, experiment: str, trainer: str, config: dict,
-                    state: dict[str, Any], **meta: Any) -> None:
+                    state: dict[str, Any], meta: dict[str, Any] | None = None) -> None:
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "experiment": experiment,
         "trainer": trainer,
         "config": config,
-        "meta": meta,
+        "meta": meta or {},
         "state": state,
     }
     # serialised in memory first: torch.save to a file reports a full disk as an
@@ -104,12 +104,15 @@ def save_checkpoint(path: Path, *, experiment: str, trainer: str, config: dict,
     atomic_write(Path(path), lambda tmp: Path(tmp).write_bytes(buffer.getbuffer()))
 
 
-def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict:
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu",
+                    mmap: bool = False) -> dict:
+    """The checkpoint's payload. `mmap=True` maps the tensors instead of reading them:
+    a cheap look at the experiment and meta of a large file (a DQN's holds its replay)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"no checkpoint at {path}; train one with rlgen-train or pick another run")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        payload = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as err:  # corrupt zip, foreign pickle, truncated file, ...
         reason = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
         raise UserError(f"{path} is not a readable rlgen checkpoint ({reason}); "
@@ -144,10 +147,10 @@ def require_experiment(payload: dict, expected: str, path: Path) -> None:
                         f"use experiment={found} or another run dir")
 
 
-def resume_payload(resume: str | Path, experiment: str) -> dict:
+def resume_payload(resume: str | Path, experiment: str, mmap: bool = False) -> dict:
     """The `last` checkpoint of the run dir to resume, refused clearly if another
-    experiment wrote it."""
+    experiment wrote it (`mmap`: see load_checkpoint)."""
     path = checkpoint_path(resume, "last")
-    payload = load_checkpoint(path)
+    payload = load_checkpoint(path, mmap=mmap)
     require_experiment(payload, experiment, path)
     return payload

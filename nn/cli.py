@@ -6,23 +6,22 @@ dispatch to that module's `train`, `evaluate`, `watch` and `generate`, so this f
 knows no experiment. Every user-fixable problem ends as one line on stderr, exit 2.
 """
 
-import json
 import os
 import sys
 import warnings
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 import yaml
-from omegaconf import MISSING, OmegaConf, open_dict
+from omegaconf import open_dict
 
+from conf.compose import CONF_DIR, compose, register_resolvers
+from conf.schemas import check_ranges
 from nn.checkpoint import checkpoint_path, load_checkpoint, resume_payload
 from nn.config import explain_config_error, import_trainer, instantiate, parse_key_values
 from nn.errors import UserError
 from nn.preemption import pass_on
+from nn.run import FINISHED, STOPPED, recorded, run_status
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 # Hydra flags that take the next word as their value
 HYDRA_FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp",
                           "--config-name", "-cn", "--config-dir", "-cd",
@@ -37,19 +36,6 @@ HYDRA_NO_VALIDATE = {"--help", "-h", "--hydra-help", "--version", "--shell-compl
 def fail(command: str, message: str) -> None:
     print(f"{command}: error: {message}", file=sys.stderr)
     sys.exit(2)
-
-
-def register_resolvers() -> None:
-    import conf.schemas
-
-    conf.schemas.register()
-    if not OmegaConf.has_resolver("rlgen_run_dir"):
-        OmegaConf.register_new_resolver(
-            "rlgen_run_dir", lambda resume, default: resume if resume else default)
-    if not OmegaConf.has_resolver("rlgen_hydra_subdir"):
-        stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-        OmegaConf.register_new_resolver(
-            "rlgen_hydra_subdir", lambda resume: f".hydra-resume-{stamp}" if resume else ".hydra")
 
 
 def split_hydra_args(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -114,23 +100,65 @@ def check_writable(run_dir: Path) -> None:
 
 
 def validate_overrides(overrides: list[str], multirun: bool = False) -> None:
-    """Compose the config now, so a bad override fails in one line before any work."""
-    from hydra import compose, initialize_config_dir
-
+    """Compose the config now and check it, so a bad override, a value out of range or an
+    env that cannot be built fails in one line before any run dir is made."""
     try:
         combos = sweep_combinations(overrides)
     except Exception as err:
         raise UserError(f"bad override syntax: {explain_config_error(err)}") from err
     for combo in combos:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3",
-                                   job_name="train"):
-            try:
-                cfg = compose(config_name="config", overrides=combo, return_hydra_config=True)
-            except Exception as err:
-                raise UserError(explain_config_error(err)) from err
-        check_writable(Path(cfg.hydra.sweep.dir if multirun else cfg.hydra.run.dir))
-        if cfg.get("resume"):
-            resume_payload(cfg.resume, cfg.name)
+        try:
+            cfg = compose(combo, return_hydra_config=True)
+        except Exception as err:
+            raise UserError(explain_config_error(err)) from err
+        check_config(cfg)
+        if multirun:
+            check_writable(Path(cfg.hydra.sweep.dir))
+            protect_sweep_dir(Path(cfg.hydra.sweep.dir))
+        else:
+            check_writable(Path(cfg.hydra.run.dir))
+            protect_run_dir(Path(cfg.hydra.run.dir), cfg.name, cfg.resume)
+        if cfg.get("resume"):  # only the experiment is read: the tensors stay on disk
+            resume_payload(cfg.resume, cfg.name, mmap=True)
+
+
+def check_config(cfg) -> None:
+    """Values inside their schema's ranges, the trainer's own rules (its optional
+    `check_config`), and an env its constructor accepts (envs are cheap to build)."""
+    problem = check_ranges(cfg)
+    if problem:
+        raise UserError(problem)
+    trainer = import_trainer(cfg.trainer)
+    if hasattr(trainer, "check_config"):
+        trainer.check_config(cfg)
+    if cfg.get("env") is not None:
+        try:
+            instantiate(cfg.env).close()
+        except UserError:
+            raise
+        except Exception as err:
+            raise UserError(f"bad env settings: {explain_config_error(err)}") from err
+
+
+def protect_run_dir(run_dir: Path, experiment: str, resume: str | None) -> None:
+    """A finished run, or another experiment's, is never written over; a run a signal
+    stopped continues in place (see `continues_itself`)."""
+    found = recorded(run_dir)
+    if resume or not found:
+        return
+    if found.get("experiment") not in (None, experiment):
+        raise UserError(f"{run_dir} holds a run of experiment {found['experiment']!r}; "
+                        "choose another hydra.run.dir")
+    if found.get("status") == FINISHED:
+        raise UserError(f"{run_dir} holds a finished run; continue it with rlgen-train "
+                        f"resume={run_dir} or choose another hydra.run.dir")
+
+
+def protect_sweep_dir(sweep_dir: Path) -> None:
+    finished = [d for d in sorted(sweep_dir.glob("*")) if run_status(d) == FINISHED]
+    if finished:
+        raise UserError(f"{sweep_dir} already holds finished runs ({finished[0].name}, ...); "
+                        "choose another hydra.sweep.dir")
 
 
 def close_progress_bars() -> None:
@@ -146,12 +174,7 @@ def continues_itself(run_dir: Path) -> bool:
     its old run dir), any run with a checkpoint, so a finished or killed one is not redone."""
     if not (run_dir / "checkpoints" / "last.pt").is_file():
         return False
-    if "SUBMITIT_FOLDER" in os.environ:
-        return True
-    try:
-        return json.loads((run_dir / "metrics.json").read_text()).get("status") == "stopped"
-    except (OSError, ValueError):
-        return False
+    return "SUBMITIT_FOLDER" in os.environ or run_status(run_dir) == STOPPED
 
 
 def _train_task(cfg) -> None:
@@ -173,6 +196,8 @@ def _train_task(cfg) -> None:
         close_progress_bars()  # so the error is the last line on the terminal
         fail("rlgen-train", str(err))
     pass_on()  # a scheduler's handler (submitit's requeue) gets the stop signal now
+    if run_status(run_dir) == STOPPED:
+        sys.exit(0)  # a stop signal ends the process: a sweep starts no further job
 
 
 def train_main() -> None:
@@ -204,6 +229,8 @@ def run_tool(command: str, function: str, schema: str, argv: list[str] | None = 
             return
         values = dict(a.split("=", 1) for a in argv if "=" in a)
         if function == "watch" and "run" not in values and "env" in values:
+            from envs.by_hand import play_env_by_hand
+
             play_env_by_hand(argv)
             return
         if "run" not in values:
@@ -218,32 +245,6 @@ def run_tool(command: str, function: str, schema: str, argv: list[str] | None = 
         getattr(trainer, function)(payload, args)
     except UserError as err:
         fail(command, str(err))
-
-
-@dataclass
-class PlayArgs:
-    env: str = MISSING  # a config in conf/env/, e.g. snake or cartpole
-    fps: float | None = None
-    frames: int | None = None  # stop after this many frames (default: until closed)
-
-
-def play_env_by_hand(argv: list[str]) -> None:
-    """`rlgen-watch env=NAME [env overrides]`: a person plays the env with arrow keys.
-    Keys other than PlayArgs' are env settings, e.g. `height=12`."""
-    from hydra import compose, initialize_config_dir
-
-    from nn.viewer import play_by_hand
-
-    ours = [a for a in argv if a.split("=", 1)[0] in ("env", "fps", "frames")]
-    args = parse_key_values(PlayArgs, ours)
-    env_overrides = [f"env.{a}" for a in argv if a not in ours]
-    register_resolvers()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="play"):
-        try:
-            cfg = compose(config_name="config", overrides=[f"env={args.env}", *env_overrides])
-        except Exception as err:
-            raise UserError(explain_config_error(err)) from err
-    play_by_hand(instantiate(cfg.env, render_mode="rgb_array"), args.fps, args.frames)
 
 
 def eval_main() -> None:

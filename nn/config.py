@@ -39,9 +39,19 @@ def check_targets(node: Any, where: str = "") -> None:
 
 
 def instantiate(node: Any, **kwargs: Any) -> Any:
-    """hydra.utils.instantiate, limited to trusted targets."""
+    """hydra.utils.instantiate, limited to trusted targets; a constructor's error is one
+    line naming the target, not Hydra's multi-line "Error in call to target" block."""
+    from hydra.errors import InstantiationException
+
     check_targets(node)
-    return hydra.utils.instantiate(node, **kwargs)
+    try:
+        return hydra.utils.instantiate(node, **kwargs)
+    except InstantiationException as err:
+        cause = err.__cause__ if err.__cause__ is not None else err
+        lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+        target = node.get("_target_", "?") if isinstance(node, (DictConfig, dict)) else "?"
+        raise UserError(f"cannot build {target}: {lines[0] if lines else type(cause).__name__}"
+                        ) from err
 
 
 def plain(node: DictConfig) -> Any:
@@ -85,8 +95,8 @@ def explain_config_error(err: BaseException) -> str:
         full_key = getattr(cause, "full_key", None) or getattr(cause, "key", "?")
         parent = getattr(cause, "parent_node", None)
         prefix, _, leaf = str(full_key).rpartition(".")
-        keys = [f"{prefix}.{k}" if prefix else str(k) for k in parent.keys()] \
-            if isinstance(parent, DictConfig) else []
+        siblings = parent.keys() if isinstance(parent, DictConfig) else []
+        keys = [f"{prefix}.{k}" if prefix else str(k) for k in siblings]
         hint = _suggest(str(full_key), keys)
         return (f"unknown config key '{full_key}'{hint}; list the keys with "
                 "`rlgen-train experiment=NAME --cfg job`")

@@ -51,7 +51,8 @@ class RunLogger:
         for tag, value in values.items():
             self.writer.add_scalar(tag, value, step)
 
-    def progress(self, advance: int = 1, **live: float) -> None:
+    def progress(self, live: dict[str, float], advance: int = 1) -> None:
+        """Advance the bar; `live` figures show beside it."""
         self.bar.set_postfix({k: f"{v:.4g}" for k, v in live.items()}, refresh=False)
         self.bar.update(advance)
 

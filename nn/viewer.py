@@ -1,5 +1,5 @@
-"""A pygame window that shows rendered frames and reads the keyboard, for watching
-agents and for people playing an env by hand."""
+"""A pygame window that shows rendered frames and reads the keyboard: watching agents,
+the generative models' viewers, and people playing an env by hand (envs.by_hand)."""
 
 import numpy as np
 
@@ -71,7 +71,6 @@ class Viewer:
         self.pygame.display.quit()
 
 
-
 def open_window(size: tuple[int, int], caption: str):
     """A pygame window (fonts ready), or one clear line when there is no display."""
     import pygame
@@ -84,37 +83,3 @@ def open_window(size: tuple[int, int], caption: str):
         raise UserError(f"cannot open a window ({err}); run under a display") from err
     pygame.display.set_caption(caption)
     return screen
-
-
-def play_by_hand(env, fps: float | None = None, frames: int | None = None) -> dict:
-    """A person plays `env` with the arrow keys (the env's `human_action` maps them)."""
-    import pygame
-
-    try:
-        viewer = Viewer(fps or env.metadata["render_fps"], f"rlgen {type(env).__name__}")
-    except pygame.error as err:
-        raise UserError(f"cannot open a window ({err}); run under a display") from err
-    env.reset()
-    env.caption = "arrow keys move; space pauses, r restarts, Esc quits"
-    shown = games = 0
-    try:
-        while frames is None or shown < frames:
-            command = viewer.show(env.render())
-            shown += 1
-            if command == "quit":
-                break
-            if command == "restart":
-                env.reset()
-                continue
-            action = env.human_action(viewer.arrow_pressed, viewer.arrows_held())
-            viewer.arrow_pressed = None
-            _, _, terminated, truncated, info = env.step(action)
-            if terminated or truncated:
-                games += 1
-                env.reset()
-                env.caption = f"game over after {info['steps']} steps; playing game {games + 1}"
-    finally:
-        env.close()
-        viewer.close()
-    print(f"played {shown} frames, {games} finished games")
-    return {"frames": shown, "games_finished": games}

@@ -1,8 +1,8 @@
 """DQN with replay memory and a target network, for any env with discrete actions.
 
-Reference: tfjs-examples `snake-dqn` (Deep Learning with JavaScript, ch. 11; SPEC
-section 2). Book: after several hours cumulativeReward100 peaks around 70-80 and
-eaten100 around 12; the greedy agent eats about 18 fruits per game.
+The book's recipe (Deep Learning with JavaScript, ch. 11, `snake-dqn`) is written
+down in docs/recipes.md: after several hours cumulativeReward100 peaks around 70-80
+and eaten100 around 12; the greedy agent eats about 18 fruits per game.
 
 The book's loop, made batched: N games step at once (N = 1 is the original); each
 step's transitions go to a replay memory on the training device; every
@@ -18,13 +18,13 @@ the greedy agent (epsilon 0) plays `eval_games` fresh games that often, each cap
 `eval_max_steps`; the best of those evaluations is kept as `checkpoints/best_eval`,
 since the training games' return, played with exploration, ranks checkpoints noisily.
 
-`cumulativeReward100` and `eaten100` are means over the last 100 finished games, or
-over all finished games while there are fewer than 100 (the original divided by 100
-regardless); the best checkpoint is only taken once 100 games have finished.
+`cumulativeReward100` and each counter the env declares (Snake: `eaten100`) are means
+over the last 100 finished games, or over all finished games while there are fewer
+than 100 (the original divided by 100 regardless); the best checkpoint is only taken
+once 100 games have finished.
 """
 
 import copy
-import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -34,13 +34,12 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
-from nn.checkpoint import load_weights, resume_payload, save_checkpoint
+from nn.checkpoint import load_weights
 from nn.config import instantiate, plain
 from nn.device import maybe_compile, mixed_precision, select_device
 from nn.errors import UserError
-from nn.logger import RunLogger
-from nn.preemption import GracefulStop
-from nn.seeding import global_rng_state, make_generator, seed_everything, set_global_rng_state
+from nn.run import Run
+from nn.seeding import global_rng_state, make_generator, set_global_rng_state
 from rl.play import EvalArgs, WatchArgs, play_batched, rebuild_agent, report, watch_agent
 from rl.replay import NStepWindow, PrioritizedReplayMemory, ReplayMemory
 
@@ -113,7 +112,7 @@ def training_batches(memory, target, updates: int, algo, generator, autocast,
     mirror image with probability one half. `beta`: prioritized replay's exponent of the
     importance weights."""
     batch = memory.sample(algo.batch_size, generator, algo.sample_without_replacement, updates,
-                          **({} if beta is None else {"beta": beta}))
+                          beta)
     if mirrored is not None:
         flip = torch.rand(batch["actions"].shape[0], generator=generator,
                           device=batch["actions"].device) < 0.5
@@ -129,15 +128,115 @@ def training_batches(memory, target, updates: int, algo, generator, autocast,
     return [{name: parts[name][k] for name in parts} for k in range(updates)]
 
 
+def check_config(cfg: DictConfig) -> None:
+    """Settings that cannot go together, refused before a run dir is made."""
+    algo = cfg.algo
+    if algo.prioritized and algo.sample_without_replacement:
+        raise UserError("prioritized replay draws with replacement: set "
+                        "algo.sample_without_replacement=false or algo.prioritized=false")
+    if algo.loss not in ("mse", "huber"):
+        raise UserError(f"algo.loss={algo.loss!r} is not mse or huber")
+    if algo.target_init not in ("random", "copy"):
+        raise UserError(f"algo.target_init={algo.target_init!r} is not random or copy")
+    if algo.mirror and not hasattr(instantiate(cfg.env), "mirrored"):
+        raise UserError(f"algo.mirror=true needs an env with a mirror symmetry; "
+                        f"{cfg.env._target_} has none: set algo.mirror=false")
+
+
+def make_memory(algo, env, envs, device: torch.device) -> ReplayMemory:
+    shape = tuple(env.observation_space.shape)
+    if algo.prioritized:
+        return PrioritizedReplayMemory(algo.replay_size, shape, envs.observation_dtype, device,
+                                       algo.priority_alpha)
+    return ReplayMemory(algo.replay_size, shape, envs.observation_dtype, device)
+
+
+def store(memory, window: NStepWindow, obs, actions, reward, next_obs, terminated,
+          ended) -> None:
+    """One step of every game into the replay memory (through the n-step window)."""
+    transition = window.push(obs, actions, reward, next_obs, terminated, ended)
+    if transition is not None:
+        memory.add(*transition)
+
+
+def learn(online, target, optimizer, memory, algo, frame: int, updates: int, generator,
+          autocast, mirrored) -> tuple[torch.Tensor, torch.Tensor]:
+    """`updates` gradient steps on batches from the replay memory; the last loss and
+    mean Q taken."""
+    if algo.lr_final is not None:
+        for group in optimizer.param_groups:
+            group["lr"] = linear_decay(frame, algo.lr, algo.lr_final, algo.lr_decay_frames)
+    beta = linear_decay(frame, algo.priority_beta_init, 1.0,
+                        algo.priority_beta_frames) if algo.prioritized else None
+    for batch in training_batches(memory, target, updates, algo, generator, autocast,
+                                  mirrored, beta):
+        with autocast:
+            loss, q_mean, td_errors = td_loss(online, batch, algo.double_dqn, algo.loss)
+        if algo.prioritized:
+            memory.update_priorities(batch["index"], td_errors)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if algo.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(online.parameters(), algo.max_grad_norm)
+        optimizer.step()
+    return loss, q_mean
+
+
+def sync(online, target) -> None:
+    """The target net takes the online net's weights."""
+    target.load_state_dict(online.state_dict())
+
+
+class GameStats:
+    """Finished games: their number, and the return and each env counter (Snake: fruits
+    eaten) over the last 100, logged as cumulativeReward100 and <counter>100."""
+
+    def __init__(self, counters, num_envs: int, device: torch.device):
+        self.counters = list(counters)
+        self.game_return = torch.zeros(num_envs, device=device)
+        self.games = 0
+        self.last100 = {name: deque(maxlen=100) for name in ["cumulativeReward", *counters]}
+
+    def record(self, reward, ended, envs) -> bool:
+        """Add this step's rewards; take the figures of games that ended. Whether any did."""
+        self.game_return += reward
+        finished = ended.nonzero().flatten()
+        if not finished.numel():
+            return False
+        self.last100["cumulativeReward"].extend(self.game_return[finished].tolist())
+        for name in self.counters:
+            self.last100[name].extend(getattr(envs, name)[finished].tolist())
+        self.games += finished.numel()
+        self.game_return[finished] = 0
+        return True
+
+    @property
+    def full(self) -> bool:  # 100 games finished: the means are the book's
+        return len(self.last100["cumulativeReward"]) == 100
+
+    def means(self) -> dict[str, float]:
+        return {f"{name}100": sum(values) / len(values)
+                for name, values in self.last100.items() if values}
+
+    def state_dict(self) -> dict:  # plain lists: checkpoints hold no other Python types
+        return {"games": self.games, "game_return": self.game_return,
+                "last100": {name: list(values) for name, values in self.last100.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.games = state["games"]
+        self.game_return = state["game_return"].to(self.game_return.device)
+        self.last100 = {name: deque(values, maxlen=100)
+                        for name, values in state["last100"].items()}
+
+
 @dataclass
 class LoopState:
     """The training loop's counters and records: with the tensors (nets, optimizer,
     replay memory, games, random streams) all a resumed run needs."""
     frame: int = 0
-    games: int = 0
     updates: int = 0
     pending_train: int = 0  # frames played since the last training step
-    last_sync: int = 0  # target syncs so far
+    syncs: int = 0  # target syncs so far
     best: float | None = None  # best cumulativeReward100 over 100 full games
     best_frame: int | None = None
     evals: int = 0  # greedy evaluations so far
@@ -146,77 +245,52 @@ class LoopState:
     eval_history: list = field(default_factory=list)
     reached: dict = field(default_factory=dict)
     history: list = field(default_factory=list)
-    returns100: deque = field(default_factory=lambda: deque(maxlen=100))
-    eaten100: deque = field(default_factory=lambda: deque(maxlen=100))
     train_seconds: float = 0.0
 
-    def to_meta(self) -> dict:  # plain lists: checkpoints hold no other Python types
-        return {**vars(self), "returns100": list(self.returns100),
-                "eaten100": list(self.eaten100)}
+    def updates_due(self, algo) -> int:
+        """Gradient steps due after this step: `updates_per_train` every
+        `train_every_frames` frames played since the memory was warm."""
+        self.pending_train += algo.num_envs
+        phases, self.pending_train = divmod(self.pending_train, algo.train_every_frames)
+        return phases * algo.updates_per_train
 
-    @classmethod
-    def from_meta(cls, meta: dict) -> "LoopState":
-        return cls(**{**meta, "returns100": deque(meta["returns100"], maxlen=100),
-                      "eaten100": deque(meta["eaten100"], maxlen=100)})
+    def due(self, every: int | None, done: str) -> bool:
+        """Whether a periodic event (sync, evaluation) is due; counts it if so."""
+        if not every or self.frame // every <= getattr(self, done):
+            return False
+        setattr(self, done, self.frame // every)
+        return True
 
 
 def train(cfg: DictConfig, run_dir: Path) -> dict:
     algo = plain(cfg.algo)
-    device = select_device(cfg.device)
-    seed_everything(cfg.seed)
+    check_config(cfg)
+    run = Run(cfg, run_dir)  # picks the device, seeds everything
+    device = run.device
     env = instantiate(cfg.env)
     envs = env.batched(algo.num_envs, device, seed=cfg.seed)
     online = build_q_network(cfg, env).to(device)
-    # the original's target net starts with its own random weights (first sync later)
-    target = copy.deepcopy(online) if algo.target_init == "copy" else \
-        build_q_network(cfg, env).to(device)
+    if algo.target_init == "random":  # the original's: own random weights until the first sync
+        target = build_q_network(cfg, env).to(device)
+    else:
+        target = copy.deepcopy(online)
     target.eval()
     optimizer = instantiate(algo.optimizer)(online.parameters(), lr=algo.lr)
-    memory_args = (algo.replay_size, tuple(env.observation_space.shape),
-                   envs.observation_dtype, device)
-    if algo.prioritized and algo.sample_without_replacement:
-        raise UserError("prioritized replay draws with replacement: set "
-                        "algo.sample_without_replacement=false or algo.prioritized=false")
-    memory = PrioritizedReplayMemory(*memory_args, algo.priority_alpha) \
-        if algo.prioritized else ReplayMemory(*memory_args)
+    memory = make_memory(algo, env, envs, device)
     window = NStepWindow(algo.n_step, algo.gamma)
     generator = make_generator(cfg.seed + 1, device)
     autocast = mixed_precision(device, cfg.bf16)
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    ckpt_dir = run_dir / "checkpoints"
-    counts_fruit = hasattr(envs, "eaten")
-    if algo.mirror and not hasattr(env, "mirrored"):
-        raise UserError(f"algo.mirror=true needs an env with a mirror symmetry; "
-                        f"{type(env).__name__} has none: set algo.mirror=false")
     mirrored = env.mirrored if algo.mirror else None
     obs = envs.reset()
-    game_return = torch.zeros(algo.num_envs, device=device)
+    stats = GameStats(envs.counters, algo.num_envs, device)
     loss = q_mean = torch.zeros((), device=device)
     loop = LoopState()
-
-    if cfg.resume:
-        payload = resume_payload(cfg.resume, cfg.name)
-        state = payload["state"]
-        if "memory" not in state:
-            raise UserError(f"{cfg.resume} holds no replay memory (an older rlgen wrote it); "
-                            "start a new run")
-        load_weights(online, payload, "q_network")
-        load_weights(target, payload, "target")
-        optimizer.load_state_dict(state["optimizer"])
-        memory.load_state_dict(state["memory"])
-        window.load_state_dict(state["window"], device)
-        envs.load_state_dict(state["envs"])
-        obs, game_return = state["obs"].to(device), state["game_return"].to(device)
-        loss, q_mean = state["loss"].to(device), state["q_mean"].to(device)
-        generator.set_state(state["sampler_rng"])
-        set_global_rng_state(state["torch_rng"])
-        loop = LoopState.from_meta(payload["meta"]["loop"])
+    if run.resumed:
+        obs, loss, q_mean = restore(run, online, target, optimizer, memory, window, envs,
+                                    stats, generator, device)
+        vars(loop).update(run.meta["loop"])
     maybe_compile(online, cfg.compile)
     maybe_compile(target, cfg.compile)
-
-    def save(name: str, **meta) -> None:
-        save_checkpoint(ckpt_dir / f"{name}.pt", experiment=cfg.name, trainer=cfg.trainer,
-                        config=resolved, state={"q_network": online.state_dict()}, **meta)
 
     def save_everything() -> None:
         """`last`: the weights and everything else the loop holds, so resume goes on
@@ -224,33 +298,15 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         state = {"q_network": online.state_dict(), "target": target.state_dict(),
                  "optimizer": optimizer.state_dict(), "memory": memory.state_dict(),
                  "window": window.state_dict(), "envs": envs.state_dict(), "obs": obs,
-                 "game_return": game_return, "loss": loss, "q_mean": q_mean,
+                 "stats": stats.state_dict(), "loss": loss, "q_mean": q_mean,
                  "sampler_rng": generator.get_state(), "torch_rng": global_rng_state()}
-        save_checkpoint(ckpt_dir / "last.pt", experiment=cfg.name, trainer=cfg.trainer,
-                        config=resolved, state=state, frame=loop.frame, games=loop.games,
-                        cumulativeReward100=loop.best, loop=loop.to_meta())
+        run.save("last", state, {"frame": loop.frame, "games": stats.games,
+                                 "cumulativeReward100": loop.best, "loop": vars(loop)})
 
-    def evaluate_greedily() -> dict:
-        """Greedy games; `seconds` is the training time so far, evaluations left out."""
-        began = time.perf_counter()
-        seconds = began - start - loop.eval_seconds
-        # a fresh env with a fixed seed: every evaluation starts from the same boards, and
-        # resume has no evaluation stream to restore
-        eval_envs = env.batched(algo.eval_games, device, seed=cfg.seed + 1000)
-        set_training(online, False)
-        with autocast:
-            games = play_batched(eval_envs, lambda o: online(o).float().argmax(1),
-                                 algo.eval_max_steps)
-        loop.eval_seconds += time.perf_counter() - began
-        return {"frame": loop.frame, "seconds": round(seconds, 2), **mean_figures(games)}
-
-    logger = RunLogger(run_dir, cfg, total=algo.max_frames, unit="frame", initial=loop.frame,
-                       purge_step=loop.frame + 1 if loop.frame else None)
+    logger = run.open_logger(algo.max_frames, "frame", done=loop.frame)
     logger.info(f"training {cfg.name} on {device}: {algo.num_envs} games in parallel, "
                 f"up to {algo.max_frames} frames; run dir {run_dir}")
-    start = last_log = last_save = time.perf_counter() - loop.train_seconds
-    last_log_frame = loop.frame
-    stop, stopped = GracefulStop.install(), None
+    clock = Clock(loop)
     while loop.frame < algo.max_frames:
         epsilon = linear_decay(loop.frame, algo.epsilon_init, algo.epsilon_final,
                                algo.epsilon_decay_frames)
@@ -258,141 +314,182 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             actions = epsilon_greedy(online, obs, epsilon, generator)
         next_obs, reward, terminated, truncated = envs.step(actions)
         ended = terminated | truncated
-        game_return += reward
-        transition = window.push(obs, actions, reward, next_obs, terminated, ended)
-        if transition is not None:
-            memory.add(*transition)
+        store(memory, window, obs, actions, reward, next_obs, terminated, ended)
         loop.frame += algo.num_envs
-        finished = ended.nonzero().flatten()
-        if finished.numel():
-            loop.returns100.extend(game_return[finished].tolist())
-            if counts_fruit:
-                loop.eaten100.extend(envs.eaten[finished].tolist())
-            loop.games += finished.numel()
-            game_return[finished] = 0
+        finished = stats.record(reward, ended, envs)
         obs = envs.reset_done(ended)
-
         if len(memory) >= algo.replay_warmup:
-            loop.pending_train += algo.num_envs
-            phases, loop.pending_train = divmod(loop.pending_train, algo.train_every_frames)
-            if phases:
-                if algo.lr_final is not None:
-                    for group in optimizer.param_groups:
-                        group["lr"] = linear_decay(loop.frame, algo.lr, algo.lr_final,
-                                                   algo.lr_decay_frames)
-                beta = linear_decay(loop.frame, algo.priority_beta_init, 1.0,
-                                    algo.priority_beta_frames) if algo.prioritized else None
-                for batch in training_batches(memory, target, phases * algo.updates_per_train,
-                                              algo, generator, autocast, mirrored, beta):
-                    with autocast:
-                        loss, q_mean, td_errors = td_loss(online, batch, algo.double_dqn,
-                                                          algo.loss)
-                    if algo.prioritized:
-                        memory.update_priorities(batch["index"], td_errors)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if algo.max_grad_norm is not None:
-                        torch.nn.utils.clip_grad_norm_(online.parameters(), algo.max_grad_norm)
-                    optimizer.step()
-                    loop.updates += 1
-            if loop.frame // algo.sync_every_frames > loop.last_sync:
-                loop.last_sync = loop.frame // algo.sync_every_frames
-                target.load_state_dict(online.state_dict())
-
-        if algo.eval_every_frames and loop.frame // algo.eval_every_frames > loop.evals:
-            loop.evals = loop.frame // algo.eval_every_frames
-            record = evaluate_greedily()
-            loop.eval_history.append(record)
+            updates = loop.updates_due(algo)
+            if updates:
+                loss, q_mean = learn(online, target, optimizer, memory, algo, loop.frame,
+                                     updates, generator, autocast, mirrored)
+                loop.updates += updates
+            if loop.due(algo.sync_every_frames, "syncs"):
+                sync(online, target)
+        if loop.due(algo.eval_every_frames, "evals"):
+            record = evaluate_greedily(env, online, algo, cfg.seed, device, loop, clock, autocast)
             logger.scalars(loop.frame, {f"eval/{key}": value for key, value in record.items()
                                         if key.startswith("mean_")})
             if loop.best_eval is None or record["mean_return"] > loop.best_eval:
                 loop.best_eval = record["mean_return"]
-                save("best_eval", **record)
-            if algo.stop_eval_return is not None and \
-                    record["mean_return"] >= algo.stop_eval_return:
+                run.save("best_eval", {"q_network": online.state_dict()}, record)
+            if algo.stop_eval_return is not None and record["mean_return"] >= algo.stop_eval_return:
                 break
-
-        now = time.perf_counter()
-        loop.train_seconds = now - start
-        if finished.numel():
-            mean_return = sum(loop.returns100) / len(loop.returns100)
-            values = {"cumulativeReward100": mean_return, "epsilon": epsilon,
-                      "framesPerSecond": (loop.frame - last_log_frame) / max(now - last_log,
-                                                                             1e-9)}
-            if counts_fruit:
-                values["eaten100"] = sum(loop.eaten100) / len(loop.eaten100)
-            if loop.updates:
-                values["loss"], values["q_mean"] = loss.item(), q_mean.item()
-                if not math.isfinite(values["loss"]):
-                    raise UserError(f"loss became {values['loss']} at frame {loop.frame}; the "
-                                    f"last good checkpoints in {ckpt_dir} are kept; try a "
-                                    "smaller algo.lr")
-            logger.scalars(loop.frame, values)
-            logger.progress(loop.frame - last_log_frame, reward100=mean_return,
-                            **({"eaten100": values["eaten100"]} if counts_fruit else {}),
-                            eps=epsilon)
-            last_log, last_log_frame = now, loop.frame
-            full = len(loop.returns100) == 100
-            record = {"frame": loop.frame, "games": loop.games,
-                      "seconds": round(loop.train_seconds, 2),
-                      "cumulativeReward100": round(mean_return, 3),
-                      "eaten100": round(values.get("eaten100", 0.0), 3)}
-            if not loop.history or \
-                    loop.frame - loop.history[-1]["frame"] >= algo.history_every_frames:
-                loop.history.append(record)
-            for level in algo.report_reward100_levels:
-                if full and mean_return >= level and f"{level:g}" not in loop.reached:
-                    loop.reached[f"{level:g}"] = record
-            if full and (loop.best is None or mean_return > loop.best):
-                loop.best, loop.best_frame = mean_return, loop.frame
-                save("best", frame=loop.frame, cumulativeReward100=mean_return,
-                     games=loop.games)
-            if full and algo.stop_reward100 is not None and mean_return >= algo.stop_reward100:
+        loop.train_seconds = clock.seconds()
+        if finished:
+            means = log_games(logger, loop, stats, epsilon, loss, q_mean, clock, run)
+            keep_best(run, loop, stats, means, online)
+            if finished_by_rule(loop, stats, means, algo):
                 break
-            if algo.max_seconds is not None and loop.train_seconds >= algo.max_seconds:
-                break
-        if stop.requested:
-            stopped = stop.message(f"frame {loop.frame}", run_dir)
+        if run.stop_requested(f"frame {loop.frame}"):
             break
-        if now - last_save >= algo.checkpoint_every_seconds:
+        if clock.checkpoint_due(algo.checkpoint_every_seconds):
             save_everything()
-            last_save = time.perf_counter()
-    stop.restore()
     save_everything()
     if loop.best_frame is None:  # fewer than 100 games: the last weights are the best we have
-        save("best", frame=loop.frame, cumulativeReward100=None, games=loop.games)
+        run.save("best", {"q_network": online.state_dict()},
+                 {"frame": loop.frame, "cumulativeReward100": None, "games": stats.games})
+    return finish(run, loop, stats, device)
+
+
+def restore(run, online, target, optimizer, memory, window, envs, stats, generator, device):
+    """Everything `save_everything` wrote, back in place; the observations, last loss
+    and mean Q."""
+    state = run.state
+    if "memory" not in state or "stats" not in state:
+        raise UserError(f"{run.cfg.resume} holds no replay memory or game figures (an older "
+                        "rlgen wrote it); start a new run")
+    load_weights(online, run.resumed, "q_network")
+    load_weights(target, run.resumed, "target")
+    optimizer.load_state_dict(state["optimizer"])
+    memory.load_state_dict(state["memory"])
+    window.load_state_dict(state["window"], device)
+    envs.load_state_dict(state["envs"])
+    stats.load_state_dict(state["stats"])
+    generator.set_state(state["sampler_rng"])
+    set_global_rng_state(state["torch_rng"])
+    return state["obs"].to(device), state["loss"].to(device), state["q_mean"].to(device)
+
+
+class Clock:
+    """Training time (greedy evaluations left out, time before a resume added), and when
+    the loop last logged and saved."""
+
+    def __init__(self, loop: LoopState):
+        self.loop = loop
+        self.start = self.last_log = self.last_save = time.perf_counter() - loop.train_seconds
+        self.last_log_frame = loop.frame
+
+    def seconds(self) -> float:
+        self.now = time.perf_counter()
+        return self.now - self.start
+
+    def frames_per_second(self) -> float:
+        """Since the last call; the log's framesPerSecond."""
+        rate = (self.loop.frame - self.last_log_frame) / max(self.now - self.last_log, 1e-9)
+        self.last_log, self.last_log_frame = self.now, self.loop.frame
+        return rate
+
+    def checkpoint_due(self, every_seconds: float) -> bool:
+        if self.now - self.last_save < every_seconds:
+            return False
+        self.last_save = time.perf_counter()
+        return True
+
+
+def evaluate_greedily(env, online, algo, seed: int, device: torch.device, loop: LoopState,
+                      clock: Clock, autocast) -> dict:
+    """`eval_games` greedy games; `seconds` is the training time so far, evaluations
+    left out. Recorded in the loop's eval history."""
+    began = time.perf_counter()
+    seconds = began - clock.start - loop.eval_seconds
+    # a fresh env with a fixed seed: every evaluation starts from the same boards, and
+    # resume has no evaluation stream to restore
+    eval_envs = env.batched(algo.eval_games, device, seed=seed + 1000)
+    set_training(online, False)
+    with autocast:
+        games = play_batched(eval_envs, lambda o: online(o).float().argmax(1),
+                             algo.eval_max_steps)
+    loop.eval_seconds += time.perf_counter() - began
+    record = {"frame": loop.frame, "seconds": round(seconds, 2),
+              **mean_figures(games, eval_envs.counters)}
+    loop.eval_history.append(record)
+    return record
+
+
+def log_games(logger, loop: LoopState, stats: GameStats, epsilon: float, loss, q_mean,
+              clock: Clock, run: Run) -> dict:
+    """After games finished: scalars, progress bar and history. The means logged."""
+    means = stats.means()
+    values = {**means, "epsilon": epsilon, "framesPerSecond": clock.frames_per_second()}
+    if loop.updates:
+        values["loss"], values["q_mean"] = loss.item(), q_mean.item()
+        run.check_finite(values["loss"], f"frame {loop.frame}")
+    logger.scalars(loop.frame, values)
+    live = {"reward100" if name == "cumulativeReward100" else name: value
+            for name, value in means.items()}
+    logger.progress({**live, "eps": epsilon}, loop.frame - logger.bar.n)
+    record = {"frame": loop.frame, "games": stats.games, "seconds": round(loop.train_seconds, 2),
+              **{name: round(value, 3) for name, value in means.items()}}
+    algo = run.cfg.algo
+    if not loop.history or loop.frame - loop.history[-1]["frame"] >= algo.history_every_frames:
+        loop.history.append(record)
+    if stats.full:
+        for level in algo.report_reward100_levels:
+            if means["cumulativeReward100"] >= level and f"{level:g}" not in loop.reached:
+                loop.reached[f"{level:g}"] = record
+    return means
+
+
+def keep_best(run: Run, loop: LoopState, stats: GameStats, means: dict, online) -> None:
+    """checkpoints/best: the weights at the best cumulativeReward100 over 100 games."""
+    mean_return = means["cumulativeReward100"]
+    if stats.full and (loop.best is None or mean_return > loop.best):
+        loop.best, loop.best_frame = mean_return, loop.frame
+        run.save("best", {"q_network": online.state_dict()},
+                 {"frame": loop.frame, "cumulativeReward100": mean_return, "games": stats.games})
+
+
+def finished_by_rule(loop: LoopState, stats: GameStats, means: dict, algo) -> bool:
+    """The recipe's own stop rules, checked when games finish: a cumulativeReward100 over
+    100 games, a time budget."""
+    if algo.stop_reward100 is not None and stats.full and \
+            means["cumulativeReward100"] >= algo.stop_reward100:
+        return True
+    return algo.max_seconds is not None and loop.train_seconds >= algo.max_seconds
+
+
+def finish(run: Run, loop: LoopState, stats: GameStats, device: torch.device) -> dict:
     elapsed = loop.train_seconds
+    means = stats.means()
     metrics = {
-        "experiment": cfg.name, "seed": cfg.seed, "device": str(device), "frames": loop.frame,
-        "games": loop.games, "updates": loop.updates, "train_seconds": round(elapsed, 2),
+        "device": str(device), "frames": loop.frame, "games": stats.games,
+        "updates": loop.updates, "train_seconds": round(elapsed, 2),
         "frames_per_second": round(loop.frame / max(elapsed, 1e-9), 1),
-        "final_cumulativeReward100": (sum(loop.returns100) / len(loop.returns100)
-                                      if loop.returns100 else None),
-        "final_eaten100": (sum(loop.eaten100) / len(loop.eaten100)
-                           if loop.eaten100 else None),
+        **{f"final_{name}": means.get(name) for name in
+           ["cumulativeReward100", *[f"{c}100" for c in stats.counters]]},
         "best_cumulativeReward100": loop.best, "best_frame": loop.best_frame,
         "best_eval_return": loop.best_eval, "eval_history": loop.eval_history,
-        "reached": loop.reached, "status": "stopped" if stopped else "finished",
-        "history": loop.history,
+        "reached": loop.reached, "history": loop.history,
     }
     best_text = f"{loop.best:.1f}" if loop.best is not None else "n/a (under 100 games)"
-    summary = (f"{cfg.name} seed {cfg.seed}: {loop.frame} frames, {loop.games} games in "
-               f"{elapsed:.0f}s ({metrics['frames_per_second']:.0f} frames/s), best "
-               f"cumulativeReward100 {best_text}"
-               + (f", best greedy evaluation {loop.best_eval:.1f}" if loop.best_eval is not None
-                  else "") + f"; run dir {run_dir}")
-    logger.finish(metrics, {"best_cumulativeReward100": metrics["best_cumulativeReward100"],
-                            "final_eaten100": metrics["final_eaten100"]},
-                  summary=summary, stopped=stopped)
-    return metrics
+    summary = (f"{run.cfg.name} seed {run.cfg.seed}: {loop.frame} frames, {stats.games} games "
+               f"in {elapsed:.0f}s ({metrics['frames_per_second']:.0f} frames/s), best "
+               f"cumulativeReward100 {best_text}")
+    if loop.best_eval is not None:
+        summary += f", best greedy evaluation {loop.best_eval:.1f}"
+    hparams = {"best_cumulativeReward100": loop.best,
+               **{f"final_{c}100": means.get(f"{c}100") for c in stats.counters}}
+    return run.finish(metrics, hparams, summary)
 
 
-def mean_figures(games: dict) -> dict:
-    """Means over finished greedy games (from `play_batched`): return, steps, fruits."""
+def mean_figures(games: dict, counters: dict[str, str]) -> dict:
+    """Means over finished greedy games (from `play_batched`): return, steps, and each of
+    the env's counters under its label (Snake: mean_fruits)."""
     figures = {"mean_return": round(games["returns"].mean().item(), 3),
                "mean_steps": round(games["steps"].float().mean().item(), 2)}
-    if "eaten" in games:
-        figures["mean_fruits"] = round(games["eaten"].float().mean().item(), 3)
+    for name, label in counters.items():
+        figures[f"mean_{label}"] = round(games[name].float().mean().item(), 3)
     return figures
 
 
@@ -416,11 +513,9 @@ def evaluate(payload: dict, args) -> dict:
     games = play_batched(envs, act, max_steps)
     summary = {"experiment": payload["experiment"], "checkpoint": args.checkpoint,
                "frame": payload["meta"].get("frame"), "episodes": args.episodes,
-               "max_steps_per_game": max_steps, **mean_figures(games)}
-    if "eaten" in games:
-        summary["max_fruits"] = int(games["eaten"].max())
-    if "length" in games:
-        summary["mean_length"] = round(games["length"].float().mean().item(), 3)
+               "max_steps_per_game": max_steps, **mean_figures(games, envs.counters)}
+    for name, label in envs.counters.items():
+        summary[f"max_{label}"] = int(games[name].max())
     report(summary)
     return summary
 

@@ -44,14 +44,14 @@ class WatchArgs:
 
 @torch.no_grad()
 def play_batched(envs, act, max_steps: int) -> dict[str, torch.Tensor]:
-    """Play one game in each of the batched envs. Per game: `steps`, `returns`, and the
-    env's `eaten` and `length` counters at the game's end where the env keeps them."""
+    """Play one game in each of the batched envs. Per game: `steps`, `returns`, and each
+    of the env's `counters` (Snake: fruits eaten, length) as it was at the game's end."""
     obs = envs.reset()
     n, device = envs.num_envs, envs.device
     live = torch.ones(n, dtype=torch.bool, device=device)
     games = {"steps": torch.zeros(n, dtype=torch.long, device=device),
              "returns": torch.zeros(n, dtype=torch.float64, device=device)}
-    counters = [name for name in ("eaten", "length") if hasattr(envs, name)]
+    counters = list(getattr(envs, "counters", {}))
     for name in counters:
         games[name] = getattr(envs, name).clone()
     for _ in range(max_steps):

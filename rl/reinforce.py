@@ -1,8 +1,8 @@
 """REINFORCE policy gradient on cart-pole.
 
-Reference: tfjs-examples `cart-pole` (Deep Learning with JavaScript, ch. 11; SPEC
-section 1). Book: with one hidden layer of 128 the mean steps per game reach the
-500-step cap after about 20 iterations of 20 games.
+The book's recipe (Deep Learning with JavaScript, ch. 11, `cart-pole`; docs/recipes.md,
+part 1): with one hidden layer of 128 the mean steps per game reach the 500-step cap
+after about 20 iterations of 20 games.
 
 The recipe is the book's: actions are sampled from the policy, each game's rewards
 are discounted, all discounted rewards of an iteration are normalised together, and
@@ -21,13 +21,12 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
-from nn.checkpoint import resume_payload, save_checkpoint
+from nn.checkpoint import load_weights
 from nn.config import instantiate
 from nn.device import maybe_compile, mixed_precision, select_device
 from nn.errors import UserError
-from nn.logger import RunLogger
-from nn.preemption import GracefulStop
-from nn.seeding import global_rng_state, make_generator, seed_everything, set_global_rng_state
+from nn.run import Run
+from nn.seeding import global_rng_state, make_generator, set_global_rng_state
 from rl.play import EvalArgs, WatchArgs, play_batched, rebuild_agent, report, watch_agent
 
 __all__ = ["EvalArgs", "WatchArgs", "train", "evaluate", "watch"]
@@ -115,57 +114,37 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     algo = cfg.algo
     if cfg.env.max_steps_per_game is None:
         raise UserError("training needs env.max_steps_per_game (games must end); e.g. 500")
-    device = select_device(cfg.device)
-    seed_everything(cfg.seed)
+    run = Run(cfg, run_dir)  # picks the device, seeds everything
+    device = run.device
     env = instantiate(cfg.env)
     envs = env.batched(algo.games_per_iteration, device, seed=cfg.seed)
     policy = maybe_compile(build_policy(cfg, env).to(device), cfg.compile)
     autocast = mixed_precision(device, cfg.bf16)
     optimizer = instantiate(algo.optimizer)(policy.parameters(), lr=algo.lr)
     sampler = make_generator(cfg.seed + 1, device)
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    ckpt_dir = run_dir / "checkpoints"
 
     start, best, history, elapsed = 0, -math.inf, [], 0.0
-    if cfg.resume:
-        payload = resume_payload(cfg.resume, cfg.name)  # on CPU: RNG states stay CPU tensors
-        state = payload["state"]
-        try:
-            policy.load_state_dict(state["policy"])
-        except RuntimeError as err:
-            raise UserError(f"{cfg.resume} holds a policy of another shape; resume it with its own "
-                            "model settings") from err
-        optimizer.load_state_dict(state["optimizer"])
-        sampler.set_state(state["sampler_rng"])
-        envs.generator.set_state(state["env_rng"])
-        set_global_rng_state(state["torch_rng"])
-        start, best = payload["meta"]["iteration"], payload["meta"]["best_mean_steps"]
-        history, elapsed = payload["meta"]["history"], payload["meta"]["train_seconds"]
+    if run.resumed:
+        load_weights(policy, run.resumed, "policy")
+        optimizer.load_state_dict(run.state["optimizer"])
+        sampler.set_state(run.state["sampler_rng"])
+        envs.generator.set_state(run.state["env_rng"])
+        set_global_rng_state(run.state["torch_rng"])
+        start, best = run.meta["iteration"], run.meta["best_mean_steps"]
+        history, elapsed = run.meta["history"], run.meta["train_seconds"]
 
     def save(name: str, iteration: int) -> None:
         state = {"policy": policy.state_dict(), "optimizer": optimizer.state_dict(),
                  "sampler_rng": sampler.get_state(), "env_rng": envs.generator.get_state(),
                  "torch_rng": global_rng_state()}
-        save_checkpoint(ckpt_dir / f"{name}.pt", experiment=cfg.name, trainer=cfg.trainer,
-                        config=resolved, state=state, iteration=iteration,
-                        best_mean_steps=best, history=history, train_seconds=elapsed)
+        run.save(name, state, {"iteration": iteration, "best_mean_steps": best,
+                               "history": history, "train_seconds": elapsed})
 
-    on_step = None
-    if cfg.render:
-        watcher = instantiate(cfg.env, render_mode="human")
-        watcher.reset()
-
-        def on_step(batched, push_right):  # draw game 0 of the batch, as it plays
-            watcher.state = tuple(batched.state[0].tolist())
-            watcher.steps, watcher.last_action = int(batched.steps[0]), int(push_right[0])
-            watcher.render()
-
-    logger = RunLogger(run_dir, cfg, total=algo.iterations, unit="it", initial=start,
-                       purge_step=start + 1 if start else None)
+    on_step = live_drawer(cfg) if cfg.render else None
+    logger = run.open_logger(algo.iterations, "it", done=start)
     logger.info(f"training {cfg.name} on {device}: {algo.iterations} iterations of "
                 f"{algo.games_per_iteration} games; run dir {run_dir}")
     solved_at = next((h for h in history if h["mean_steps"] >= algo.target_mean_steps), None)
-    stop, stopped = GracefulStop.install(), None
     for iteration in range(start + 1, algo.iterations + 1):
         t0 = time.perf_counter()
         with autocast:
@@ -176,16 +155,10 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         if algo.max_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(policy.parameters(), algo.max_grad_norm)
         optimizer.step()
-        steps = batch["alive"].sum(0).float()
         seconds = time.perf_counter() - t0
         elapsed += seconds
-        record = {"iteration": iteration, "mean_steps": steps.mean().item(),
-                  "max_steps": steps.max().item(), "loss": loss.item(),
-                  "steps_per_second": steps.sum().item() / seconds,
-                  "train_seconds": round(elapsed, 4)}
-        if not math.isfinite(record["loss"]):
-            raise UserError(f"loss became {record['loss']} at iteration {iteration}; the last "
-                            f"good checkpoint is {ckpt_dir / 'last.pt'}; try a smaller algo.lr")
+        record = iteration_record(iteration, batch, loss.item(), seconds, elapsed)
+        run.check_finite(record["loss"], f"iteration {iteration}")
         history.append(record)
         logger.scalars(iteration, {k: record[k] for k in
                                    ("mean_steps", "max_steps", "steps_per_second", "loss")})
@@ -193,7 +166,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             best = record["mean_steps"]
             save("best", iteration)
         save("last", iteration)
-        logger.progress(mean_steps=record["mean_steps"], best=best)
+        logger.progress({"mean_steps": record["mean_steps"], "best": best})
         logger.info(f"iteration {iteration}: mean steps {record['mean_steps']:.1f}, "
                     f"max {record['max_steps']:.0f}, loss {record['loss']:.4f}, "
                     f"{record['steps_per_second']:.0f} steps/s")
@@ -201,33 +174,48 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             solved_at = record
         if algo.stop_mean_steps is not None and record["mean_steps"] >= algo.stop_mean_steps:
             break
-        if stop.requested:
-            stopped = stop.message(f"iteration {iteration}", run_dir)
+        if run.stop_requested(f"iteration {iteration}"):
             break
-    stop.restore()
 
     last = history[-1] if history else {}
     metrics = {
-        "experiment": cfg.name, "seed": cfg.seed, "device": str(device),
-        "iterations": last.get("iteration", 0), "final_mean_steps": last.get("mean_steps"),
+        "device": str(device), "iterations": last.get("iteration", 0),
+        "final_mean_steps": last.get("mean_steps"),
         "best_mean_steps": best if history else None,
         "target_mean_steps": algo.target_mean_steps,
         "solved_iteration": solved_at["iteration"] if solved_at else None,
         "solved_train_seconds": solved_at["train_seconds"] if solved_at else None,
-        "train_seconds": round(elapsed, 3), "status": "stopped" if stopped else "finished",
-        "history": history,
+        "train_seconds": round(elapsed, 3), "history": history,
     }
-    logger.finish(metrics, {"best_mean_steps": metrics["best_mean_steps"],
-                            "final_mean_steps": metrics["final_mean_steps"]})
-    if stopped:
-        print(stopped, flush=True)
-        return metrics
     solved = (f"reached {algo.target_mean_steps:g} at iteration {metrics['solved_iteration']}"
               if solved_at else f"did not reach {algo.target_mean_steps:g}")
-    print(f"{cfg.name} seed {cfg.seed}: {metrics['iterations']} iterations in "
-          f"{elapsed:.1f}s, final mean steps {metrics['final_mean_steps']:.1f}, best "
-          f"{metrics['best_mean_steps']:.1f}, {solved}; run dir {run_dir}", flush=True)
-    return metrics
+    summary = (f"{cfg.name} seed {cfg.seed}: {metrics['iterations']} iterations in "
+               f"{elapsed:.1f}s, final mean steps {metrics['final_mean_steps']:.1f}, best "
+               f"{metrics['best_mean_steps']:.1f}, {solved}")
+    return run.finish(metrics, {"best_mean_steps": metrics["best_mean_steps"],
+                                "final_mean_steps": metrics["final_mean_steps"]}, summary)
+
+
+def iteration_record(iteration: int, batch: dict, loss: float, seconds: float,
+                     elapsed: float) -> dict:
+    """One iteration's figures: steps per game (mean, max), loss, speed."""
+    steps = batch["alive"].sum(0).float()
+    return {"iteration": iteration, "mean_steps": steps.mean().item(),
+            "max_steps": steps.max().item(), "loss": loss,
+            "steps_per_second": steps.sum().item() / seconds, "train_seconds": round(elapsed, 4)}
+
+
+def live_drawer(cfg):
+    """`render=true`: a window that draws game 0 of the batch as it plays."""
+    watcher = instantiate(cfg.env, render_mode="human")
+    watcher.reset()
+
+    def on_step(batched, push_right):
+        watcher.state = tuple(batched.state[0].tolist())
+        watcher.steps, watcher.last_action = int(batched.steps[0]), int(push_right[0])
+        watcher.render()
+
+    return on_step
 
 
 def load_policy(payload: dict, device: torch.device):

@@ -57,8 +57,10 @@ class ReplayMemory:
         self.position, self.size = state["position"], state["size"]
 
     def sample(self, batch_size: int, generator: torch.Generator,
-               without_replacement: bool = False, batches: int = 1) -> dict:
-        """`batches` uniform batches of `batch_size` transitions, one after the other."""
+               without_replacement: bool = False, batches: int = 1,
+               beta: float | None = None) -> dict:
+        """`batches` uniform batches of `batch_size` transitions, one after the other
+        (`beta` is prioritized replay's; uniform draws need no importance weights)."""
         if without_replacement:  # the original draws distinct transitions for each batch
             index = torch.cat([torch.randperm(self.size, generator=generator,
                                               device=self.device)[:batch_size]
@@ -98,13 +100,15 @@ class PrioritizedReplayMemory(ReplayMemory):
         self.priorities[index] = self.max_priority ** self.alpha
 
     def sample(self, batch_size: int, generator: torch.Generator,
-               without_replacement: bool = False, batches: int = 1, beta: float = 1.0) -> dict:
+               without_replacement: bool = False, batches: int = 1,
+               beta: float | None = 1.0) -> dict:
         if without_replacement:
             raise ValueError("prioritized replay draws with replacement")
         weights = self.priorities[:self.size]
         total = weights.cumsum(0)
         draws = torch.rand(batches * batch_size, generator=generator, device=self.device)
         index = torch.searchsorted(total, draws * total[-1], right=True).clamp_(max=self.size - 1)
+        beta = 1.0 if beta is None else beta
         importance = ((self.size * weights[index] / total[-1]) ** -beta).view(batches, -1)
         return {**self.transitions(index), "index": index,
                 "weights": (importance / importance.amax(1, keepdim=True)).flatten()}

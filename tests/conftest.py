@@ -42,11 +42,6 @@ def error_line(result) -> str:
 
 def compose(*overrides: str):
     """The composed run config, as rlgen-train would build it."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
+    from conf.compose import compose as compose_config
 
-    from nn.cli import CONF_DIR, register_resolvers
-
-    register_resolvers()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="test"):
-        return hydra_compose(config_name="config", overrides=list(overrides))
+    return compose_config(list(overrides), job_name="test")

@@ -1,12 +1,16 @@
 """The commands a user types, run for real as subprocesses."""
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, compose, error_line, run_cli
+from conftest import BIN, TINY, compose, error_line, run_cli
 from PIL import Image
 
 from nn.config import import_trainer, instantiate
@@ -139,3 +143,70 @@ def test_render_during_training_draws_the_games_headless(tmp_path):
     result = run_cli("rlgen-train", *TINY, "render=true", "algo.iterations=1",
                      f"hydra.run.dir={tmp_path}")
     assert "1 iterations" in result.stdout and (tmp_path / "metrics.json").is_file()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["algo.lr=-1"], "algo.lr=-1.0 is out of range: it must be > 0"),
+    (["algo.lr=nan"], "algo.lr=nan is out of range: it must be > 0"),
+    (["algo.games_per_iteration=0"], "algo.games_per_iteration=0 is out of range: it must be >= 1"),
+    (["algo.gamma=1.5"], "algo.gamma=1.5 is out of range: it must be in [0, 1]"),
+    (["model.activation=sigmoid"], "model.activation=sigmoid is not a choice: it must be one of"),
+    (["experiment=snake_dqn", "algo.batch_size=0"], "algo.batch_size=0 is out of range"),
+    (["experiment=snake_dqn", "env.width=3", "env.init_len=4"],
+     "cannot build envs.snake.SnakeEnv: init_len=4 must be between 2 and width=3"),
+    (["experiment=snake_dqn", "env.height=3", "env.width=3", "env.num_fruits=8"],
+     "num_fruits=8 must be between 1 and height * width - init_len = 7"),
+    (["experiment=snake_dqn", "algo.prioritized=true", "algo.sample_without_replacement=true"],
+     "prioritized replay draws with replacement"),
+    (["experiment=lstm_text", "algo.temperatures=[0.5,-1]"],
+     "algo.temperatures=[0.5, -1.0] is out of range: it must be >= 0 each"),
+    (["-m", "algo.lr=0.01,-1"], "algo.lr=-1.0 is out of range"),
+])
+def test_values_that_cannot_be_right_are_one_line_before_any_run_dir(args, message, tmp_path):
+    run_dir = tmp_path / "r"
+    result = run_cli("rlgen-train", *args, f"hydra.run.dir={run_dir}",
+                     f"hydra.sweep.dir={run_dir}", check=False)
+    assert message in error_line(result)
+    assert not run_dir.exists()
+
+
+def files_of(folder: Path) -> dict:
+    return {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_finished_or_foreign_run_dir_is_never_written_over(trained_run, tmp_path):
+    done = tmp_path / "done"
+    shutil.copytree(trained_run, done)
+    before = files_of(done)
+    again = run_cli("rlgen-train", *TINY, "algo.iterations=1", f"hydra.run.dir={done}",
+                    check=False)
+    assert f"{done} holds a finished run; continue it with rlgen-train resume={done}" in \
+        error_line(again)
+    other = run_cli("rlgen-train", "experiment=cartpole_demo", f"hydra.run.dir={done}",
+                    check=False)
+    assert "holds a run of experiment 'cartpole_reinforce'" in error_line(other)
+    assert files_of(done) == before
+    sweep = run_cli("rlgen-train", "-m", *TINY, "seed=0,1", f"hydra.sweep.dir={tmp_path}",
+                    check=False)
+    assert "already holds finished runs (done, ...)" in error_line(sweep)
+    assert files_of(done) == before
+
+
+def test_a_stop_signal_ends_the_whole_sweep(tmp_path):
+    args = ["experiment=cartpole_reinforce", "algo.iterations=400", "algo.games_per_iteration=8",
+            "env.max_steps_per_game=100", "device=cpu", "seed=0,1,2"]
+    child = subprocess.Popen([str(BIN / "rlgen-train"), "-m", *args,
+                              f"hydra.sweep.dir={tmp_path}"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True,
+                             env=dict(os.environ, SDL_VIDEODRIVER="dummy"))
+    deadline = time.time() + 120
+    while not any("iteration 2:" in log.read_text() for log in tmp_path.glob("*/train.log")):
+        assert child.poll() is None and time.time() < deadline, child.communicate()
+        time.sleep(0.05)
+    child.send_signal(signal.SIGTERM)
+    out, err = child.communicate(timeout=120)
+    assert child.returncode == 0, err
+    assert "stopped by SIGTERM" in out
+    jobs = sorted(p.parent.name for p in tmp_path.glob("*/metrics.json"))
+    assert len(jobs) == 1, jobs
+    assert json.loads((tmp_path / jobs[0] / "metrics.json").read_text())["status"] == "stopped"

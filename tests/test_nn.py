@@ -56,7 +56,7 @@ def test_checkpoint_round_trip(tmp_path):
     net = MLP([4], 1, [8])
     path = tmp_path / "c.pt"
     save_checkpoint(path, experiment="x", trainer="rl.reinforce", config={"a": 1},
-                    state={"policy": net.state_dict()}, iteration=3)
+                    state={"policy": net.state_dict()}, meta={"iteration": 3})
     payload = load_checkpoint(path)
     assert payload["experiment"] == "x" and payload["meta"]["iteration"] == 3
     other = MLP([4], 1, [8])

@@ -213,7 +213,7 @@ def test_mirrored_transitions_are_real_transitions(egocentric):
 def test_bad_sizes_and_actions_are_refused():
     with pytest.raises(ValueError, match="init_len"):
         SnakeEnv(width=3, init_len=5)
-    with pytest.raises(ValueError, match="cannot hold"):
+    with pytest.raises(ValueError, match="num_fruits=3 must be between 1 and"):
         SnakeEnv(height=2, width=2, num_fruits=3)
     env = SnakeEnv()
     env.reset(seed=0)

@@ -1,0 +1,122 @@
+"""One training run from start to end: what every trainer opens first and closes last.
+
+    run = Run(cfg, run_dir)                  # device picked, seeds set, resume payload read
+    if run.resumed: ...                       # the trainer restores its own objects
+    logger = run.open_logger(total, unit)    # TensorBoard, progress bar, train.log
+    for ...:
+        ...
+        run.save("last", state, meta)        # experiment, trainer and config added here
+        if run.stop_requested(f"epoch {epoch}"):
+            break
+    return run.finish(metrics, hparams, summary)
+
+The run owns the run dir, the device and the seeding, the logger, checkpoint writing,
+the graceful-stop signal and `metrics.json` with its `status`; the trainer keeps its
+algorithm and its loop. No callbacks: every call above is written out in the trainer,
+top to bottom.
+"""
+
+import json
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from conf.schemas import check_ranges
+from nn.checkpoint import resume_payload, save_checkpoint
+from nn.device import select_device
+from nn.errors import UserError
+from nn.logger import RunLogger
+from nn.preemption import GracefulStop
+from nn.seeding import seed_everything
+
+FINISHED, STOPPED = "finished", "stopped"
+
+
+class Run:
+    def __init__(self, cfg: DictConfig, run_dir: Path):
+        problem = check_ranges(cfg)  # rlgen-train checked already; a bench or test may not
+        if problem:
+            raise UserError(problem)
+        self.cfg = cfg
+        self.device = select_device(cfg.device)
+        seed_everything(cfg.seed)  # before the trainer builds any env, network or data order
+        self.dir = Path(run_dir)
+        self.checkpoints = self.dir / "checkpoints"
+        self.config = OmegaConf.to_container(cfg, resolve=True)  # recorded in every checkpoint
+        # the `last` checkpoint of the run to continue, read once (a DQN's holds its replay)
+        self.resumed: dict | None = resume_payload(cfg.resume, cfg.name) if cfg.resume else None
+        self.logger: RunLogger | None = None
+        self._stop = GracefulStop.install()
+        self.stopped: str | None = None  # the stop message, once a signal stopped the run
+
+    @property
+    def state(self) -> dict:
+        """The resumed checkpoint's tensors (nets, optimizers, random streams)."""
+        return self.resumed["state"]
+
+    @property
+    def meta(self) -> dict:
+        """The resumed checkpoint's plain values (counters, history)."""
+        return self.resumed["meta"]
+
+    def open_logger(self, total: int, unit: str, done: int = 0,
+                    logged_to: int | None = None) -> RunLogger:
+        """The logger, its progress bar at `done` of `total`. `logged_to`: the last step a
+        resumed run logged scalars at (default `done`); a crashed run's later events go."""
+        logged_to = done if logged_to is None else logged_to
+        self.logger = RunLogger(self.dir, self.cfg, total=total, unit=unit, initial=done,
+                                purge_step=logged_to + 1 if logged_to else None)
+        return self.logger
+
+    def save(self, name: str, state: dict[str, Any], meta: dict[str, Any]) -> None:
+        """checkpoints/<name>.pt, atomically: `state` (tensors) and `meta` (plain values)
+        with the experiment, trainer and config."""
+        save_checkpoint(self.checkpoints / f"{name}.pt", experiment=self.cfg.name,
+                        trainer=self.cfg.trainer, config=self.config, state=state, meta=meta)
+
+    def stop_requested(self, where: str) -> bool:
+        """Whether a stop signal came; the trainer then saves and leaves its loop."""
+        if self._stop.requested and self.stopped is None:
+            self.stopped = self._stop.message(where, self.dir)
+        return self.stopped is not None
+
+    def check_finite(self, value: float, where: str) -> None:
+        if value != value or value in (float("inf"), float("-inf")):
+            raise UserError(f"loss became {value} at {where}; the last good checkpoint is "
+                            f"{self.checkpoints / 'last.pt'}; try a smaller algo.lr")
+
+    def finish(self, metrics: dict, hparams: dict[str, float | None], summary: str) -> dict:
+        """Restore the signal handlers, write metrics.json (with `status`) and the HParams
+        summary, print the one summary line (or, after a signal, how to resume)."""
+        self._stop.restore()
+        metrics = {"experiment": self.cfg.name, "seed": self.cfg.seed, **metrics,
+                   "status": STOPPED if self.stopped else FINISHED}
+        self.logger.finish(metrics, hparams, summary=f"{summary}; run dir {self.dir}",
+                           stopped=self.stopped)
+        return metrics
+
+
+def recorded(run_dir: Path) -> dict:
+    """What a run dir says of itself: its experiment and status ({} for a fresh dir). A
+    run killed before it finished has a config but no metrics.json: status None."""
+    run_dir = Path(run_dir)
+    found: dict = {}
+    config = run_dir / ".hydra" / "config.yaml"
+    if config.is_file():
+        try:
+            found["experiment"] = OmegaConf.load(config).get("name")
+        except Exception:  # a damaged config: the metrics below may still say
+            pass
+    try:
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return found
+    if isinstance(metrics, dict):
+        found.update({k: metrics[k] for k in ("experiment", "status") if k in metrics})
+    return found
+
+
+def run_status(run_dir: Path) -> str | None:
+    """"finished", "stopped" (by a signal; resume continues it) or None (no metrics)."""
+    return recorded(run_dir).get("status")
