@@ -66,7 +66,8 @@ def set_training(module: torch.nn.Module, training: bool) -> None:
 
 
 @torch.no_grad()
-def epsilon_greedy(q_network, obs, epsilon: float, generator) -> torch.Tensor:
+def act(q_network, obs, epsilon: float, generator) -> torch.Tensor:
+    """Epsilon-greedy: a random action with probability epsilon, else the best Q."""
     set_training(q_network, False)
     q = q_network(obs).float()
     n, num_actions = q.shape
@@ -311,7 +312,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         epsilon = linear_decay(loop.frame, algo.epsilon_init, algo.epsilon_final,
                                algo.epsilon_decay_frames)
         with autocast:
-            actions = epsilon_greedy(online, obs, epsilon, generator)
+            actions = act(online, obs, epsilon, generator)
         next_obs, reward, terminated, truncated = envs.step(actions)
         ended = terminated | truncated
         store(memory, window, obs, actions, reward, next_obs, terminated, ended)
@@ -328,16 +329,12 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                 sync(online, target)
         if loop.due(algo.eval_every_frames, "evals"):
             record = evaluate_greedily(env, online, algo, cfg.seed, device, loop, clock, autocast)
-            logger.scalars(loop.frame, {f"eval/{key}": value for key, value in record.items()
-                                        if key.startswith("mean_")})
-            if loop.best_eval is None or record["mean_return"] > loop.best_eval:
-                loop.best_eval = record["mean_return"]
-                run.save("best_eval", {"q_network": online.state_dict()}, record)
+            keep_best_eval(run, loop, record, online)
             if algo.stop_eval_return is not None and record["mean_return"] >= algo.stop_eval_return:
                 break
         loop.train_seconds = clock.seconds()
         if finished:
-            means = log_games(logger, loop, stats, epsilon, loss, q_mean, clock, run)
+            means = log_games(run, loop, stats, algo, epsilon, loss, q_mean, clock)
             keep_best(run, loop, stats, means, online)
             if finished_by_rule(loop, stats, means, algo):
                 break
@@ -417,9 +414,10 @@ def evaluate_greedily(env, online, algo, seed: int, device: torch.device, loop: 
     return record
 
 
-def log_games(logger, loop: LoopState, stats: GameStats, epsilon: float, loss, q_mean,
-              clock: Clock, run: Run) -> dict:
+def log_games(run: Run, loop: LoopState, stats: GameStats, algo, epsilon: float, loss,
+              q_mean, clock: Clock) -> dict:
     """After games finished: scalars, progress bar and history. The means logged."""
+    logger = run.logger
     means = stats.means()
     values = {**means, "epsilon": epsilon, "framesPerSecond": clock.frames_per_second()}
     if loop.updates:
@@ -431,7 +429,6 @@ def log_games(logger, loop: LoopState, stats: GameStats, epsilon: float, loss, q
     logger.progress({**live, "eps": epsilon}, loop.frame - logger.bar.n)
     record = {"frame": loop.frame, "games": stats.games, "seconds": round(loop.train_seconds, 2),
               **{name: round(value, 3) for name, value in means.items()}}
-    algo = run.cfg.algo
     if not loop.history or loop.frame - loop.history[-1]["frame"] >= algo.history_every_frames:
         loop.history.append(record)
     if stats.full:
@@ -439,6 +436,15 @@ def log_games(logger, loop: LoopState, stats: GameStats, epsilon: float, loss, q
             if means["cumulativeReward100"] >= level and f"{level:g}" not in loop.reached:
                 loop.reached[f"{level:g}"] = record
     return means
+
+
+def keep_best_eval(run: Run, loop: LoopState, record: dict, online) -> None:
+    """Log a greedy evaluation; checkpoints/best_eval: the weights at the best one."""
+    run.logger.scalars(loop.frame, {f"eval/{key}": value for key, value in record.items()
+                                if key.startswith("mean_")})
+    if loop.best_eval is None or record["mean_return"] > loop.best_eval:
+        loop.best_eval = record["mean_return"]
+        run.save("best_eval", {"q_network": online.state_dict()}, record)
 
 
 def keep_best(run: Run, loop: LoopState, stats: GameStats, means: dict, online) -> None:

@@ -118,8 +118,8 @@ def test_epsilon_greedy_explores_at_the_given_rate():
     obs = torch.randn(20000, 4)
     greedy = net(obs).argmax(1)
     gen = torch.Generator().manual_seed(0)
-    assert torch.equal(dqn.epsilon_greedy(net, obs, 0.0, gen), greedy)
-    differs = (dqn.epsilon_greedy(net, obs, 0.3, gen) != greedy).float().mean()
+    assert torch.equal(dqn.act(net, obs, 0.0, gen), greedy)
+    differs = (dqn.act(net, obs, 0.3, gen) != greedy).float().mean()
     assert abs(differs - 0.3 * 2 / 3) < 0.02  # a random pick equals greedy a third of the time
 
 
