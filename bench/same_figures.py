@@ -54,10 +54,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     checkouts = {"before": args.before.resolve(), "after": HERE}
+    commits = {name: subprocess.run(["git", "describe", "--always", "--dirty"], cwd=path,
+                                    capture_output=True, text=True).stdout.strip()
+               for name, path in checkouts.items()}
     for name, path in checkouts.items():
-        commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=path,
-                                capture_output=True, text=True).stdout.strip()
-        print(f"{name}: {path} at {commit}", flush=True)
+        print(f"{name}: {path} at {commits[name]}", flush=True)
 
     solved = {name: [first_475(path, seed) for seed in range(5)]
               for name, path in checkouts.items()}
@@ -76,7 +77,7 @@ def main() -> None:
     results = {
         "command": " ".join(["python -m bench.same_figures", *sys.argv[1:]]),
         "machine": common.machine(), "threads": args.threads,
-        "date": time.strftime("%Y-%m-%d"),
+        "date": time.strftime("%Y-%m-%d"), "commits": commits,
         "cartpole_reinforce_first_475_seeds_0_4": solved,
         "cartpole_identical": solved["before"] == solved["after"],
         "snake_dqn_fast_frames_per_second": speed,
