@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from conf.schemas import at_least
 from generative.classifier import load_judge, to_model_input
 from generative.datasets import load_images
 from nn.blocks import glorot_normal_
@@ -317,7 +318,7 @@ class EvalArgs:
     run: str = MISSING
     judge: str = MISSING  # a run dir of experiment mnist_cnn
     checkpoint: str = "best"
-    per_class: int = 500  # generated images per digit
+    per_class: int = at_least(1, 500)  # generated images per digit
     seed: int = 0
     device: str = "auto"
 
@@ -327,7 +328,7 @@ class GenerateArgs:
     run: str = MISSING
     checkpoint: str = "best"
     digits: str = "0123456789"  # one row per digit
-    n: int = 8  # images per digit
+    n: int = at_least(1, 8)  # images per digit
     seed: int = 0
     out: str = "digits.png"
     device: str = "cpu"
@@ -340,7 +341,7 @@ class WatchArgs:
     seed: int = 0
     frames: int | None = None  # stop after this many frames (default: until closed)
     record: str | None = None  # save the last frame to this .png
-    fps: int = 30
+    fps: int = at_least(1, 30)
 
 
 def load_generator(payload: dict, device) -> tuple[DictConfig, Generator]:

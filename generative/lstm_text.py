@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from conf.schemas import at_least
 from generative.corpus import Corpus, load_corpus
 from nn.checkpoint import load_weights
 from nn.config import instantiate
@@ -419,8 +420,8 @@ def sample_table(seed_text: str, samples: dict[float, str]) -> str:
 class GenerateArgs:
     run: str = MISSING
     checkpoint: str = "best"
-    length: int = 500
-    temperature: float = 0.5
+    length: int = at_least(0, 500)
+    temperature: float = at_least(0, 0.5)  # 0: always the likeliest character
     seed_text: str | None = None  # default: the run's fixed seed slice of validation text
     seed: int = 0
     stream: bool = False  # print characters as they are generated

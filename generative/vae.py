@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from conf.schemas import above, at_least
 from generative.datasets import ImageData, load_images
 from nn.blocks import init_weights
 from nn.checkpoint import load_weights, write_png
@@ -256,8 +257,8 @@ def log_epoch(logger, record: dict, model, shown: torch.Tensor) -> None:
 class GenerateArgs:
     run: str = MISSING
     checkpoint: str = "best"
-    grid: int = 20  # images per side
-    range: float = 4.0  # z in [-range, range] on both axes
+    grid: int = at_least(1, 20)  # images per side
+    range: float = above(0, 4.0)  # z in [-range, range] on both axes
     out: str = "latent.png"
     device: str = "cpu"
 
@@ -274,11 +275,11 @@ class EvalArgs:
 class WatchArgs:
     run: str = MISSING
     checkpoint: str = "best"
-    range: float = 4.0
-    points: int = 2000  # test images plotted in the latent plane
+    range: float = above(0, 4.0)
+    points: int = at_least(1, 2000)  # test images plotted in the latent plane
     frames: int | None = None  # stop after this many frames (default: until closed)
     record: str | None = None  # save the last frame to this .png
-    fps: int = 30
+    fps: int = at_least(1, 30)
 
 
 def load_model(payload: dict, device: torch.device):

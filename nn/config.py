@@ -135,4 +135,9 @@ def parse_key_values(schema: type, argv: list[str]) -> DictConfig:
     if missing:
         raise UserError(f"missing required argument(s): "
                         f"{', '.join(f'{k}=...' for k in sorted(missing))}")
+    from conf.schemas import check_ranges  # the tools' arguments have ranges as configs do
+
+    problem = check_ranges(config)
+    if problem:
+        raise UserError(problem)
     return config

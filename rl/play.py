@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from omegaconf import MISSING, OmegaConf
 
+from conf.schemas import at_least
 from nn.checkpoint import load_weights
 from nn.config import instantiate
 from nn.errors import UserError
@@ -22,11 +23,11 @@ from nn.viewer import Viewer
 class EvalArgs:
     run: str = MISSING
     checkpoint: str = "best"  # best | last
-    episodes: int = 100
+    episodes: int = at_least(1, 100)
     seed: int = 0
     device: str = "auto"
     greedy: bool = False  # policy-gradient agents: False samples, as the book's Test button
-    max_steps: int | None = None  # per game; default: the run's max_steps_per_game
+    max_steps: int | None = at_least(1, None)  # per game; default: the run's max_steps_per_game
 
 
 @dataclass
@@ -35,10 +36,10 @@ class WatchArgs:
     checkpoint: str = "best"
     seed: int = 0
     greedy: bool = False
-    fps: int | None = None  # default: the env's own speed
-    max_steps: int | None = None  # per game; default: no limit, like the book's Test
-    games: int | None = None  # stop after this many games (default: until closed)
-    frames: int | None = None  # stop after this many frames (recording default: 300)
+    fps: int | None = at_least(1, None)  # default: the env's own speed
+    max_steps: int | None = at_least(1, None)  # per game; default: no limit, like the book's Test
+    games: int | None = at_least(1, None)  # stop after this many games (default: until closed)
+    frames: int | None = at_least(1, None)  # stop after this many frames (recording default: 300)
     record: str | None = None  # write frames to this .gif (or the last one to a .png)
 
 

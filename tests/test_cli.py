@@ -135,6 +135,8 @@ def test_bad_tool_input_is_one_clear_line(trained_run, tmp_path):
         run_cli("rlgen-eval", f"run={foreign}", check=False))
     typo = run_cli("rlgen-eval", f"run={trained_run}", "episods=3", check=False)
     assert "did you mean 'episodes'" in error_line(typo)
+    none = run_cli("rlgen-eval", f"run={trained_run}", "episodes=0", check=False)
+    assert "episodes=0 is out of range: it must be >= 1" in error_line(none)
     wrong = run_cli("rlgen-watch", f"run={trained_run}", "record=out.mp4", check=False)
     assert ".gif" in error_line(wrong)
 

@@ -204,6 +204,11 @@ def test_generate_refuses_unknown_seed_characters(text_run):
     assert "'€'" in error_line(result) and "outside this corpus" in error_line(result)
 
 
+def test_a_negative_sampling_temperature_is_one_line(text_run):
+    result = run_cli("rlgen-generate", f"run={text_run}", "temperature=-0.5", check=False)
+    assert "temperature=-0.5 is out of range: it must be >= 0" in error_line(result)
+
+
 def test_eval_reports_validation_loss(text_run):
     summary = json.loads(run_cli("rlgen-eval", f"run={text_run}", "device=cpu").stdout)
     metrics = json.loads((text_run / "metrics.json").read_text())
