@@ -17,6 +17,7 @@ top to bottom.
 """
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,8 @@ FINISHED, STOPPED = "finished", "stopped"
 
 
 class Run:
+    """One training run in its run dir (see the module docstring for the calls)."""
+
     def __init__(self, cfg: DictConfig, run_dir: Path):
         problem = check_ranges(cfg)  # rlgen-train checked already; a bench or test may not
         if problem:
@@ -82,7 +85,8 @@ class Run:
         return self.stopped is not None
 
     def check_finite(self, value: float, where: str) -> None:
-        if value != value or value in (float("inf"), float("-inf")):
+        """A NaN or infinite loss ends the run in one line; the last good `last.pt` stays."""
+        if not math.isfinite(value):
             raise UserError(f"loss became {value} at {where}; the last good checkpoint is "
                             f"{self.checkpoints / 'last.pt'}; try a smaller algo.lr")
 
