@@ -135,10 +135,6 @@ def check_config(cfg: DictConfig) -> None:
     if algo.prioritized and algo.sample_without_replacement:
         raise UserError("prioritized replay draws with replacement: set "
                         "algo.sample_without_replacement=false or algo.prioritized=false")
-    if algo.loss not in ("mse", "huber"):
-        raise UserError(f"algo.loss={algo.loss!r} is not mse or huber")
-    if algo.target_init not in ("random", "copy"):
-        raise UserError(f"algo.target_init={algo.target_init!r} is not random or copy")
     if algo.mirror and not hasattr(instantiate(cfg.env), "mirrored"):
         raise UserError(f"algo.mirror=true needs an env with a mirror symmetry; "
                         f"{cfg.env._target_} has none: set algo.mirror=false")
