@@ -116,6 +116,15 @@ class CartPoleEnvConfig:
 
 
 @dataclass
+class GymnasiumEnvConfig:
+    _target_: str = MISSING
+    id: str = MISSING  # a registered id (e.g. Acrobot-v1), or module:EnvId for your own package
+    kwargs: dict[str, Any] = field(default_factory=dict)  # passed to the env's constructor
+    vectorization_mode: str = one_of("sync", "async")
+    max_steps_per_game: int | None = at_least(1, None)
+
+
+@dataclass
 class MLPConfig:
     _target_: str = MISSING
     hidden_sizes: list[int] = sizes()
@@ -178,6 +187,9 @@ class DQNConfig:
     epsilon_init: float = between(0, 1)
     epsilon_final: float = between(0, 1)
     epsilon_decay_frames: int = at_least(0)
+    # SB3's exploration_fraction: when set, epsilon decays over this share of max_frames
+    # (epsilon_decay_frames is then ignored)
+    exploration_fraction: float | None = between(0, 1, default=None)
     sync_every_frames: int = at_least(1)
     target_init: str = one_of("random", "copy")  # random: the original
     train_every_frames: int = at_least(1)
@@ -321,6 +333,7 @@ def register() -> None:
     store = ConfigStore.instance()
     store.store(name="run_schema", node=RunConfig)
     store.store(group="env", name="cartpole_schema", node=CartPoleEnvConfig)
+    store.store(group="env", name="gymnasium_schema", node=GymnasiumEnvConfig)
     store.store(group="model", name="mlp_schema", node=MLPConfig)
     store.store(group="algo", name="reinforce_schema", node=ReinforceConfig)
     store.store(group="env", name="snake_schema", node=SnakeEnvConfig)

@@ -166,6 +166,7 @@ class BatchedCartPole:
     """
 
     counters: dict[str, str] = {}  # per-game counters reported (see BatchedSnake): none
+    restores_games = True  # state_dict holds every game in progress
 
     def __init__(self, num_envs: int, physics: CartPolePhysics, start_high: tuple,
                  max_steps_per_game: int | None, device: torch.device,

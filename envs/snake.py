@@ -204,6 +204,7 @@ class BatchedSnake:
     # beside cumulativeReward100 (eaten100 is the book's tag), greedy evaluation
     # mean_<label> and max_<label>
     counters = {"eaten": "fruits", "length": "length"}
+    restores_games = True  # state_dict holds every game in progress
 
     def __init__(self, num_envs: int, height: int, width: int, num_fruits: int, init_len: int,
                  max_steps_per_game: int | None, rewards: tuple, device: torch.device,

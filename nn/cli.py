@@ -16,6 +16,7 @@ from omegaconf import open_dict
 
 from conf.compose import CONF_DIR, compose, register_resolvers
 from conf.schemas import check_ranges
+from envs.gymnasium_env import allow_module_of
 from nn.checkpoint import checkpoint_path, load_checkpoint, resume_payload
 from nn.config import explain_config_error, import_trainer, instantiate, parse_key_values
 from nn.errors import UserError
@@ -208,6 +209,9 @@ def train_main() -> None:
     if {"-m", "--multirun"} & set(flags) and {"-c", "--cfg", "-i", "--info"} & set(flags):
         fail("rlgen-train", "-m cannot go with --cfg or --info; drop -m to print the config "
              "(e.g. --cfg job, or --cfg hydra -p hydra.launcher for a launcher preset)")
+    for override in overrides:  # a `module:EnvId` typed here may import its module
+        if override.startswith("env.id="):
+            allow_module_of(override.split("=", 1)[1])
     if not HYDRA_NO_VALIDATE.intersection(flags):
         try:
             overrides = expand_resume(overrides)
@@ -242,6 +246,8 @@ def run_tool(command: str, function: str, schema: str, argv: list[str] | None = 
             raise UserError(f"{command} does not apply to experiment "
                             f"{payload.get('experiment')!r}")
         args = parse_key_values(getattr(trainer, schema), argv)
+        if getattr(args, "import_env_module", False):
+            allow_module_of(str((payload.get("config") or {}).get("env", {}).get("id", "")))
         getattr(trainer, function)(payload, args)
     except UserError as err:
         fail(command, str(err))

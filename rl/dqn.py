@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
+from envs.gymnasium_env import is_gymnasium
 from nn.checkpoint import load_weights
 from nn.config import instantiate, plain
 from nn.device import maybe_compile, mixed_precision, select_device
@@ -52,6 +53,14 @@ def linear_decay(frame: int, init: float, final: float, decay_frames: int) -> fl
     if frame >= decay_frames:
         return final
     return init + (final - init) * frame / decay_frames
+
+
+def exploration_frames(algo) -> int:
+    """Frames over which epsilon decays: a share of the budget (SB3's
+    exploration_fraction) when one is set, else epsilon_decay_frames."""
+    if algo.exploration_fraction is None:
+        return algo.epsilon_decay_frames
+    return round(algo.exploration_fraction * algo.max_frames)
 
 
 def build_q_network(cfg, env) -> torch.nn.Module:
@@ -306,7 +315,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     clock = Clock(loop)
     while loop.frame < algo.max_frames:
         epsilon = linear_decay(loop.frame, algo.epsilon_init, algo.epsilon_final,
-                               algo.epsilon_decay_frames)
+                               exploration_frames(algo))
         with autocast:
             actions = act(online, obs, epsilon, generator)
         next_obs, reward, terminated, truncated = envs.step(actions)
@@ -356,12 +365,17 @@ def restore(run, online, target, optimizer, memory, window, envs, stats, generat
     load_weights(target, run.resumed, "target")
     optimizer.load_state_dict(state["optimizer"])
     memory.load_state_dict(state["memory"])
-    window.load_state_dict(state["window"], device)
     envs.load_state_dict(state["envs"])
     stats.load_state_dict(state["stats"])
     generator.set_state(state["sampler_rng"])
     set_global_rng_state(state["torch_rng"])
-    return state["obs"].to(device), state["loss"].to(device), state["q_mean"].to(device)
+    if envs.restores_games:
+        window.load_state_dict(state["window"], device)
+        obs = state["obs"].to(device)
+    else:  # a gymnasium env's games in progress cannot be saved: new ones start
+        obs = envs.reset()
+        stats.game_return.zero_()
+    return obs, state["loss"].to(device), state["q_mean"].to(device)
 
 
 class Clock:
@@ -489,6 +503,7 @@ def mean_figures(games: dict, counters: dict[str, str]) -> dict:
     """Means over finished greedy games (from `play_batched`): return, steps, and each of
     the env's counters under its label (Snake: mean_fruits)."""
     figures = {"mean_return": round(games["returns"].mean().item(), 3),
+               "std_return": round(games["returns"].std(unbiased=False).item(), 3),
                "mean_steps": round(games["steps"].float().mean().item(), 2)}
     for name, label in counters.items():
         figures[f"mean_{label}"] = round(games[name].float().mean().item(), 3)
@@ -503,7 +518,7 @@ def evaluate(payload: dict, args) -> dict:
     """Greedy play (epsilon 0) of `episodes` games at once; one JSON line."""
     device = select_device(args.device)
     cfg, env, q_network = load_q_network(payload, device)
-    max_steps = args.max_steps or cfg.env.max_steps_per_game or 10_000
+    max_steps = args.max_steps or env.max_steps_per_game or 10_000
     if args.episodes < 1:
         raise UserError("episodes must be at least 1")
     envs = env.batched(args.episodes, device, seed=args.seed)
@@ -529,9 +544,9 @@ def watch(payload: dict, args) -> dict:
 
     @torch.no_grad()
     def choose(env, obs):
-        q = q_network(torch.as_tensor(obs)[None])[0]
-        env.q_values = q.tolist()
+        q = q_network(torch.as_tensor(obs, dtype=torch.float32)[None])[0]
+        env.q_values = q.tolist()  # Snake shades them on the board
         return int(q.argmax())
 
     return watch_agent(lambda render_mode: instantiate(env_cfg, render_mode=render_mode),
-                       choose, args)
+                       choose, args, own_window=is_gymnasium(env_cfg))

@@ -22,6 +22,8 @@ from nn.viewer import Viewer
 @dataclass
 class EvalArgs:
     run: str = MISSING
+    # a run whose env.id is module:EnvId imports that module only when this is true
+    import_env_module: bool = False
     checkpoint: str = "best"  # best | last
     episodes: int = at_least(1, 100)
     seed: int = 0
@@ -33,6 +35,8 @@ class EvalArgs:
 @dataclass
 class WatchArgs:
     run: str = MISSING
+    # a run whose env.id is module:EnvId imports that module only when this is true
+    import_env_module: bool = False
     checkpoint: str = "best"
     seed: int = 0
     greedy: bool = False
@@ -95,32 +99,62 @@ def save_recording(frames: list[np.ndarray], path: Path, fps: int) -> None:
         Image.fromarray(frames[-1]).save(path)
 
 
-def watch_agent(make_env, choose, args) -> dict:
+class OwnWindowKeys:
+    """For an env that draws its own pygame window (a gymnasium env's render_mode="human"):
+    reads the keys the Viewer would, Esc or closing the window quits, r restarts."""
+
+    def __init__(self):
+        import pygame
+
+        self.pygame = pygame
+
+    def show(self, frame) -> str | None:
+        pygame = self.pygame
+        if not pygame.display.get_init():
+            return None
+        for event in pygame.event.get():
+            if event.type == pygame.QUIT or (event.type == pygame.KEYDOWN and
+                                             event.key in (pygame.K_ESCAPE, pygame.K_q)):
+                return "quit"
+            if event.type == pygame.KEYDOWN and event.key == pygame.K_r:
+                return "restart"
+        return None
+
+    def close(self):
+        pass
+
+
+def watch_agent(make_env, choose, args, own_window: bool = False) -> dict:
     """Play games, showing each state in a window (or recording it) before the move.
 
     `choose(env, obs)` returns the action and may annotate the env for drawing (e.g.
-    Snake's Q values)."""
+    Snake's Q values). `own_window`: the env draws its own window (render_mode="human",
+    at its own speed) and this loop only reads the keys."""
     import pygame
 
     recording = args.record is not None
     if recording and Path(args.record).suffix.lower() not in (".gif", ".png"):
         raise UserError(f"record={args.record}: use a .gif (all frames) or .png (last frame)")
     frame_limit = args.frames if args.frames is not None else (300 if recording else None)
-    env = make_env(render_mode="rgb_array")
-    fps = args.fps or env.metadata["render_fps"]
+    own_window = own_window and not recording
     try:
-        viewer = None if recording else Viewer(fps, f"rlgen {type(env).__name__}")
+        env = make_env(render_mode="human" if own_window else "rgb_array")
+        fps = args.fps or env.metadata.get("render_fps") or 30
+        if recording:
+            viewer = None
+        else:
+            viewer = OwnWindowKeys() if own_window else Viewer(fps, f"rlgen {type(env).__name__}")
     except pygame.error as err:
         raise UserError(f"cannot open a window ({err}); run under a display (e.g. xvfb-run) "
                         "or pass record=out.gif") from err
     frames, lengths = [], []
-    games = frame_count = 0
+    games = frame_count = steps = 0
     obs, _ = env.reset(seed=args.seed)
     env.caption = "game 1"
     try:
         while True:
             action = choose(env, obs)
-            frame = env.render()
+            frame = None if own_window else env.render()
             frame_count += 1
             if recording:
                 frames.append(frame)
@@ -130,11 +164,14 @@ def watch_agent(make_env, choose, args) -> dict:
                     break
                 if command == "restart":
                     obs, _ = env.reset()
+                    steps = 0
                     continue
-            obs, _, terminated, truncated, info = env.step(action)
+            obs, _, terminated, truncated, _ = env.step(action)
+            steps += 1
             if terminated or truncated:
                 games += 1
-                lengths.append(info["steps"])
+                lengths.append(steps)
+                steps = 0
                 if args.games is not None and games >= args.games:
                     break
                 obs, _ = env.reset()

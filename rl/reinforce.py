@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
+from envs.gymnasium_env import is_gymnasium
 from nn.checkpoint import load_weights
 from nn.config import instantiate
 from nn.device import maybe_compile, mixed_precision, select_device
@@ -38,12 +39,27 @@ def sample_push_right(logits: torch.Tensor, generator: torch.Generator | None) -
     return (u >= torch.sigmoid(logits)).long()
 
 
+def sample_action(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """An action per row of `logits` [N, 1 or n]: the book's sigmoid policy for two
+    actions (one logit), a categorical one (softmax over n logits) for more."""
+    if logits.shape[-1] == 1:
+        return sample_push_right(logits.squeeze(-1), generator)
+    probs = torch.softmax(logits, -1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+def greedy_action(logits: torch.Tensor) -> torch.Tensor:
+    if logits.shape[-1] == 1:  # p(left) = sigmoid(logit) < 1/2: push right
+        return (logits.squeeze(-1) < 0).long()
+    return logits.argmax(-1)
+
+
 @torch.no_grad()
 def rollout(policy, envs, generator, max_steps: int, on_step=None) -> dict:
     """Play one game in every env with sampled actions; record what the gradient needs."""
     n = envs.num_envs
     obs = envs.reset()
-    observations = torch.zeros(max_steps, n, envs.observation_size, device=envs.device)
+    observations = torch.zeros(max_steps, *obs.shape, device=envs.device)
     actions = torch.zeros(max_steps, n, dtype=torch.long, device=envs.device)
     rewards = torch.zeros(max_steps, n, device=envs.device)
     alive = torch.zeros(max_steps, n, dtype=torch.bool, device=envs.device)
@@ -52,13 +68,13 @@ def rollout(policy, envs, generator, max_steps: int, on_step=None) -> dict:
     for t in range(max_steps):
         observations[t] = obs
         alive[t] = live
-        push_right = sample_push_right(policy(obs.float()).squeeze(-1).float(), generator)
-        obs, reward, terminated, truncated = envs.step(push_right)
-        actions[t] = push_right
+        action = sample_action(policy(obs.float()).float(), generator)
+        obs, reward, terminated, truncated = envs.step(action)
+        actions[t] = action
         rewards[t] = reward * live
         live = live & ~(terminated | truncated)
         if on_step is not None:
-            on_step(envs, push_right)
+            on_step(envs, action)
         # checking needs a device sync, so look only every few steps
         if t % 8 == 7 and not live.any():
             steps_taken = t + 1
@@ -99,21 +115,38 @@ def advantages(returns: torch.Tensor, alive: torch.Tensor, baseline: str) -> tor
 def reinforce_loss(policy, batch: dict, gamma: float, baseline: str) -> torch.Tensor:
     alive = batch["alive"]
     weights = advantages(discounted_returns(batch["rewards"], gamma), alive, baseline)
-    logits = policy(batch["observations"][alive]).squeeze(-1)
-    # label 1 - action, as the original: the negative log-likelihood of the sampled action
-    nll = F.binary_cross_entropy_with_logits(
-        logits, 1.0 - batch["actions"][alive].float(), reduction="none")
+    logits = policy(batch["observations"][alive])
+    actions = batch["actions"][alive]
+    if logits.shape[-1] == 1:
+        # label 1 - action, as the original: the negative log-likelihood of the sampled action
+        nll = F.binary_cross_entropy_with_logits(logits.squeeze(-1), 1.0 - actions.float(),
+                                                 reduction="none")
+    else:
+        nll = F.cross_entropy(logits, actions, reduction="none")
     return (nll * weights).mean()
 
 
 def build_policy(cfg, env) -> torch.nn.Module:
-    return instantiate(cfg.model, in_shape=list(env.observation_space.shape), out_features=1)
+    """Two actions: one logit, the book's sigmoid policy; n > 2: n logits (softmax)."""
+    actions = int(env.action_space.n)
+    return instantiate(cfg.model, in_shape=list(env.observation_space.shape),
+                       out_features=1 if actions == 2 else actions)
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Settings refused before a run dir is made."""
+    if cfg.render and is_gymnasium(cfg.env):
+        raise UserError("render=true draws rlgen's cart-pole while it trains; watch a "
+                        "gymnasium env's agent with rlgen-watch run=RUN_DIR instead")
+    env = instantiate(cfg.env)
+    if env.max_steps_per_game is None:
+        raise UserError("training needs env.max_steps_per_game (games must end); e.g. 500")
+    env.close()
 
 
 def train(cfg: DictConfig, run_dir: Path) -> dict:
     algo = cfg.algo
-    if cfg.env.max_steps_per_game is None:
-        raise UserError("training needs env.max_steps_per_game (games must end); e.g. 500")
+    check_config(cfg)
     run = Run(cfg, run_dir)  # picks the device, seeds everything
     device = run.device
     env = instantiate(cfg.env)
@@ -128,14 +161,14 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         load_weights(policy, run.resumed, "policy")
         optimizer.load_state_dict(run.state["optimizer"])
         sampler.set_state(run.state["sampler_rng"])
-        envs.generator.set_state(run.state["env_rng"])
+        envs.load_state_dict(run.state["envs"])
         set_global_rng_state(run.state["torch_rng"])
         start, best = run.meta["iteration"], run.meta["best_mean_steps"]
         history, elapsed = run.meta["history"], run.meta["train_seconds"]
 
     def save(name: str, iteration: int) -> None:
         state = {"policy": policy.state_dict(), "optimizer": optimizer.state_dict(),
-                 "sampler_rng": sampler.get_state(), "env_rng": envs.generator.get_state(),
+                 "sampler_rng": sampler.get_state(), "envs": envs.state_dict(),
                  "torch_rng": global_rng_state()}
         run.save(name, state, {"iteration": iteration, "best_mean_steps": best,
                                "history": history, "train_seconds": elapsed})
@@ -148,7 +181,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     for iteration in range(start + 1, algo.iterations + 1):
         t0 = time.perf_counter()
         with autocast:
-            batch = rollout(policy, envs, sampler, cfg.env.max_steps_per_game, on_step)
+            batch = rollout(policy, envs, sampler, env.max_steps_per_game, on_step)
             loss = reinforce_loss(policy, batch, algo.gamma, algo.baseline)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -225,8 +258,8 @@ def load_policy(payload: dict, device: torch.device):
 def make_act(policy, greedy: bool, generator: torch.Generator | None):
     @torch.no_grad()
     def act(obs: torch.Tensor) -> torch.Tensor:
-        logits = policy(obs.float()).squeeze(-1)
-        return (logits < 0).long() if greedy else sample_push_right(logits, generator)
+        logits = policy(obs.float())
+        return greedy_action(logits) if greedy else sample_action(logits, generator)
 
     return act
 
@@ -234,7 +267,7 @@ def make_act(policy, greedy: bool, generator: torch.Generator | None):
 def evaluate(payload: dict, args) -> dict:
     device = select_device(args.device)
     cfg, env, policy = load_policy(payload, device)
-    max_steps = args.max_steps or cfg.env.max_steps_per_game
+    max_steps = args.max_steps or env.max_steps_per_game
     if max_steps is None:
         raise UserError("pass max_steps=N: this run's games have no step limit")
     if args.episodes < 1:
@@ -262,4 +295,4 @@ def watch(payload: dict, args) -> dict:
         return act(torch.as_tensor(obs)[None])[0].item()
 
     return watch_agent(lambda render_mode: instantiate(env_cfg, render_mode=render_mode),
-                       choose, args)
+                       choose, args, own_window=is_gymnasium(env_cfg))

@@ -13,9 +13,11 @@ TINY = ["experiment=cartpole_reinforce", "algo.iterations=3", "algo.games_per_it
         "env.max_steps_per_game=60", "device=cpu"]
 
 
-def run_cli(command: str, *args: str, cwd: Path | None = None, check: bool = True):
-    """Run an installed console script; return the CompletedProcess."""
-    env = dict(os.environ, SDL_VIDEODRIVER="dummy")
+def run_cli(command: str, *args: str, cwd: Path | None = None, check: bool = True,
+            env: dict | None = None):
+    """Run an installed console script (in `env`, default this process's environment);
+    return the CompletedProcess."""
+    env = dict(env if env is not None else os.environ, SDL_VIDEODRIVER="dummy")
     result = subprocess.run([str(BIN / command), *args], capture_output=True, text=True,
                             cwd=cwd, env=env, timeout=300)
     if check and result.returncode != 0:

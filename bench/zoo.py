@@ -1,0 +1,188 @@
+"""rlgen's DQN on RL Zoo's own benchmark: CartPole-v1, Acrobot-v1 and LunarLander-v3 with
+RL Zoo's tuned DQN hyperparameters (the experiments cartpole_v1_dqn, acrobot_dqn,
+lunarlander_dqn), against Stable-Baselines3's DQN given the same hyperparameters (read
+from rlgen's composed config, so both sides get the same numbers) in the same
+invocation. For each seed the two train side by side, one torch thread each, so they
+share the machine evenly. RL Zoo scores its final model: the greedy policy over
+evaluation episodes. Here each final model plays 100 episodes seeded 10,000-10,099
+(training seeds are 0-2), the same episodes for both libraries, through the same
+batched player. Then the rlgen variants (`*_dqn_fast`) at half the steps.
+Writes bench/results/zoo.json. Needs the `bench` and `box2d` extras.
+
+    python -m bench.zoo                         # all, about an hour on a 2-core CPU
+    python -m bench.zoo --envs acrobot --seeds 0
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from bench import common
+
+EVAL_SEED, EVAL_EPISODES = 10_000, 100
+# RL Zoo's published DQN results (one run each; +- over its evaluation episodes)
+ZOO = {"cartpole": ("cartpole_v1_dqn", "CartPole-v1", 500.0, 0.0, 50_000),
+       "acrobot": ("acrobot_dqn", "Acrobot-v1", -76.6, 11.8, 100_000),
+       "lunarlander": ("lunarlander_dqn", "LunarLander-v3", 154.4, 79.2, 100_000)}
+
+
+def sb3_settings(cfg) -> dict:
+    """The rlgen experiment's hyperparameters in SB3's DQN names."""
+    algo = cfg.algo
+    return dict(learning_rate=algo.lr, batch_size=algo.batch_size, buffer_size=algo.replay_size,
+                learning_starts=algo.replay_warmup, gamma=algo.gamma,
+                target_update_interval=algo.sync_every_frames, train_freq=algo.train_every_frames,
+                gradient_steps=algo.updates_per_train,
+                exploration_fraction=algo.exploration_fraction,
+                exploration_initial_eps=algo.epsilon_init,
+                exploration_final_eps=algo.epsilon_final, max_grad_norm=algo.max_grad_norm,
+                policy_kwargs=dict(net_arch=list(cfg.model.hidden_sizes)))
+
+
+def greedy_returns(env_id: str, act) -> dict:
+    """The 100 evaluation episodes, played at once by rlgen's batched player."""
+    from envs.gymnasium_env import GymnasiumEnv
+    from rl.play import play_batched
+
+    env = GymnasiumEnv(env_id)
+    games = play_batched(env.batched(EVAL_EPISODES, "cpu", seed=EVAL_SEED), act,
+                         env.max_steps_per_game)
+    returns = games["returns"]
+    return {"mean_return": round(returns.mean().item(), 2),
+            "std_return": round(returns.std(unbiased=False).item(), 2)}
+
+
+def sb3_job(name: str, seed: int) -> None:
+    """One SB3 run in this process (started by `run_pair`); prints its JSON line."""
+    import gymnasium
+    from stable_baselines3 import DQN
+
+    torch.set_num_threads(1)
+    experiment, env_id, *_ = ZOO[name]
+    cfg = common.compose(f"experiment={experiment}")
+    model = DQN("MlpPolicy", gymnasium.make(env_id), seed=seed, device="cpu", verbose=0,
+                **sb3_settings(cfg))
+    began = time.perf_counter()
+    model.learn(total_timesteps=cfg.algo.max_frames)
+    seconds = time.perf_counter() - began
+    model.q_net.eval()
+    figures = greedy_returns(env_id, lambda obs: model.q_net(obs.float()).argmax(1))
+    print(json.dumps({"train_seconds": round(seconds, 1), **figures}), flush=True)
+
+
+def rlgen_figures(run_dir: Path) -> dict:
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    out = subprocess.run([sys.executable, "-c", "from nn.cli import eval_main; eval_main()",
+                          f"run={run_dir}", "checkpoint=last", f"episodes={EVAL_EPISODES}",
+                          f"seed={EVAL_SEED}", "device=cpu"],
+                         capture_output=True, text=True, check=True)
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    return {"train_seconds": metrics["train_seconds"], "frames": metrics["frames"],
+            "mean_return": round(summary["mean_return"], 2),
+            "std_return": round(summary["std_return"], 2)}
+
+
+def train_command(experiment: str, seed: int, run_dir: Path, *overrides: str) -> list[str]:
+    return [sys.executable, "-c", "from nn.cli import train_main; train_main()",
+            f"experiment={experiment}", f"seed={seed}", "threads=1", "device=cpu",
+            f"hydra.run.dir={run_dir}", *overrides]
+
+
+def run_pair(name: str, seed: int, work: Path) -> list[dict]:
+    """rlgen and SB3 on one seed, side by side."""
+    experiment = ZOO[name][0]
+    run_dir = work / f"{experiment}_{seed}"
+    rlgen = subprocess.Popen(train_command(experiment, seed, run_dir),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sb3 = subprocess.run([sys.executable, "-m", "bench.zoo", "--sb3-job", name, str(seed)],
+                         capture_output=True, text=True)
+    if rlgen.wait() or sb3.returncode:
+        raise SystemExit(f"{name} seed {seed} failed: {sb3.stderr[-2000:]}")
+    sb3_row = json.loads(sb3.stdout.strip().splitlines()[-1])
+    return [{"env": ZOO[name][1], "library": "rlgen", "experiment": experiment, "seed": seed,
+             **rlgen_figures(run_dir)},
+            {"env": ZOO[name][1], "library": "stable-baselines3", "experiment": experiment,
+             "seed": seed, "frames": ZOO[name][4], **sb3_row}]
+
+
+def run_variants(name: str, seeds: list[int], work: Path) -> list[dict]:
+    """The rlgen variant at half RL Zoo's steps, two seeds at a time."""
+    experiment = f"{ZOO[name][0]}_fast"
+    rows = []
+    for first in range(0, len(seeds), 2):
+        batch = seeds[first:first + 2]
+        jobs = [subprocess.Popen(train_command(experiment, s, work / f"{experiment}_{s}"),
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                for s in batch]
+        if any(job.wait() for job in jobs):
+            raise SystemExit(f"{experiment} failed")
+        rows += [{"env": ZOO[name][1], "library": "rlgen", "experiment": experiment, "seed": s,
+                  **rlgen_figures(work / f"{experiment}_{s}")} for s in batch]
+    return rows
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+    table = []
+    for experiment, env_id, zoo_mean, zoo_std, steps in ZOO.values():
+        for exp in (experiment, f"{experiment}_fast"):
+            mine = [r for r in rows if r["experiment"] == exp]
+            ours = [r for r in mine if r["library"] == "rlgen"]
+            if not ours:
+                continue
+            sb3 = [r for r in mine if r["library"] == "stable-baselines3"]
+            mean = sum(r["mean_return"] for r in ours) / len(ours)
+            row = {"env": env_id, "experiment": exp, "steps": ours[0]["frames"],
+                   "rl_zoo": f"{zoo_mean} +- {zoo_std} ({steps} steps)",
+                   "rlgen_per_seed": [r["mean_return"] for r in ours],
+                   "rlgen_mean": round(mean, 1), "at_least_rl_zoo": mean >= zoo_mean}
+            if sb3:
+                row["sb3_per_seed"] = [r["mean_return"] for r in sb3]
+                row["sb3_mean"] = round(sum(r["mean_return"] for r in sb3) / len(sb3), 1)
+                row["wall_time_ratio_rlgen_to_sb3"] = [
+                    round(a["train_seconds"] / b["train_seconds"], 3)
+                    for a, b in zip(ours, sb3, strict=True)]
+            table.append(row)
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--envs", default=",".join(ZOO))
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--no-variants", action="store_true")
+    parser.add_argument("--sb3-job", nargs=2, metavar=("ENV", "SEED"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.sb3_job:
+        sb3_job(args.sb3_job[0], int(args.sb3_job[1]))
+        return
+    names = args.envs.split(",")
+    unknown = [n for n in names if n not in ZOO]
+    if unknown:
+        raise SystemExit(f"unknown env {unknown[0]!r}: choose from {', '.join(ZOO)}")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            for seed in seeds:
+                rows += run_pair(name, seed, Path(tmp))
+                print(json.dumps(rows[-2:]), flush=True)
+        if not args.no_variants:
+            for name in names:
+                rows += run_variants(name, seeds, Path(tmp))
+                print(json.dumps(rows[-len(seeds):]), flush=True)
+    table = summarize(rows)
+    common.table("DQN on RL Zoo's benchmark: final model, greedy, 100 episodes per seed", table)
+    common.write("zoo", {"threads": "one torch thread per run, two runs side by side",
+                         "command": "python -m bench.zoo " + " ".join(sys.argv[1:]),
+                         "eval": f"{EVAL_EPISODES} episodes seeded {EVAL_SEED}+i, greedy, "
+                                 "final model", "summary": table, "runs": rows})
+
+
+if __name__ == "__main__":
+    main()
