@@ -54,21 +54,35 @@ class BatchedVectorEnv(gymnasium.vector.VectorEnv):
         self.single_action_space = self.single_env.action_space
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
-        self.obs_dtype = self.single_observation_space.dtype
+        self.obs_torch_dtype = torch.from_numpy(
+            np.zeros(0, self.single_observation_space.dtype)).dtype
+        self.every_game = np.ones(num_envs, dtype=bool)  # the infos' masks: all games report
+        self.views = {}
         self.info_names = {"steps": "steps", **{name: name for name in self.twin.counters}}
         if "eaten" in self.info_names:  # the single game's info name
             self.info_names["eaten"] = "fruits_eaten"
 
     def _observations(self, obs: torch.Tensor) -> np.ndarray:
-        return obs.numpy().astype(self.obs_dtype, copy=obs.dtype != torch.float32)
+        """The space's dtype (Snake's uint8 boards as float32, converted by torch, which
+        does it faster than NumPy); the twin hands out fresh tensors, so no copy."""
+        return obs.to(self.obs_torch_dtype).numpy()
 
     def _infos(self) -> dict:
-        mask = np.ones(self.num_envs, dtype=bool)
+        """Every game's counters (copies: the twin changes them in place)."""
         infos = {}
         for attribute, name in self.info_names.items():
-            infos[name] = getattr(self.twin, attribute).numpy().copy()
-            infos[f"_{name}"] = mask
+            infos[name] = self._array(attribute).copy()
+            infos[f"_{name}"] = self.every_game
         return infos
+
+    def _array(self, attribute: str) -> np.ndarray:
+        """A NumPy view of one of the twin's tensors, made again only when the twin
+        replaced the tensor (a NumPy copy of a view costs less than any torch call)."""
+        tensor = getattr(self.twin, attribute)
+        cached = self.views.get(attribute)
+        if cached is None or cached[0] is not tensor:
+            cached = self.views[attribute] = (tensor, tensor.numpy())
+        return cached[1]
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
@@ -90,7 +104,8 @@ class BatchedVectorEnv(gymnasium.vector.VectorEnv):
         if actions.shape != (self.num_envs,):
             raise ValueError(f"actions must have shape ({self.num_envs},), not {actions.shape}")
         obs, reward, terminated, truncated = self.twin.step(torch.from_numpy(actions).long())
-        ended = (terminated | truncated).numpy()
+        terminated, truncated = terminated.numpy(), truncated.numpy()
+        ended = terminated | truncated
         if self.autoreset_mode == AutoresetMode.SAME_STEP and ended.any():
             final = {"final_obs": self._observations(obs), "_final_obs": ended.copy(),
                      "final_info": self._infos(), "_final_info": ended.copy()}
@@ -98,8 +113,7 @@ class BatchedVectorEnv(gymnasium.vector.VectorEnv):
             infos = {**self._infos(), **final}
         else:
             infos = self._infos()
-        return (self._observations(obs), reward.numpy(), terminated.numpy(),
-                truncated.numpy(), infos)
+        return self._observations(obs), reward.numpy(), terminated, truncated, infos
 
     def close_extras(self, **kwargs):
         self.single_env.close()

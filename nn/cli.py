@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 
 import yaml
-from omegaconf import open_dict
+from omegaconf import OmegaConf, open_dict
 
 from conf.compose import CONF_DIR, compose, register_resolvers
 from conf.schemas import check_ranges
@@ -126,6 +126,11 @@ def validate_overrides(overrides: list[str], multirun: bool = False) -> None:
 def check_config(cfg) -> None:
     """Values inside their schema's ranges, the trainer's own rules (its optional
     `check_config`), and an env its constructor accepts (envs are cheap to build)."""
+    run_keys = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
+    missing = sorted(OmegaConf.missing_keys(run_keys))
+    if missing:
+        example = " (e.g. env.id=Acrobot-v1)" if missing[0] == "env.id" else ""
+        raise UserError(f"{missing[0]} has no value: pass {missing[0]}=...{example}")
     problem = check_ranges(cfg)
     if problem:
         raise UserError(problem)

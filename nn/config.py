@@ -48,6 +48,8 @@ def instantiate(node: Any, **kwargs: Any) -> Any:
         return hydra.utils.instantiate(node, **kwargs)
     except InstantiationException as err:
         cause = err.__cause__ if err.__cause__ is not None else err
+        if isinstance(cause, UserError):  # already says what to do
+            raise cause from err
         lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
         target = node.get("_target_", "?") if isinstance(node, (DictConfig, dict)) else "?"
         raise UserError(f"cannot build {target}: {lines[0] if lines else type(cause).__name__}"
@@ -97,6 +99,9 @@ def explain_config_error(err: BaseException) -> str:
         prefix, _, leaf = str(full_key).rpartition(".")
         siblings = parent.keys() if isinstance(parent, DictConfig) else []
         keys = [f"{prefix}.{k}" if prefix else str(k) for k in siblings]
+        if isinstance(parent, DictConfig) and OmegaConf.get_type(parent) is dict:
+            # an open mapping such as env.kwargs: new keys are added with Hydra's `+`
+            return f"'{full_key}' is a new key there: add it with a leading +, +{full_key}=..."
         hint = _suggest(str(full_key), keys)
         return (f"unknown config key '{full_key}'{hint}; list the keys with "
                 "`rlgen-train experiment=NAME --cfg job`")

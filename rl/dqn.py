@@ -41,7 +41,15 @@ from nn.device import maybe_compile, mixed_precision, select_device
 from nn.errors import UserError
 from nn.run import Run
 from nn.seeding import global_rng_state, make_generator, set_global_rng_state
-from rl.play import EvalArgs, WatchArgs, play_batched, rebuild_agent, report, watch_agent
+from rl.play import (
+    EvalArgs,
+    WatchArgs,
+    check_model_fits,
+    play_batched,
+    rebuild_agent,
+    report,
+    watch_agent,
+)
 from rl.replay import NStepWindow, PrioritizedReplayMemory, ReplayMemory
 
 __all__ = ["EvalArgs", "WatchArgs", "train", "evaluate", "watch"]
@@ -144,9 +152,12 @@ def check_config(cfg: DictConfig) -> None:
     if algo.prioritized and algo.sample_without_replacement:
         raise UserError("prioritized replay draws with replacement: set "
                         "algo.sample_without_replacement=false or algo.prioritized=false")
-    if algo.mirror and not hasattr(instantiate(cfg.env), "mirrored"):
+    env = instantiate(cfg.env)
+    if algo.mirror and not hasattr(env, "mirrored"):
         raise UserError(f"algo.mirror=true needs an env with a mirror symmetry; "
                         f"{cfg.env._target_} has none: set algo.mirror=false")
+    check_model_fits(cfg, env, build_q_network)
+    env.close()
 
 
 def make_memory(algo, env, envs, device: torch.device) -> ReplayMemory:

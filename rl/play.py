@@ -71,6 +71,15 @@ def play_batched(envs, act, max_steps: int) -> dict[str, torch.Tensor]:
     return games
 
 
+def check_model_fits(cfg, env, build) -> None:
+    """The network builds for this env's observations (a conv net needs a board)."""
+    try:
+        build(cfg, env)
+    except UserError as err:
+        raise UserError(f"{err}; the env observes shape {tuple(env.observation_space.shape)}: "
+                        "pick a model that takes it (e.g. model=mlp)") from err
+
+
 def rebuild_agent(payload: dict, build, state_key: str, device: torch.device):
     """The run's config, its env and its trained network, from a checkpoint alone."""
     cfg = OmegaConf.create(payload["config"])

@@ -28,7 +28,15 @@ from nn.device import maybe_compile, mixed_precision, select_device
 from nn.errors import UserError
 from nn.run import Run
 from nn.seeding import global_rng_state, make_generator, set_global_rng_state
-from rl.play import EvalArgs, WatchArgs, play_batched, rebuild_agent, report, watch_agent
+from rl.play import (
+    EvalArgs,
+    WatchArgs,
+    check_model_fits,
+    play_batched,
+    rebuild_agent,
+    report,
+    watch_agent,
+)
 
 __all__ = ["EvalArgs", "WatchArgs", "train", "evaluate", "watch"]
 
@@ -141,6 +149,7 @@ def check_config(cfg: DictConfig) -> None:
     env = instantiate(cfg.env)
     if env.max_steps_per_game is None:
         raise UserError("training needs env.max_steps_per_game (games must end); e.g. 500")
+    check_model_fits(cfg, env, build_policy)
     env.close()
 
 
