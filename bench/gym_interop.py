@@ -26,7 +26,8 @@ import torch
 import envs  # noqa: F401  (registers the rlgen/ ids)
 from bench import common
 
-SPEED_CASES = [("rlgen/Snake-v0", 64), ("rlgen/CartPole-v0", 64), ("rlgen/CartPole-v0", 1024)]
+SPEED_CASES = [("rlgen/Snake-v0", 64), ("rlgen/Snake-v0", 256), ("rlgen/Snake-v0", 1024),
+               ("rlgen/CartPole-v0", 64), ("rlgen/CartPole-v0", 1024)]
 
 
 def steps_per_second(step, reset_done, actions: list, num_envs: int) -> float:

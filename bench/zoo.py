@@ -11,6 +11,7 @@ Writes bench/results/zoo.json. Needs the `bench` and `box2d` extras.
 
     python -m bench.zoo                         # all, about an hour on a 2-core CPU
     python -m bench.zoo --envs acrobot --seeds 0
+    python -m bench.zoo --no-variants       # then: python -m bench.zoo --variants-only
 """
 
 import argparse
@@ -156,6 +157,8 @@ def main() -> None:
     parser.add_argument("--envs", default=",".join(ZOO))
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--no-variants", action="store_true")
+    parser.add_argument("--variants-only", action="store_true",
+                        help="run only the *_fast variants; keep the other rows of zoo.json")
     parser.add_argument("--sb3-job", nargs=2, metavar=("ENV", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.sb3_job:
@@ -166,9 +169,13 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"unknown env {unknown[0]!r}: choose from {', '.join(ZOO)}")
     seeds = [int(s) for s in args.seeds.split(",")]
-    rows = []
+    rows, commands = [], ["python -m bench.zoo " + " ".join(sys.argv[1:])]
+    if args.variants_only:  # the faithful rows of the last full run stay
+        kept = json.loads((common.RESULTS / "zoo.json").read_text())
+        rows = [r for r in kept["runs"] if not r["experiment"].endswith("_fast")]
+        commands = kept.get("commands", [kept.get("command")]) + commands
     with tempfile.TemporaryDirectory() as tmp:
-        for name in names:
+        for name in [] if args.variants_only else names:
             for seed in seeds:
                 rows += run_pair(name, seed, Path(tmp))
                 print(json.dumps(rows[-2:]), flush=True)
@@ -179,7 +186,7 @@ def main() -> None:
     table = summarize(rows)
     common.table("DQN on RL Zoo's benchmark: final model, greedy, 100 episodes per seed", table)
     common.write("zoo", {"threads": "one torch thread per run, two runs side by side",
-                         "command": "python -m bench.zoo " + " ".join(sys.argv[1:]),
+                         "commands": commands,
                          "eval": f"{EVAL_EPISODES} episodes seeded {EVAL_SEED}+i, greedy, "
                                  "final model", "summary": table, "runs": rows})
 

@@ -8,7 +8,7 @@ straight and horizontal, heading right, head at a random row and at a random col
 under the head gives +10, the snake grows and a new fruit appears on a uniformly random
 empty square; without a fruit the reward is -0.2 and the tail moves up.
 
-Observation [H, W, 2]: channel 0 is 2 at the head and 1 on the body, channel 1 is 1 on
+Observation [H, W, 2] uint8: channel 0 is 2 at the head and 1 on the body, channel 1 is 1 on
 fruit squares. With `egocentric=True` (square boards) the same board is turned so the
 snake always heads up: a lossless re-encoding under which "turn left" always means the
 same thing on screen. `SnakeEnv` is the readable single game (a list of squares); the batched
@@ -61,7 +61,9 @@ class SnakeEnv(gym.Env):
         self.num_fruits, self.init_len = num_fruits, init_len
         self.max_steps_per_game = max_steps_per_game
         self.rewards = (reward_fruit, reward_step, reward_death)
-        self.observation_space = gym.spaces.Box(0, 2, (height, width, 2), dtype=np.float32)
+        # uint8, as the batched twin keeps its boards: a quarter of float32's bytes, and
+        # nothing to convert when the twin serves as a gymnasium vector env
+        self.observation_space = gym.spaces.Box(0, 2, (height, width, 2), dtype=np.uint8)
         self.action_space = gym.spaces.Discrete(3)
         self.snake: list[tuple[int, int]] = []  # head first
         self.fruits: set[tuple[int, int]] = set()
@@ -124,7 +126,7 @@ class SnakeEnv(gym.Env):
         return self._obs(), reward, False, truncated, self._info()
 
     def _obs(self) -> np.ndarray:
-        obs = np.zeros((self.height, self.width, 2), dtype=np.float32)
+        obs = np.zeros((self.height, self.width, 2), dtype=np.uint8)
         for y, x in self.snake:
             obs[y, x, 0] = 1
         obs[self.snake[0][0], self.snake[0][1], 0] = 2

@@ -3,6 +3,7 @@ registered gymnasium env trained by rlgen's DQN and REINFORCE."""
 
 import json
 import os
+import re
 
 import gymnasium
 import numpy as np
@@ -36,7 +37,8 @@ def test_make_vec_gives_a_vector_env_with_gymnasiums_contract(env_id):
     obs, infos = vector.reset(seed=5)
     again, _ = vector.reset(seed=5)
     np.testing.assert_array_equal(obs, again)  # a seed fixes the games
-    assert vector.observation_space.contains(obs) and obs.dtype == np.float32
+    assert vector.observation_space.contains(obs)
+    assert obs.dtype == (np.uint8 if "Snake" in env_id else np.float32)
     assert infos["steps"].shape == (16,) and infos["_steps"].all()
     generator = np.random.default_rng(0)
     ended_once = np.zeros(16, dtype=bool)
@@ -168,12 +170,17 @@ def test_reinforce_and_dqn_train_on_a_classic_control_env_through_the_cli(
     summary = json.loads(out.stdout.strip().splitlines()[-1])
     assert summary["episodes"] == 4
     assert -200 <= summary.get("mean_return", -summary.get("mean_steps", 0)) <= 0
-    gif = tmp_path / "games.gif"
-    run_cli("rlgen-watch", f"run={run_dir}", f"record={gif}", "frames=12")
-    assert gif.stat().st_size > 0
+    if experiment == "cartpole_reinforce":
+        gif = tmp_path / "games.gif"
+        run_cli("rlgen-watch", f"run={run_dir}", f"record={gif}", "frames=12")
+        assert gif.stat().st_size > 0
+        return
     # the env's own window (render_mode="human"), headless here
     out = run_cli("rlgen-watch", f"run={run_dir}", "frames=15")
     assert "watched 15 frames" in out.stdout
+    # resume goes on from the saved run (new games: gymnasium envs are not saved mid-game)
+    run_cli("rlgen-train", f"resume={run_dir}", "algo.max_frames=900")
+    assert json.loads((run_dir / "metrics.json").read_text())["frames"] == 900
 
 
 def test_async_vectorization_trains_too(tmp_path):
@@ -199,18 +206,32 @@ BAD = [
     (["env.id=Blackjack-v1"], "rlgen's networks need a Box observation"),
     (["env.id=Acrobot-v1", "env.vectorization_mode=threads"], "vectorization_mode"),
     (["env.id=nosuchmodule_xyz:Foo-v0"], "only done for an env.id given on rlgen-train"),
+    ([], "env.id has no value: pass env.id=..."),
+    (["env.id=CartPole-v1", "experiment=snake_dqn"], "pick a model that takes it"),
 ]
 
 
 @pytest.mark.parametrize("args,message", BAD)
-def test_bad_gymnasium_envs_are_one_line_before_anything_is_written(args, message, tmp_path):
+def test_bad_gymnasium_envs_are_refused_before_anything_is_written(args, message, tmp_path,
+                                                                   monkeypatch):
+    from nn.cli import validate_overrides
+
+    monkeypatch.delenv("RLGEN_ENV_MODULES", raising=False)
     run_dir = tmp_path / "run"
-    result = run_cli("rlgen-train", "experiment=cartpole_reinforce", "env=gymnasium", *args,
-                     f"hydra.run.dir={run_dir}", check=False)
-    if "nosuchmodule" in args[0]:  # typed on the command line: allowed, then not found
-        message = "cannot import module 'nosuchmodule_xyz'"
-    assert message in error_line(result)
+    with pytest.raises(UserError, match=re.escape(message)):
+        validate_overrides(["experiment=cartpole_reinforce", "env=gymnasium", *args,
+                            f"hydra.run.dir={run_dir}"])
     assert not run_dir.exists()
+
+
+def test_a_bad_gymnasium_env_is_one_line_on_the_command_line(tmp_path):
+    result = run_cli("rlgen-train", "experiment=acrobot_dqn", "env.id=Acrobat-v1",
+                     f"hydra.run.dir={tmp_path}/run", check=False)
+    assert "closest: Acrobot-v1" in error_line(result)
+    assert not (tmp_path / "run").exists()
+    result = run_cli("rlgen-train", "experiment=acrobot_dqn", "env.id=nosuchmodule_xyz:Foo-v0",
+                     f"hydra.run.dir={tmp_path}/run", check=False)
+    assert "cannot import module 'nosuchmodule_xyz'" in error_line(result)  # typed: allowed
 
 
 def test_a_missing_extra_names_the_extra_to_install(tmp_path):
@@ -239,3 +260,13 @@ def test_a_module_env_id_imports_only_when_the_user_allows_it(tmp_path):
     assert "import_env_module=true" in error_line(refused)
     out = run_cli("rlgen-eval", f"run={run_dir}", "episodes=2", "import_env_module=true", env=env)
     assert json.loads(out.stdout.strip().splitlines()[-1])["episodes"] == 2
+
+
+def test_exploration_can_be_a_share_of_the_budget():
+    from nn.config import plain
+    from rl.dqn import exploration_frames
+
+    algo = plain(compose("experiment=acrobot_dqn", "algo.max_frames=50000").algo)
+    assert exploration_frames(algo) == 6000  # RL Zoo's 12% of the steps
+    algo = plain(compose("experiment=snake_dqn").algo)
+    assert algo.exploration_fraction is None and exploration_frames(algo) == 100_000
