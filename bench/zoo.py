@@ -142,12 +142,12 @@ def summarize(rows: list[dict]) -> list[dict]:
                    "rl_zoo": f"{zoo_mean} +- {zoo_std} ({steps} steps)",
                    "rlgen_per_seed": [r["mean_return"] for r in ours],
                    "rlgen_mean": round(mean, 1), "at_least_rl_zoo": mean >= zoo_mean}
-            if sb3:
-                row["sb3_per_seed"] = [r["mean_return"] for r in sb3]
-                row["sb3_mean"] = round(sum(r["mean_return"] for r in sb3) / len(sb3), 1)
-                row["wall_time_ratio_rlgen_to_sb3"] = [
-                    round(a["train_seconds"] / b["train_seconds"], 3)
-                    for a, b in zip(ours, sb3, strict=True)]
+            # the variants run without SB3: their columns stay empty
+            row["sb3_per_seed"] = [r["mean_return"] for r in sb3] or None
+            row["sb3_mean"] = round(sum(r["mean_return"] for r in sb3) / len(sb3), 1) if sb3 else None
+            row["wall_time_ratio_rlgen_to_sb3"] = [
+                round(a["train_seconds"] / b["train_seconds"], 3)
+                for a, b in zip(ours, sb3, strict=True)] if sb3 else None
             table.append(row)
     return table
 

@@ -252,7 +252,8 @@ def run_tool(command: str, function: str, schema: str, argv: list[str] | None = 
                             f"{payload.get('experiment')!r}")
         args = parse_key_values(getattr(trainer, schema), argv)
         if getattr(args, "import_env_module", False):
-            allow_module_of(str((payload.get("config") or {}).get("env", {}).get("id", "")))
+            env_cfg = (payload.get("config") or {}).get("env") or {}
+            allow_module_of(str(env_cfg.get("id", "")))
         getattr(trainer, function)(payload, args)
     except UserError as err:
         fail(command, str(err))
