@@ -324,9 +324,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     logger.info(f"training {cfg.name} on {device}: {algo.num_envs} games in parallel, "
                 f"up to {algo.max_frames} frames; run dir {run_dir}")
     clock = Clock(loop)
+    decay_frames = exploration_frames(algo)
     while loop.frame < algo.max_frames:
-        epsilon = linear_decay(loop.frame, algo.epsilon_init, algo.epsilon_final,
-                               exploration_frames(algo))
+        epsilon = linear_decay(loop.frame, algo.epsilon_init, algo.epsilon_final, decay_frames)
         with autocast:
             actions = act(online, obs, epsilon, generator)
         next_obs, reward, terminated, truncated = envs.step(actions)
