@@ -4,9 +4,14 @@ greedy quality of finished runs. Writes bench/results/snake.json.
 
     python -m bench.snake                          # speed, about 5 minutes
     python -m bench.snake --summarize RUN_DIR ...  # time to thresholds + greedy eval
+    python -m bench.snake --train snake_dqn_strong --seeds 0 1 2   # 3 x 30 minutes
+    python -m bench.snake --train snake_dqn_strong --seeds 0 --overrides env.height=8 \
+        env.width=12 env.num_fruits=2
 
-The 30-minute quality runs themselves are plain training commands:
-    rlgen-train experiment=snake_dqn_fast seed=0   # then seed=1, seed=2
+--train runs the seeds one after the other (each alone on the machine), then plays 100
+fresh greedy games with each run's kept checkpoint (best_eval), on boards drawn from
+seed 5000 + run seed: the run picked that checkpoint on boards from seed 1000 + run
+seed, so the reported games are not the ones it was selected on.
 """
 
 import argparse
@@ -83,12 +88,54 @@ def training_speed(seconds: float) -> list[dict]:
     return rows
 
 
-def greedy_eval(run: str, checkpoint: str) -> dict:
+def tool(name: str) -> str:
+    return str(Path(sys.executable).parent / name)
+
+
+def greedy_eval(run: str, checkpoint: str, *options: str) -> dict:
     """`rlgen-eval` of one checkpoint: 100 fresh greedy games."""
     evaluation = subprocess.run(
-        [str(Path(sys.executable).parent / "rlgen-eval"), f"run={run}", f"checkpoint={checkpoint}",
-         "episodes=100", "device=cpu"], capture_output=True, text=True, check=True)
+        [tool("rlgen-eval"), f"run={run}", f"checkpoint={checkpoint}", "episodes=100",
+         "device=cpu", *options], capture_output=True, text=True, check=True)
     return json.loads(evaluation.stdout)
+
+
+def first_passed(eval_history: list[dict], fruits: float) -> dict | None:
+    """The first greedy evaluation during training whose mean reached `fruits`."""
+    for record in eval_history:
+        if record["mean_fruits"] >= fruits:
+            return {"wall_seconds": record.get("wall_seconds"), "frame": record["frame"]}
+    return None
+
+
+def train_seeds(experiment: str, seeds: list[int], overrides: list[str], runs_dir: Path,
+                eval_seed: int = 5000) -> list[dict]:
+    """Train each seed in turn (nothing else of this bench runs meanwhile), then report
+    per seed: frames, pace, the plan, when the greedy mean first passed 25 and 35 fruits,
+    and 100 fresh greedy games of the kept checkpoint."""
+    rows = []
+    for seed in seeds:
+        run = runs_dir / f"{experiment}{''.join('_' + o.split('=')[-1] for o in overrides)}_s{seed}"
+        subprocess.run([tool("rlgen-train"), f"experiment={experiment}", f"seed={seed}",
+                        *overrides, f"hydra.run.dir={run}"], check=True)
+        metrics = json.loads((run / "metrics.json").read_text())
+        fresh = greedy_eval(str(run), "best_eval", f"seed={eval_seed + seed}", "max_steps=100000")
+        history = metrics["eval_history"]
+        rows.append({
+            "experiment": experiment, "overrides": " ".join(overrides), "seed": seed,
+            "frames": metrics["frames"], "train_seconds": metrics["train_seconds"],
+            "frames_per_second": metrics["frames_per_second"],
+            "planned_frames": metrics.get("planned_frames"),
+            "planned_pace": metrics.get("planned_pace"),
+            "first_25_fruits": first_passed(history, 25), "first_35_fruits": first_passed(history, 35),
+            "selection_best_mean_fruits": max(r["mean_fruits"] for r in history),
+            "kept_frame": fresh["frame"], "fresh_eval_seed": eval_seed + seed,
+            "fresh_greedy_mean_fruits": fresh["mean_fruits"],
+            "fresh_greedy_max_fruits": fresh["max_fruits"],
+            "fresh_greedy_mean_steps": fresh["mean_steps"],
+            "max_steps_without_reward": fresh["max_steps_without_reward"], "run": str(run)})
+        common.table(f"{experiment} seed {seed}", rows[-1:])
+    return rows
 
 
 def summarize(run_dirs: list[str], checkpoints=("best", "best_eval")) -> list[dict]:
@@ -122,11 +169,23 @@ def main() -> None:
     parser.add_argument("--checkpoints", nargs="+", default=["best", "best_eval"],
                         help="which checkpoints --summarize evaluates (100 greedy games each)")
     parser.add_argument("--seconds", type=float, default=120)
+    parser.add_argument("--train", metavar="EXPERIMENT",
+                        help="train --seeds of this experiment one at a time, then evaluate")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--overrides", nargs="*", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs/bench_snake"))
     args = parser.parse_args()
     results_path = common.RESULTS / "snake.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     results["machine"] = common.machine()
-    if args.summarize:
+    if args.train:
+        rows = train_seeds(args.train, args.seeds, args.overrides, args.runs_dir)
+        new = {(r["experiment"], r["overrides"], r["seed"]) for r in rows}
+        kept = [r for r in results.get("trained", [])
+                if (r["experiment"], r["overrides"], r["seed"]) not in new]
+        results["trained"] = kept + rows
+        common.table("trained seeds: 100 fresh greedy games of the kept checkpoint", rows)
+    elif args.summarize:
         results["quality"] = summarize(args.summarize, args.checkpoints)
         common.table("Snake runs: thresholds, 20-minute figures, greedy eval of the best checkpoints",
                      results["quality"])

@@ -156,7 +156,9 @@ class SnakeEnvConfig:
     reward_fruit: float = MISSING
     reward_step: float = MISSING
     reward_death: float = MISSING
-    egocentric: bool = MISSING  # turn the board so the snake heads up (square boards)
+    # board: the book's; turned: the snake heads up, padded to a square; centred: turned,
+    # the head at the centre of a canvas of side 2 max(height, width) - 1
+    view: str = one_of("board", "turned", "centred")
 
 
 @dataclass
@@ -170,6 +172,7 @@ class ConvNetConfig:
     dropout: float = between(0, 1, upper_open=True)
     dueling: bool = MISSING
     init: str = one_of("glorot_normal", "torch_default")
+    strides: list[int] | None = None  # one per conv layer; default 1 each
 
 
 @dataclass
@@ -180,9 +183,11 @@ class DQNConfig:
     batch_size: int = at_least(1)
     gamma: float = between(0, 1)
     lr: float = above(0)
-    # with lr_final set, the learning rate falls linearly to it over lr_decay_frames frames
+    # with lr_final set, the learning rate falls linearly to it over lr_decay_frames frames,
+    # or over lr_decay_fraction of max_frames when that is set
     lr_final: float | None = above(0, None)
     lr_decay_frames: int = at_least(0, 0)
+    lr_decay_fraction: float | None = between(0, 1, default=None)
     optimizer: Any = MISSING
     epsilon_init: float = between(0, 1)
     epsilon_final: float = between(0, 1)
@@ -190,6 +195,8 @@ class DQNConfig:
     # SB3's exploration_fraction: when set, epsilon decays over this share of max_frames
     # (epsilon_decay_frames is then ignored)
     exploration_fraction: float | None = between(0, 1, default=None)
+    # Ape-X's spread: game i of N explores with epsilon^(1 + epsilon_ladder * i / (N - 1))
+    epsilon_ladder: float | None = at_least(0, None)
     sync_every_frames: int = at_least(1)
     target_init: str = one_of("random", "copy")  # random: the original
     train_every_frames: int = at_least(1)
@@ -198,15 +205,19 @@ class DQNConfig:
     double_dqn: bool = MISSING
     mirror: bool = False  # train on mirror images of half the sampled transitions
     # prioritized replay: draw by |TD error|^alpha, importance weights with an exponent
-    # that rises from priority_beta_init to 1 over priority_beta_frames frames
+    # that rises from priority_beta_init to 1 over priority_beta_frames frames (or over
+    # priority_beta_fraction of max_frames)
     prioritized: bool = False
     priority_alpha: float = at_least(0, 0.6)
     priority_beta_init: float = between(0, 1, default=0.4)
     priority_beta_frames: int = at_least(0, 0)
+    priority_beta_fraction: float | None = between(0, 1, default=None)
     n_step: int = at_least(1)
     loss: str = one_of("mse", "huber")
     max_grad_norm: float | None = above(0, None)
-    max_frames: int = at_least(1)
+    # null: planned from max_seconds, by timing the loop on this machine at the start (the
+    # plan is saved, so a resume keeps it; give a number to repeat a run exactly)
+    max_frames: int | None = at_least(1)
     max_seconds: float | None = above(0, None)  # wall-time budget
     stop_reward100: float | None = None  # stop once cumulativeReward100 reaches this
     report_reward100_levels: list[float] = field(default_factory=lambda: [])
@@ -217,6 +228,9 @@ class DQNConfig:
     eval_every_frames: int | None = at_least(1, None)
     eval_games: int = at_least(1, 100)
     eval_max_steps: int = at_least(1, 1000)  # per evaluation game (a greedy agent can loop forever)
+    # also end an evaluation game after this many steps without a positive reward (Snake:
+    # without a fruit), so a looping agent stops without a cap that cuts long games short
+    eval_max_steps_without_reward: int | None = at_least(1, None)
     stop_eval_return: float | None = None  # stop once a greedy evaluation reaches this
 
 

@@ -9,10 +9,13 @@ under the head gives +10, the snake grows and a new fruit appears on a uniformly
 empty square; without a fruit the reward is -0.2 and the tail moves up.
 
 Observation [H, W, 2] uint8: channel 0 is 2 at the head and 1 on the body, channel 1 is 1 on
-fruit squares. With `egocentric=True` (square boards) the same board is turned so the
-snake always heads up: a lossless re-encoding under which "turn left" always means the
-same thing on screen. `SnakeEnv` is the readable single game (a list of squares); the batched
-twin keeps N boards and N rings of body squares as tensors, so a move writes a few squares
+fruit squares. `view` re-encodes the same board losslessly (`view_offsets`): "board" is the
+book's; "turned" turns it so the snake always heads up (so "turn left" always means the
+same thing on screen) and pads it onto a square canvas of side max(H, W), the squares off
+the board marked 3 in channel 0, so any board shape gives one observation shape; "centred"
+also turns, on a canvas of side 2 max(H, W) - 1 with the head always at its centre.
+`SnakeEnv` is the readable single game (a list of squares); the batched twin keeps N
+boards and N rings of body squares as tensors, so a move writes a few squares
 per game. A test holds them equal.
 """
 
@@ -31,9 +34,39 @@ TURN = (0, 1, 3)  # action -> change of heading (straight, left, right)
 ACTION_NAMES = ("straight", "left", "right")
 
 
+VIEWS = ("board", "turned", "centred")
+OFF_BOARD = 3  # channel 0 of a canvas square that is not on the board
+
+
 def egocentric_turns(heading):
     """Quarter turns (counter-clockwise) that bring `heading` to UP."""
     return (UP - heading) % 4
+
+
+def view_shape(height: int, width: int, view: str) -> tuple[int, int, int]:
+    side = {"board": None, "turned": max(height, width), "centred": 2 * max(height, width) - 1}
+    if view not in side:
+        raise ValueError(f"view={view!r} is not one of {VIEWS}")
+    return (height, width, 2) if view == "board" else (side[view], side[view], 2)
+
+
+def view_offsets(height: int, width: int, view: str, heading: int) -> np.ndarray:
+    """[side, side, 2]: for each square of a turned or centred view, the (row, column) of
+    the board square it shows, relative to the board's top-left square (turned) or to
+    the head (centred); a turned view's canvas squares beyond the board get a far-off
+    coordinate. Tables per heading only, so they stay small on any board; the single env
+    and the batched twin both read their views through them."""
+    side, turns = view_shape(height, width, view)[0], egocentric_turns(heading)
+    if view == "turned":  # turn the board, then put it in the canvas's top-left corner
+        rows, cols = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
+        turned = np.rot90(np.stack([rows, cols], -1), turns, axes=(0, 1))
+        canvas = np.full((side, side, 2), -side)
+        canvas[:turned.shape[0], :turned.shape[1]] = turned
+        return canvas
+    # centred: the head at the centre, then the canvas turned about it
+    rows, cols = np.meshgrid(np.arange(side) - side // 2, np.arange(side) - side // 2,
+                             indexing="ij")
+    return np.rot90(np.stack([rows, cols], -1), turns, axes=(0, 1)).copy()
 
 
 class SnakeEnv(gym.Env):
@@ -42,7 +75,7 @@ class SnakeEnv(gym.Env):
     def __init__(self, render_mode: str | None = None, height: int = 9, width: int = 9,
                  num_fruits: int = 1, init_len: int = 2, max_steps_per_game: int | None = None,
                  reward_fruit: float = 10.0, reward_step: float = -0.2,
-                 reward_death: float = -10.0, egocentric: bool = False):
+                 reward_death: float = -10.0, view: str = "board"):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode {render_mode!r} is not one of "
                              f"{self.metadata['render_modes']}")
@@ -53,17 +86,20 @@ class SnakeEnv(gym.Env):
         if not 1 <= num_fruits <= height * width - init_len:
             raise ValueError(f"num_fruits={num_fruits} must be between 1 and height * width - "
                              f"init_len = {height * width - init_len} on a {height}x{width} board")
-        if egocentric and height != width:
-            raise ValueError(f"egocentric observations need a square board, not {height}x{width}")
+        view_shape(height, width, view)  # checks the name
         self.render_mode = render_mode
-        self.egocentric = egocentric
+        self.view = view
+        # the left-right mirror (`mirrored`) maps a view to the view of the mirrored game,
+        # except a turned non-square board, which sits in the canvas's left corner
+        self.mirror_symmetric = view != "turned" or height == width
         self.height, self.width = height, width
         self.num_fruits, self.init_len = num_fruits, init_len
         self.max_steps_per_game = max_steps_per_game
         self.rewards = (reward_fruit, reward_step, reward_death)
         # uint8, as the batched twin keeps its boards: a quarter of float32's bytes, and
         # nothing to convert when the twin serves as a gymnasium vector env
-        self.observation_space = gym.spaces.Box(0, 2, (height, width, 2), dtype=np.uint8)
+        self.observation_space = gym.spaces.Box(0, 2 if view == "board" else OFF_BOARD,
+                                                view_shape(height, width, view), dtype=np.uint8)
         self.action_space = gym.spaces.Discrete(3)
         self.snake: list[tuple[int, int]] = []  # head first
         self.fruits: set[tuple[int, int]] = set()
@@ -132,16 +168,23 @@ class SnakeEnv(gym.Env):
         obs[self.snake[0][0], self.snake[0][1], 0] = 2
         for y, x in self.fruits:
             obs[y, x, 1] = 1
-        if self.egocentric:
-            return np.rot90(obs, egocentric_turns(self.heading), axes=(0, 1)).copy()
-        return obs
+        if self.view == "board":
+            return obs
+        offsets = view_offsets(self.height, self.width, self.view, self.heading)
+        anchor = self.snake[0] if self.view == "centred" else (0, 0)
+        rows, cols = anchor[0] + offsets[..., 0], anchor[1] + offsets[..., 1]
+        inside = (rows >= 0) & (rows < self.height) & (cols >= 0) & (cols < self.width)
+        seen = obs[rows.clip(0, self.height - 1), cols.clip(0, self.width - 1)]
+        seen[~inside] = (OFF_BOARD, 0)
+        return seen
 
     @staticmethod
     def mirrored(obs: torch.Tensor, actions: torch.Tensor):
         """The left-right mirror image of a batch of observations [N, H, W, 2] and their
         actions: Snake's rules do not change under the mirror, which swaps left and right
         turns, so a mirrored transition is as real as the one it came from (a lossless
-        augmentation for DQN, `algo.mirror`). Holds for the egocentric view as well."""
+        augmentation for DQN, `algo.mirror`). Holds for the centred view as well, and for
+        the turned view of a square board."""
         return obs.flip(-2), torch.where(actions == 0, actions, 3 - actions)
 
     def _info(self) -> dict:
@@ -183,7 +226,7 @@ class SnakeEnv(gym.Env):
                 seed: int = 0, kernel: bool | None = None) -> "BatchedSnake":
         return BatchedSnake(num_envs, self.height, self.width, self.num_fruits, self.init_len,
                             self.max_steps_per_game, self.rewards, torch.device(device), seed,
-                            self.egocentric, kernel)
+                            self.view, kernel)
 
 
 class BatchedSnake:
@@ -210,8 +253,8 @@ class BatchedSnake:
 
     def __init__(self, num_envs: int, height: int, width: int, num_fruits: int, init_len: int,
                  max_steps_per_game: int | None, rewards: tuple, device: torch.device,
-                 seed: int = 0, egocentric: bool = False, kernel: bool | None = None):
-        self.egocentric = egocentric
+                 seed: int = 0, view: str = "board", kernel: bool | None = None):
+        self.view = view
         self.kernel = device.type == "cpu" if kernel is None else kernel
         if self.kernel and device.type != "cpu":
             raise ValueError(f"the compiled snake loop runs on the CPU, not {device}: "
@@ -223,7 +266,7 @@ class BatchedSnake:
         self.reward_values = np.array(rewards, dtype=np.float32)
         self.device = device
         self.generator = make_generator(seed, device)
-        self.observation_shape = (height, width, 2)
+        self.observation_shape = view_shape(height, width, view)
         self.observation_dtype = torch.uint8
         self.num_actions = 3
         self.squares = squares = height * width
@@ -247,11 +290,10 @@ class BatchedSnake:
         # what a move writes: old head -> body, tail square -> free, new head, eaten fruit
         self.write_values = torch.tensor([1, 0, 2, 0], dtype=torch.uint8,
                                          device=device).expand(num_envs, 4)
-        if egocentric:  # per heading, the flat board index each turned position reads
-            index = torch.arange(2 * squares, device=device).view(height, width, 2)
-            self.turn_index = torch.stack([torch.rot90(index, int(egocentric_turns(h)),
-                                                       dims=(0, 1)).flatten()
-                                           for h in range(4)])
+        if view != "board":  # per heading: the board square each viewed square shows
+            offsets = np.stack([view_offsets(height, width, view, h) for h in range(4)])
+            self.view_rows = torch.tensor(offsets[..., 0].reshape(4, -1), device=device)
+            self.view_cols = torch.tensor(offsets[..., 1].reshape(4, -1), device=device)
         self.board = torch.zeros(num_envs, 2 * squares + 1, dtype=torch.uint8, device=device)
         self.body = torch.zeros(num_envs, squares + 1, dtype=torch.long, device=device)
         zeros = torch.zeros(num_envs, dtype=torch.long, device=device)
@@ -331,18 +373,26 @@ class BatchedSnake:
         self.generator.set_state(state["generator"])
 
     def observation(self) -> torch.Tensor:
-        """[N, H, W, 2] uint8: 2 at the head, 1 on the body; 1 on fruit. A copy."""
-        board = self.board[:, :self.spare]
-        if self.egocentric and self.kernel:
-            turned = torch.empty_like(board)
-            snake_kernel.turned_boards(self.board.numpy(), self.heading.numpy(),
-                                       self.turn_index.numpy(), turned.numpy())
-            board = turned
-        elif self.egocentric:
-            board = board.gather(1, self.turn_index[self.heading])
+        """[N, *observation_shape] uint8 through the env's view (see `view_offsets`). A copy."""
+        if self.view == "board":
+            return self.board[:, :self.spare].clone().view(self.num_envs, *self.observation_shape)
+        centred = self.view == "centred"
+        if self.kernel:
+            out = torch.empty(self.num_envs, self.view_rows.shape[1], 2, dtype=torch.uint8)
+            snake_kernel.viewed_boards(self.board.numpy(), self.head.numpy(),
+                                       self.heading.numpy(), self.view_rows.numpy(),
+                                       self.view_cols.numpy(), self.width, centred, out.numpy())
         else:
-            board = board.clone()
-        return board.view(self.num_envs, *self.observation_shape)
+            rows, cols = self.view_rows[self.heading], self.view_cols[self.heading]
+            if centred:
+                rows = rows + (self.head // self.width)[:, None]
+                cols = cols + (self.head % self.width)[:, None]
+            inside = (rows >= 0) & (rows < self.height) & (cols >= 0) & (cols < self.width)
+            square = torch.where(inside, rows * self.width + cols, 0)
+            out = torch.stack([self.board.gather(1, 2 * square),
+                               self.board.gather(1, 2 * square + 1)], 2)
+            out[~inside] = torch.tensor([OFF_BOARD, 0], dtype=torch.uint8, device=self.device)
+        return out.view(self.num_envs, *self.observation_shape)
 
     def step(self, actions: torch.Tensor):
         """Returns (obs, reward, terminated, truncated). A finished game's obs is its last

@@ -70,13 +70,22 @@ def place_fruit(board_row, u, squares):
 
 
 @numba.njit(cache=True, nogil=True)
-def turned_boards(board, heading, turn_index, out):
-    """out[i] = game i's board read through its heading's turn (egocentric view)."""
+def viewed_boards(board, head, heading, view_rows, view_cols, width, centred, out):
+    """out[i, j] = the body and fruit values of the board square that viewed square j of
+    game i shows (`view_offsets`, relative to the head when `centred`); 3 and 0 where it
+    shows no board square."""
+    height = (board.shape[1] - 1) // 2 // width
     for i in range(board.shape[0]):
-        index = turn_index[heading[i]]
+        rows, cols = view_rows[heading[i]], view_cols[heading[i]]
+        head_row, head_col = (head[i] // width, head[i] % width) if centred else (0, 0)
         for j in range(out.shape[1]):
-            out[i, j] = board[i, index[j]]
-
+            y, x = rows[j] + head_row, cols[j] + head_col
+            if 0 <= y < height and 0 <= x < width:
+                out[i, j, 0] = board[i, 2 * (y * width + x)]
+                out[i, j, 1] = board[i, 2 * (y * width + x) + 1]
+            else:
+                out[i, j, 0] = 3
+                out[i, j, 1] = 0
 
 
 @numba.njit(cache=True, nogil=True)

@@ -68,18 +68,24 @@ class ConvNet(torch.nn.Module):
     def __init__(self, in_shape: list[int], out_features: int, channels: list[int],
                  kernel_size: int = 3, padding: int = 0, batch_norm: bool = True,
                  hidden_sizes: list[int] = (100,), dropout: float = 0.0, dueling: bool = False,
-                 init: str = "glorot_normal"):
+                 init: str = "glorot_normal", strides: list[int] | None = None):
         super().__init__()
         height, width, in_channels = in_shape
+        strides = list(strides) if strides else [1] * len(channels)
+        if len(strides) != len(channels):
+            raise ValueError(f"strides {strides} must give one stride per conv layer "
+                             f"({len(channels)})")
         layers: list[torch.nn.Module] = []
-        for i, out_channels in enumerate(channels):
-            layers += [torch.nn.Conv2d(in_channels, out_channels, kernel_size, padding=padding),
+        for i, (out_channels, stride) in enumerate(zip(channels, strides, strict=True)):
+            layers += [torch.nn.Conv2d(in_channels, out_channels, kernel_size, stride,
+                                       padding=padding),
                        torch.nn.ReLU()]
             if batch_norm and i < len(channels) - 1:
                 # tf.js momentum 0.99 is PyTorch's momentum 0.01
                 layers.append(torch.nn.BatchNorm2d(out_channels, eps=1e-3, momentum=0.01))
             in_channels = out_channels
-            height, width = height + 2 * padding - kernel_size + 1, width + 2 * padding - kernel_size + 1
+            height = (height + 2 * padding - kernel_size) // stride + 1
+            width = (width + 2 * padding - kernel_size) // stride + 1
         if height < 1 or width < 1:
             raise ValueError(f"board {in_shape[:2]} is too small for {len(channels)} "
                              f"{kernel_size}x{kernel_size} convolutions without padding")

@@ -50,7 +50,7 @@ from rl.play import (
     report,
     watch_agent,
 )
-from rl.replay import NStepWindow, PrioritizedReplayMemory, ReplayMemory
+from rl.replay import NStepWindow, PrioritizedReplayMemory, ReplayMemory, check_memory_fits
 
 __all__ = ["EvalArgs", "WatchArgs", "train", "evaluate", "watch"]
 
@@ -63,12 +63,26 @@ def linear_decay(frame: int, init: float, final: float, decay_frames: int) -> fl
     return init + (final - init) * frame / decay_frames
 
 
-def exploration_frames(algo) -> int:
-    """Frames over which epsilon decays: a share of the budget (SB3's
-    exploration_fraction) when one is set, else epsilon_decay_frames."""
-    if algo.exploration_fraction is None:
-        return algo.epsilon_decay_frames
-    return round(algo.exploration_fraction * algo.max_frames)
+def size_schedules(algo, max_frames: int) -> None:
+    """Fix the run's length and its schedules' lengths in frames: each share that is set
+    (exploration_fraction as SB3's, lr_decay_fraction, priority_beta_fraction) replaces the
+    schedule's frame count with that share of max_frames."""
+    algo.max_frames = max_frames
+    for share, frames in (("exploration_fraction", "epsilon_decay_frames"),
+                          ("lr_decay_fraction", "lr_decay_frames"),
+                          ("priority_beta_fraction", "priority_beta_frames")):
+        if getattr(algo, share) is not None:
+            setattr(algo, frames, round(getattr(algo, share) * max_frames))
+
+
+def epsilon_ladder(algo, device: torch.device) -> torch.Tensor | float:
+    """Exponents that spread exploration over the games (Ape-X, Horgan et al. 2018): game
+    i of N explores with epsilon^(1 + epsilon_ladder * i / (N - 1)), so some games play
+    almost greedily and reach the long-snake positions a single epsilon rarely lets a
+    game reach, while others explore. 1 (one epsilon for all) without a ladder."""
+    if not algo.epsilon_ladder or algo.num_envs == 1:
+        return 1.0
+    return 1 + algo.epsilon_ladder * torch.arange(algo.num_envs, device=device) / (algo.num_envs - 1)
 
 
 def build_q_network(cfg, env) -> torch.nn.Module:
@@ -83,8 +97,9 @@ def set_training(module: torch.nn.Module, training: bool) -> None:
 
 
 @torch.no_grad()
-def act(q_network, obs, epsilon: float, generator) -> torch.Tensor:
-    """Epsilon-greedy: a random action with probability epsilon, else the best Q."""
+def act(q_network, obs, epsilon, generator) -> torch.Tensor:
+    """Epsilon-greedy: a random action with probability epsilon (one for all games, or a
+    tensor with one per game), else the best Q."""
     set_training(q_network, False)
     q = q_network(obs).float()
     n, num_actions = q.shape
@@ -149,13 +164,19 @@ def training_batches(memory, target, updates: int, algo, generator, autocast,
 def check_config(cfg: DictConfig) -> None:
     """Settings that cannot go together, refused before a run dir is made."""
     algo = cfg.algo
+    if algo.max_frames is None and algo.max_seconds is None:
+        raise UserError("algo.max_frames=null plans the run from its time budget: set "
+                        "algo.max_seconds too, or give algo.max_frames a number")
     if algo.prioritized and algo.sample_without_replacement:
         raise UserError("prioritized replay draws with replacement: set "
                         "algo.sample_without_replacement=false or algo.prioritized=false")
     env = instantiate(cfg.env)
-    if algo.mirror and not hasattr(env, "mirrored"):
+    if algo.mirror and not (hasattr(env, "mirrored") and getattr(env, "mirror_symmetric", True)):
         raise UserError(f"algo.mirror=true needs an env with a mirror symmetry; "
-                        f"{cfg.env._target_} has none: set algo.mirror=false")
+                        f"{cfg.env._target_} with these settings has none: set algo.mirror=false")
+    dtype = torch.uint8 if env.observation_space.dtype == "uint8" else torch.float32
+    check_memory_fits(algo.replay_size, env.observation_space.shape, dtype,
+                      select_device(cfg.device))
     check_model_fits(cfg, env, build_q_network)
     env.close()
 
@@ -263,6 +284,8 @@ class LoopState:
     reached: dict = field(default_factory=dict)
     history: list = field(default_factory=list)
     train_seconds: float = 0.0
+    planned_frames: int | None = None  # the run's length, when planned from the time budget
+    planned_pace: float | None = None  # the frames/s measured for that plan
 
     def updates_due(self, algo) -> int:
         """Gradient steps due after this step: `updates_per_train` every
@@ -308,6 +331,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         vars(loop).update(run.meta["loop"])
     maybe_compile(online, cfg.compile)
     maybe_compile(target, cfg.compile)
+    if algo.max_frames is None and loop.planned_frames is None:
+        plan_by_budget(cfg, env, online, target, loop, autocast)
+    size_schedules(algo, algo.max_frames or loop.planned_frames)
 
     def save_everything() -> None:
         """`last`: the weights and everything else the loop holds, so resume goes on
@@ -321,14 +347,17 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                                  "cumulativeReward100": loop.best, "loop": vars(loop)})
 
     logger = run.open_logger(algo.max_frames, "frame", done=loop.frame)
+    planned = (f" (planned for {algo.max_seconds:.0f} s at the {loop.planned_pace:.0f} "
+               f"frames/s timed at the start)" if loop.planned_frames == algo.max_frames else "")
     logger.info(f"training {cfg.name} on {device}: {algo.num_envs} games in parallel, "
-                f"up to {algo.max_frames} frames; run dir {run_dir}")
+                f"up to {algo.max_frames} frames{planned}; run dir {run_dir}")
     clock = Clock(loop)
-    decay_frames = exploration_frames(algo)
+    ladder = epsilon_ladder(algo, device)
     while loop.frame < algo.max_frames:
-        epsilon = linear_decay(loop.frame, algo.epsilon_init, algo.epsilon_final, decay_frames)
+        epsilon = linear_decay(loop.frame, algo.epsilon_init, algo.epsilon_final,
+                               algo.epsilon_decay_frames)
         with autocast:
-            actions = act(online, obs, epsilon, generator)
+            actions = act(online, obs, epsilon ** ladder, generator)
         next_obs, reward, terminated, truncated = envs.step(actions)
         ended = terminated | truncated
         store(memory, window, obs, actions, reward, next_obs, terminated, ended)
@@ -363,6 +392,52 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         run.save("best", {"q_network": online.state_dict()},
                  {"frame": loop.frame, "cumulativeReward100": None, "games": stats.games})
     return finish(run, loop, stats, device)
+
+
+def plan_by_budget(cfg, env, online, target, loop: LoopState, autocast,
+                   share: float = 0.9) -> None:
+    """Size the run to its time budget on this machine: time the loop's steady pace (act,
+    step, store, and learn at the recipe's replay ratio) for a few seconds on copies of
+    the nets, a scratch memory of the recipe's size and scratch games, then plan the
+    frames that fill `share` of what is left of algo.max_seconds (the rest for greedy
+    evaluations and pace changes). The timing counts as training time; random streams
+    are left as they were."""
+    algo, began = plain(cfg.algo), time.perf_counter()
+    torch_rng, device = global_rng_state(), next(online.parameters()).device
+    online, target = copy.deepcopy(online), copy.deepcopy(target)
+    optimizer = instantiate(algo.optimizer)(online.parameters(), lr=algo.lr)
+    envs = env.batched(algo.num_envs, device, seed=cfg.seed + 2)
+    memory, window = make_memory(algo, env, envs, device), NStepWindow(algo.n_step, algo.gamma)
+    # draws range over the whole memory, as they will for most of the run (a larger
+    # memory costs more cache misses and a longer priority sum)
+    memory.size = memory.capacity
+    if algo.prioritized:
+        memory.priorities.fill_(1.0)
+    generator, scratch = make_generator(cfg.seed + 2, device), LoopState()
+    obs, mirrored = envs.reset(), env.mirrored if algo.mirror else None
+    frames, timed_from = 0, None
+    while timed_from is None or time.perf_counter() - timed_from < 8.0:
+        with autocast:
+            actions = act(online, obs, 0.5, generator)
+        next_obs, reward, terminated, truncated = envs.step(actions)
+        ended = terminated | truncated
+        store(memory, window, obs, actions, reward, next_obs, terminated, ended)
+        obs = envs.reset_done(ended)
+        updates = scratch.updates_due(algo)
+        learned = bool(updates)
+        if learned:
+            learn(online, target, optimizer, memory, algo, 0, updates, generator, autocast,
+                  mirrored)
+        if timed_from is not None:
+            frames += algo.num_envs
+        elif learned:  # the first update warms up: the timing starts after it
+            timed_from = time.perf_counter()
+    pace = frames / (time.perf_counter() - timed_from)
+    set_global_rng_state(torch_rng)
+    loop.train_seconds = time.perf_counter() - began
+    loop.planned_pace = round(pace, 1)
+    loop.planned_frames = max(algo.num_envs,
+                              int(pace * share * (algo.max_seconds - loop.train_seconds)))
 
 
 def restore(run, online, target, optimizer, memory, window, envs, stats, generator, device):
@@ -418,7 +493,7 @@ class Clock:
 def evaluate_greedily(env, online, algo, seed: int, device: torch.device, loop: LoopState,
                       clock: Clock, autocast) -> dict:
     """`eval_games` greedy games; `seconds` is the training time so far, evaluations
-    left out. Recorded in the loop's eval history."""
+    left out, `wall_seconds` with them. Recorded in the loop's eval history."""
     began = time.perf_counter()
     seconds = began - clock.start - loop.eval_seconds
     # a fresh env with a fixed seed: every evaluation starts from the same boards, and
@@ -427,9 +502,10 @@ def evaluate_greedily(env, online, algo, seed: int, device: torch.device, loop: 
     set_training(online, False)
     with autocast:
         games = play_batched(eval_envs, lambda o: online(o).float().argmax(1),
-                             algo.eval_max_steps)
+                             algo.eval_max_steps, algo.eval_max_steps_without_reward)
     loop.eval_seconds += time.perf_counter() - began
     record = {"frame": loop.frame, "seconds": round(seconds, 2),
+              "wall_seconds": round(began - clock.start, 2),
               **mean_figures(games, eval_envs.counters)}
     loop.eval_history.append(record)
     return record
@@ -497,6 +573,7 @@ def finish(run: Run, loop: LoopState, stats: GameStats, device: torch.device) ->
            ["cumulativeReward100", *[f"{c}100" for c in stats.counters]]},
         "best_cumulativeReward100": loop.best, "best_frame": loop.best_frame,
         "best_eval_return": loop.best_eval, "eval_history": loop.eval_history,
+        "planned_frames": loop.planned_frames, "planned_pace": loop.planned_pace,
         "reached": loop.reached, "history": loop.history,
     }
     best_text = f"{loop.best:.1f}" if loop.best is not None else "n/a (under 100 games)"
@@ -538,10 +615,13 @@ def evaluate(payload: dict, args) -> dict:
     def act(obs):
         return q_network(obs).argmax(1)
 
-    games = play_batched(envs, act, max_steps)
+    without_reward = (args.max_steps_without_reward
+                      or cfg.algo.get("eval_max_steps_without_reward"))
+    games = play_batched(envs, act, max_steps, without_reward)
     summary = {"experiment": payload["experiment"], "checkpoint": args.checkpoint,
-               "frame": payload["meta"].get("frame"), "episodes": args.episodes,
-               "max_steps_per_game": max_steps, **mean_figures(games, envs.counters)}
+               "frame": payload["meta"].get("frame"), "episodes": args.episodes, "seed": args.seed,
+               "max_steps_per_game": max_steps, "max_steps_without_reward": without_reward,
+               **mean_figures(games, envs.counters)}
     for name, label in envs.counters.items():
         summary[f"max_{label}"] = int(games[name].max())
     report(summary)

@@ -30,6 +30,9 @@ class EvalArgs:
     device: str = "auto"
     greedy: bool = False  # policy-gradient agents: False samples, as the book's Test button
     max_steps: int | None = at_least(1, None)  # per game; default: the run's max_steps_per_game
+    # end a game after this many steps without a positive reward (Snake: without a fruit);
+    # default: the run's algo.eval_max_steps_without_reward, if it has one
+    max_steps_without_reward: int | None = at_least(1, None)
 
 
 @dataclass
@@ -48,9 +51,13 @@ class WatchArgs:
 
 
 @torch.no_grad()
-def play_batched(envs, act, max_steps: int) -> dict[str, torch.Tensor]:
-    """Play one game in each of the batched envs. Per game: `steps`, `returns`, and each
-    of the env's `counters` (Snake: fruits eaten, length) as it was at the game's end."""
+def play_batched(envs, act, max_steps: int,
+                 max_steps_without_reward: int | None = None) -> dict[str, torch.Tensor]:
+    """Play one game in each of the batched envs, for at most `max_steps` steps and, if
+    given, at most `max_steps_without_reward` steps since its last positive reward (a
+    greedy agent that loops is stopped without cutting long games short). Per game:
+    `steps`, `returns`, and each of the env's `counters` (Snake: fruits eaten, length) as
+    it was at the game's end."""
     obs = envs.reset()
     n, device = envs.num_envs, envs.device
     live = torch.ones(n, dtype=torch.bool, device=device)
@@ -59,6 +66,7 @@ def play_batched(envs, act, max_steps: int) -> dict[str, torch.Tensor]:
     counters = list(getattr(envs, "counters", {}))
     for name in counters:
         games[name] = getattr(envs, name).clone()
+    since_reward = torch.zeros(n, dtype=torch.long, device=device)
     for _ in range(max_steps):
         obs, reward, terminated, truncated = envs.step(act(obs))
         games["steps"] += live
@@ -66,6 +74,9 @@ def play_batched(envs, act, max_steps: int) -> dict[str, torch.Tensor]:
         for name in counters:  # finished games keep the value they ended with
             games[name] = torch.where(live, getattr(envs, name), games[name])
         live &= ~(terminated | truncated)
+        if max_steps_without_reward is not None:
+            since_reward = torch.where(reward > 0, 0, since_reward + 1)
+            live &= since_reward < max_steps_without_reward
         if not live.any():
             break
     return games

@@ -108,6 +108,10 @@ def test_prioritized_replay_refuses_drawing_without_replacement(tmp_path):
 def test_mirror_needs_an_env_with_a_mirror_symmetry(tmp_path, monkeypatch):
     from envs.snake import SnakeEnv
 
+    # a turned non-square board sits in its canvas's corner: its mirror image is not a view
+    with pytest.raises(dqn.UserError, match="mirror symmetry"):
+        dqn.train(compose(*TINY_SNAKE, "algo.mirror=true", "env.view=turned", "env.height=5",
+                          "env.width=7"), tmp_path)
     monkeypatch.delattr(SnakeEnv, "mirrored")
     with pytest.raises(dqn.UserError, match="mirror symmetry"):
         dqn.train(compose(*TINY_SNAKE, "algo.mirror=true"), tmp_path)
@@ -217,7 +221,7 @@ def test_resume_continues_exactly_where_the_run_stopped(tmp_path, replay):
     dqn.train(compose(*common, "algo.max_frames=400"), tmp_path / "split")
     resumed = dqn.train(compose(*common, "algo.max_frames=800", f"resume={tmp_path / 'split'}"),
                         tmp_path / "split")
-    drop = {"seconds"}
+    drop = {"seconds", "wall_seconds"}
     assert resumed["games"] > 0 and resumed["frames"] == straight["frames"] == 800
     assert [{k: v for k, v in h.items() if k not in drop} for h in resumed["history"]] == \
         [{k: v for k, v in h.items() if k not in drop} for h in straight["history"]]
@@ -233,3 +237,20 @@ def test_resume_continues_exactly_where_the_run_stopped(tmp_path, replay):
             else torch.equal(tensor, b["state"]["memory"][name]), name
     assert ("priorities" in a["state"]["memory"]) == bool(replay)
     assert a["state"]["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-4)  # decayed
+
+
+def test_a_budget_planned_run_sizes_its_schedules_and_a_resume_keeps_the_plan(tmp_path):
+    """max_frames=null: the frames are planned from the time budget at the pace timed at
+    the start; the schedules' shares follow the plan, and a resume with a longer budget
+    keeps the saved plan instead of timing again."""
+    common = [*TINY_SNAKE, "algo.max_frames=null", "algo.exploration_fraction=0.5",
+              "algo.lr_final=1e-4", "algo.lr_decay_fraction=1.0", "algo.replay_warmup=100"]
+    first = dqn.train(compose(*common, "algo.max_seconds=14"), tmp_path)
+    plan = first["planned_frames"]
+    assert plan > 0 and first["planned_pace"] > 0 and first["train_seconds"] <= 16
+    resumed = dqn.train(compose(*common, "algo.max_seconds=1000", f"resume={tmp_path}"), tmp_path)
+    assert resumed["planned_frames"] == plan
+    assert plan <= resumed["frames"] < plan + 64  # stopped at the plan, not at 1000 s
+    with pytest.raises(dqn.UserError, match="set algo.max_seconds too"):
+        dqn.train(compose(*TINY_SNAKE, "algo.max_frames=null", "algo.max_seconds=null"),
+                  tmp_path / "none")

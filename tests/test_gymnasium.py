@@ -264,9 +264,11 @@ def test_a_module_env_id_imports_only_when_the_user_allows_it(tmp_path):
 
 def test_exploration_can_be_a_share_of_the_budget():
     from nn.config import plain
-    from rl.dqn import exploration_frames
+    from rl.dqn import size_schedules
 
-    algo = plain(compose("experiment=acrobot_dqn", "algo.max_frames=50000").algo)
-    assert exploration_frames(algo) == 6000  # RL Zoo's 12% of the steps
+    algo = plain(compose("experiment=acrobot_dqn").algo)
+    size_schedules(algo, 50000)
+    assert algo.epsilon_decay_frames == 6000  # RL Zoo's 12% of the steps
     algo = plain(compose("experiment=snake_dqn").algo)
-    assert algo.exploration_fraction is None and exploration_frames(algo) == 100_000
+    size_schedules(algo, algo.max_frames)
+    assert algo.exploration_fraction is None and algo.epsilon_decay_frames == 100_000

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 import envs  # noqa: F401  (registers rlgen/Snake-v0)
 from envs import snake_kernel
-from envs.snake import DX, DY, TURN, SnakeEnv
+from envs.snake import DX, DY, OFF_BOARD, TURN, SnakeEnv, egocentric_turns
 
 
 def test_registered_env_passes_gymnasium_checker():
@@ -59,17 +59,19 @@ def test_fruit_lands_uniformly_on_empty_squares():
 
 
 @pytest.mark.parametrize("kernel", [True, False], ids=["compiled", "tensor_ops"])
-@pytest.mark.parametrize("height, width, fruits, init_len, egocentric",
-                         [(9, 9, 1, 2, False), (4, 5, 3, 3, False), (5, 5, 2, 2, True)])
+@pytest.mark.parametrize("height, width, fruits, init_len, view",
+                         [(9, 9, 1, 2, "board"), (4, 5, 3, 3, "board"), (5, 5, 2, 2, "turned"),
+                          (4, 7, 2, 3, "turned"), (6, 4, 1, 2, "centred"),
+                          (5, 8, 2, 2, "centred")])
 def test_batched_twin_equals_single_env_step_for_step(height, width, fruits, init_len,
-                                                      egocentric, kernel):
+                                                      view, kernel):
     n, rng = 24, np.random.default_rng(0)
     proto = SnakeEnv(height=height, width=width, num_fruits=fruits, init_len=init_len,
-                     max_steps_per_game=60, egocentric=egocentric)
+                     max_steps_per_game=60, view=view)
     batched = proto.batched(n, "cpu", seed=1, kernel=kernel)
     batched.reset()
     singles = [SnakeEnv(height=height, width=width, num_fruits=fruits, init_len=init_len,
-                        max_steps_per_game=60, egocentric=egocentric) for _ in range(n)]
+                        max_steps_per_game=60, view=view) for _ in range(n)]
     for i, env in enumerate(singles):
         env.reset(seed=i, options=batched.game_state(i))
     eaten = ends = 0
@@ -171,21 +173,57 @@ def test_batched_env_invariants(board, seed, actions, kernel):
         batched.reset_done(terminated)
 
 
-def test_egocentric_view_turns_the_board_so_the_snake_heads_up():
-    env = SnakeEnv(height=5, width=5, egocentric=True)
+@pytest.mark.parametrize("view", ["turned", "centred"])
+def test_turned_views_put_the_body_below_the_head(view):
+    env = SnakeEnv(height=5, width=7, view=view)
     for heading, snake in ((0, [(2, 2), (2, 1)]), (1, [(2, 2), (3, 2)]),
                            (2, [(2, 2), (2, 3)]), (3, [(2, 2), (1, 2)])):
         obs, _ = env.reset(options={"snake": snake, "fruits": [(0, 0)], "heading": heading})
-        assert obs[2, 2, 0] == 2 and obs[3, 2, 0] == 1  # the body is below the head
-    with pytest.raises(ValueError, match="square"):
-        SnakeEnv(height=5, width=6, egocentric=True)
+        (head_y,), (head_x,) = np.nonzero(obs[..., 0] == 2)
+        assert obs[head_y + 1, head_x, 0] == 1  # the body is below the head
+        if view == "centred":
+            assert head_y == head_x == obs.shape[0] // 2
+    assert env.observation_space.shape == ((7, 7, 2) if view == "turned" else (13, 13, 2))
 
 
-@pytest.mark.parametrize("egocentric", [False, True])
-def test_mirrored_transitions_are_real_transitions(egocentric):
+def rebuild_board(obs: np.ndarray, height: int, width: int, heading: int, view: str):
+    """The book's [H, W, 2] board from a turned or centred view: turn the canvas back, then
+    cut the board out where channel 0 is not OFF_BOARD (the head's place is in the view)."""
+    turned_back = np.rot90(obs, -egocentric_turns(heading), axes=(0, 1))
+    on_board = turned_back[..., 0] != OFF_BOARD
+    rows, cols = np.nonzero(on_board.any(1))[0], np.nonzero(on_board.any(0))[0]
+    board = turned_back[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    assert board.shape == (height, width, 2) and on_board.sum() == height * width
+    return board
+
+
+@pytest.mark.parametrize("view", ["turned", "centred"])
+@pytest.mark.parametrize("height, width", [(4, 7), (8, 5), (6, 6), (2, 9)])
+def test_views_are_lossless_the_board_rebuilds_from_them(view, height, width):
+    """Random games on non-square boards: the book's board comes back from every view."""
+    env = SnakeEnv(height=height, width=width, num_fruits=2, view=view)
+    book = SnakeEnv(height=height, width=width, num_fruits=2)
+    rng = np.random.default_rng(height * width)
+    checked = 0
+    for seed in range(40):
+        obs, _ = env.reset(seed=seed)
+        terminated = truncated = False
+        while not (terminated or truncated):
+            book.snake, book.fruits = env.snake, env.fruits
+            np.testing.assert_array_equal(rebuild_board(obs, height, width, env.heading, view),
+                                          book._obs())
+            checked += 1
+            obs, _, terminated, truncated, _ = env.step(int(rng.integers(3)))
+    assert checked > 50
+
+
+@pytest.mark.parametrize("view, height, width", [("board", 7, 7), ("turned", 7, 7),
+                                                ("centred", 7, 7), ("centred", 5, 8)])
+def test_mirrored_transitions_are_real_transitions(view, height, width):
     """Play random games; the mirror image of each position, stepped with the mirrored
     action, gives the mirror image of the next observation and the same reward."""
-    env, twin = (SnakeEnv(height=7, width=7, egocentric=egocentric) for _ in range(2))
+    env, twin = (SnakeEnv(height=height, width=width, view=view) for _ in range(2))
+    assert env.mirror_symmetric
     rng = np.random.default_rng(0)
     compared = 0
     for seed in range(20):
@@ -193,8 +231,8 @@ def test_mirrored_transitions_are_real_transitions(egocentric):
         terminated = False
         while not terminated:
             action = int(rng.integers(3))
-            twin.reset(options={"snake": [(y, 6 - x) for y, x in env.snake],
-                                "fruits": [(y, 6 - x) for y, x in env.fruits],
+            twin.reset(options={"snake": [(y, width - 1 - x) for y, x in env.snake],
+                                "fruits": [(y, width - 1 - x) for y, x in env.fruits],
                                 "heading": {0: 2, 2: 0}.get(env.heading, env.heading)})
             mirror_obs, mirror_action = SnakeEnv.mirrored(torch.as_tensor(obs)[None],
                                                           torch.tensor([action]))
@@ -233,3 +271,9 @@ def test_render_shows_q_overlay_headless():
     human.reset(seed=0)
     human.step(0)
     human.close()
+
+
+def test_turned_view_of_a_non_square_board_has_no_mirror_symmetry():
+    assert not SnakeEnv(height=5, width=8, view="turned").mirror_symmetric
+    with pytest.raises(ValueError, match="view='sideways' is not one of"):
+        SnakeEnv(view="sideways")
