@@ -271,7 +271,6 @@ class BatchedSnake:
         self.num_actions = 3
         self.squares = squares = height * width
         self.spare = 2 * squares  # the board column that masked-off writes go to
-        self.rows = torch.arange(num_envs, device=device)
         # (square * 4 + heading) * 3 + action -> the square moved to (-1: off the board);
         # heading * 3 + action -> the new heading
         moves, turns = [], []
@@ -304,41 +303,42 @@ class BatchedSnake:
             self._tables = (self.move_table.numpy(), self.turn_table.numpy())
             self._bind_arrays()
 
-    def _start(self, index: torch.Tensor) -> None:
-        """New games in rows `index`: a straight snake heading right, then the fruit."""
-        n, k, w = index.numel(), self.init_len, self.width
+    def _start(self, where: torch.Tensor) -> None:
+        """New games in the rows where `where` is true: a straight snake heading right,
+        then the fruits. Every row is computed and written through the mask, so nothing
+        reads the mask on the host (no sync on a GPU); the state changes in place."""
+        n, k, w, spare = self.num_envs, self.init_len, self.width, self.spare
         y = torch.randint(self.height, (n,), generator=self.generator, device=self.device)
         x = torch.randint(k - 1, w, (n,), generator=self.generator, device=self.device)
         tail_to_head = torch.arange(k - 1, -1, -1, device=self.device)
         cells = (y * w + x)[:, None] - tail_to_head  # [n, k], tail first
-        self.board[index] = 0
-        self.board[index[:, None], 2 * cells] = 1
-        self.board[index, 2 * cells[:, -1]] = 2
+        self.board.masked_fill_(where[:, None], 0)
+        self.board.scatter_(1, torch.where(where[:, None], 2 * cells, spare), 1)
+        self.board.scatter_(1, torch.where(where, 2 * cells[:, -1], spare)[:, None], 2)
         for _ in range(self.num_fruits):
-            self._place_fruit(index)
-        self.body[index, :k] = cells
-        self.head[index] = cells[:, -1]
-        self.tail_ptr[index] = 0
-        self.head_ptr[index] = k - 1
-        self.heading[index] = RIGHT
-        self.length[index] = k
-        self.steps[index] = 0
-        self.eaten[index] = 0
+            self._place_fruit(where)
+        self.body[:, :k] = torch.where(where[:, None], cells, self.body[:, :k])
+        for name, value in (("head", cells[:, -1]), ("tail_ptr", 0), ("head_ptr", k - 1),
+                            ("heading", RIGHT), ("length", k), ("steps", 0), ("eaten", 0)):
+            state = getattr(self, name)
+            state.copy_(torch.where(where, value, state))
 
-    def _place_fruit(self, index: torch.Tensor) -> None:
-        """A fruit for each game in rows `index` on a uniformly random empty square (none
-        if the board is full): the r-th empty square, r uniform below the empty count."""
-        squares = self.board[index, :self.spare].view(index.numel(), -1, 2)
+    def _place_fruit(self, where: torch.Tensor) -> None:
+        """A fruit for each game where `where` is true, on a uniformly random empty square
+        (none if the board is full): the r-th empty square, r uniform below the empty
+        count. Drawn for every row, written through the mask (no host sync)."""
+        squares = self.board[:, :self.spare].view(self.num_envs, -1, 2)
         empty = squares.sum(2) == 0
         counts = empty.sum(1)
-        u = torch.rand(index.numel(), generator=self.generator, device=self.device)
+        u = torch.rand(self.num_envs, generator=self.generator, device=self.device)
         r = torch.minimum((u * counts).long(), counts - 1)
         pick = (empty.cumsum(1) > r[:, None]).to(torch.uint8).argmax(1)
-        self.board[index, torch.where(counts > 0, 2 * pick + 1, self.spare)] = 1
+        column = torch.where(where & (counts > 0), 2 * pick + 1, self.spare)
+        self.board.scatter_(1, column[:, None], 1)
 
     def reset(self) -> torch.Tensor:
         self.board.zero_()
-        self._start(self.rows)
+        self._start(torch.ones(self.num_envs, dtype=torch.bool, device=self.device))
         return self.observation()
 
     def reset_done(self, done: torch.Tensor) -> torch.Tensor:
@@ -351,9 +351,7 @@ class BatchedSnake:
                                    uniform.numpy(), self.width, self.init_len,
                                    self.num_fruits)
             return self.observation()
-        index = done.nonzero().flatten()
-        if index.numel():
-            self._start(index)
+        self._start(done)
         return self.observation()
 
     def state_dict(self) -> dict:
@@ -401,9 +399,7 @@ class BatchedSnake:
             reward, dead, truncated = self._move_compiled(actions)
             return self.observation(), reward, dead, truncated
         reward, dead, ate, truncated = self._move(actions)
-        eaters = ate.nonzero().flatten()
-        if eaters.numel():  # new fruit only where one was eaten
-            self._place_fruit(eaters)
+        self._place_fruit(ate)  # new fruit only where one was eaten
         return self.observation(), reward, dead, truncated
 
     def _bind_arrays(self) -> None:

@@ -227,25 +227,39 @@ def sync(online, target) -> None:
 
 class GameStats:
     """Finished games: their number, and the return and each env counter (Snake: fruits
-    eaten) over the last 100, logged as cumulativeReward100 and <counter>100."""
+    eaten) over the last 100, logged as cumulativeReward100 and <counter>100. The figures
+    of games that end wait on the training device and come to the host every
+    `flush_every` steps: after every step on a CPU, as the book logs; on a GPU once per
+    many steps, since each read-back waits for the device (a host sync)."""
 
-    def __init__(self, counters, num_envs: int, device: torch.device):
+    def __init__(self, counters, num_envs: int, device: torch.device, flush_every: int = 1):
         self.counters = list(counters)
         self.game_return = torch.zeros(num_envs, device=device)
         self.games = 0
         self.last100 = {name: deque(maxlen=100) for name in ["cumulativeReward", *counters]}
+        self.flush_every, self.pending = flush_every, []
 
     def record(self, reward, ended, envs) -> bool:
-        """Add this step's rewards; take the figures of games that ended. Whether any did."""
+        """Add this step's rewards and keep the figures of games that ended; whether any
+        finished game's figures reached the host."""
         self.game_return += reward
+        self.pending.append((ended, self.game_return.clone(),
+                             *[getattr(envs, name).clone() for name in self.counters]))
+        self.game_return.masked_fill_(ended, 0)
+        return len(self.pending) >= self.flush_every and self.flush()
+
+    def flush(self) -> bool:
+        """The waiting figures to the host, in the order the games ended; whether any."""
+        if not self.pending:
+            return False
+        ended, *figures = (torch.cat(column) for column in zip(*self.pending, strict=True))
+        self.pending.clear()
         finished = ended.nonzero().flatten()
         if not finished.numel():
             return False
-        self.last100["cumulativeReward"].extend(self.game_return[finished].tolist())
-        for name in self.counters:
-            self.last100[name].extend(getattr(envs, name)[finished].tolist())
+        for name, values in zip(self.last100, figures, strict=True):
+            self.last100[name].extend(values[finished].tolist())
         self.games += finished.numel()
-        self.game_return[finished] = 0
         return True
 
     @property
@@ -257,6 +271,7 @@ class GameStats:
                 for name, values in self.last100.items() if values}
 
     def state_dict(self) -> dict:  # plain lists: checkpoints hold no other Python types
+        self.flush()
         return {"games": self.games, "game_return": self.game_return,
                 "last100": {name: list(values) for name, values in self.last100.items()}}
 
@@ -322,7 +337,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     autocast = mixed_precision(device, cfg.bf16)
     mirrored = env.mirrored if algo.mirror else None
     obs = envs.reset()
-    stats = GameStats(envs.counters, algo.num_envs, device)
+    stats = GameStats(envs.counters, algo.num_envs, device,
+                      flush_every=1 if device.type == "cpu" else 32)
     loss = q_mean = torch.zeros((), device=device)
     loop = LoopState()
     if run.resumed:

@@ -123,7 +123,8 @@ class PrioritizedReplayMemory(ReplayMemory):
         super().__init__(capacity, obs_shape, obs_dtype, device)
         self.alpha, self.epsilon = alpha, epsilon
         self.priorities = torch.zeros(capacity, device=device)  # p^alpha
-        self.max_priority = 1.0
+        # kept on the device: reading it back after every update would sync a GPU
+        self.max_priority = torch.ones((), device=device)
 
     def add(self, obs, actions, rewards, next_obs, discounts) -> None:
         start, n = self.position, actions.shape[0]
@@ -148,14 +149,15 @@ class PrioritizedReplayMemory(ReplayMemory):
     def update_priorities(self, index: torch.Tensor, td_errors: torch.Tensor) -> None:
         priority = td_errors.abs() + self.epsilon
         self.priorities[index] = priority ** self.alpha
-        self.max_priority = max(self.max_priority, priority.max().item())
+        self.max_priority = torch.maximum(self.max_priority, priority.max())
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "max_priority": self.max_priority}
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
-        self.max_priority = state["max_priority"]
+        self.max_priority = torch.as_tensor(state["max_priority"], dtype=torch.float32,
+                                            device=self.device)
 
 
 class NStepWindow:

@@ -254,3 +254,26 @@ def test_a_budget_planned_run_sizes_its_schedules_and_a_resume_keeps_the_plan(tm
     with pytest.raises(dqn.UserError, match="set algo.max_seconds too"):
         dqn.train(compose(*TINY_SNAKE, "algo.max_frames=null", "algo.max_seconds=null"),
                   tmp_path / "none")
+
+
+def test_game_figures_kept_on_the_device_equal_those_read_every_step():
+    """On a GPU the finished games' figures come to the host every 32 steps: the means
+    must be the ones read after every step."""
+    from envs.snake import SnakeEnv
+
+    cpu = torch.device("cpu")
+    games = [SnakeEnv(height=5, width=5).batched(16, cpu, seed=3, kernel=False) for _ in range(2)]
+    every_step = dqn.GameStats(games[0].counters, 16, cpu)
+    deferred = dqn.GameStats(games[1].counters, 16, cpu, flush_every=7)
+    for envs in games:
+        envs.reset()
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        actions = torch.randint(3, (16,), generator=generator)
+        for envs, stats in zip(games, (every_step, deferred), strict=True):
+            _, reward, terminated, truncated = envs.step(actions)
+            stats.record(reward, terminated | truncated, envs)
+            envs.reset_done(terminated | truncated)
+    deferred.flush()
+    assert every_step.games == deferred.games > 50
+    assert every_step.means() == deferred.means()

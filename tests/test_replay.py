@@ -73,7 +73,7 @@ def test_prioritized_memory_round_trips_its_priorities():
     copy = PrioritizedReplayMemory(8, (1,), torch.float32, torch.device("cpu"), alpha=0.6)
     copy.load_state_dict(memory.state_dict())
     assert torch.equal(copy.priorities, memory.priorities)
-    assert copy.max_priority == memory.max_priority == pytest.approx(12.01)
+    assert float(copy.max_priority) == float(memory.max_priority) == pytest.approx(12.01)
 
 
 def test_one_step_passes_through_with_done_mask():
