@@ -2,6 +2,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from conftest import error_line, run_cli
 from gymnasium.utils.env_checker import check_env
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -277,3 +278,18 @@ def test_turned_view_of_a_non_square_board_has_no_mirror_symmetry():
     assert not SnakeEnv(height=5, width=8, view="turned").mirror_symmetric
     with pytest.raises(ValueError, match="view='sideways' is not one of"):
         SnakeEnv(view="sideways")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["env.height=8", "env.width=12", "env.init_len=13"],
+     "init_len=13 must be between 2 and width=12"),
+    (["env.height=2", "env.width=2", "env.init_len=2"], "too small for 2 3x3 convolutions"),
+    (["env.height=1"], "env.height=1 is out of range: it must be >= 2"),
+    (["env.height=400", "env.width=300"], "lower algo.replay_size or use a smaller board"),
+])
+def test_boards_that_cannot_work_give_one_line_before_anything_is_written(args, message,
+                                                                         tmp_path):
+    result = run_cli("rlgen-train", "experiment=snake_dqn_strong", *args,
+                     f"hydra.run.dir={tmp_path / 'run'}", check=False)
+    assert message in error_line(result)
+    assert not (tmp_path / "run").exists()
