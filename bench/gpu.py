@@ -48,6 +48,10 @@ def experiments(seconds: float) -> dict:
         "snake_dqn_fast": (
             dqn.train, [f"algo.max_seconds={seconds}", "algo.history_every_frames=1"],
             dqn_rate, "frames/s"),
+        "snake_dqn_strong": (  # its frames planned from the budget, as in its 30-minute runs
+            dqn.train, [f"algo.max_seconds={seconds}", "algo.history_every_frames=1",
+                        "algo.eval_every_frames=null"],
+            dqn_rate, "frames/s"),
         "lstm_text_fast": (
             lstm_text.train, [f"algo.max_seconds={seconds}", "algo.epochs=1000",
                               "algo.examples_per_epoch=640"],
@@ -66,6 +70,9 @@ SCALED = {  # the same recipes, wider: where a GPU has work enough per kernel la
     "cartpole_reinforce_fast": ["algo.games_per_iteration=4096", "algo.iterations=6"],
     "snake_dqn_fast": ["algo.num_envs=1024", "algo.replay_size=1000000",
                        "algo.replay_warmup=20000"],
+    "snake_dqn_strong": ["algo.num_envs=4096", "algo.replay_size=1000000",
+                         "algo.replay_warmup=20000", "algo.train_every_frames=64",
+                         "algo.batch_size=512"],
 }
 
 VARIANTS = {"cpu": ("cpu", []), "cuda": ("cuda", []),

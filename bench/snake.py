@@ -163,6 +163,21 @@ def summarize(run_dirs: list[str], checkpoints=("best", "best_eval")) -> list[di
     return rows
 
 
+def compare_runs(run_dirs: list[str]) -> list[dict]:
+    """Finished training runs side by side (e.g. the views, each run with its own
+    overrides): frames, pace and the greedy evaluations made during training."""
+    rows = []
+    for run in map(Path, run_dirs):
+        metrics = json.loads((run / "metrics.json").read_text())
+        overrides = (run / ".hydra" / "overrides.yaml").read_text().splitlines()
+        rows.append({"overrides": " ".join(line.removeprefix("- ") for line in overrides),
+                     "frames": metrics["frames"], "train_seconds": metrics["train_seconds"],
+                     "frames_per_second": metrics["frames_per_second"],
+                     "greedy_mean_fruits_by_frame": [[r["frame"], r["mean_fruits"]]
+                                                     for r in metrics["eval_history"]]})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--summarize", nargs="+", metavar="RUN_DIR")
@@ -174,11 +189,17 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--overrides", nargs="*", default=[], metavar="KEY=VALUE")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs/bench_snake"))
+    parser.add_argument("--compare", nargs="+", metavar="RUN_DIR",
+                        help="put finished runs side by side (results key 'compared')")
     args = parser.parse_args()
     results_path = common.RESULTS / "snake.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     results["machine"] = common.machine()
-    if args.train:
+    if args.compare:
+        results["compared"] = compare_runs(args.compare)
+        common.table("runs side by side", [{k: v for k, v in r.items() if "by_frame" not in k}
+                                           for r in results["compared"]])
+    elif args.train:
         rows = train_seeds(args.train, args.seeds, args.overrides, args.runs_dir)
         new = {(r["experiment"], r["overrides"], r["seed"]) for r in rows}
         kept = [r for r in results.get("trained", [])
