@@ -44,29 +44,33 @@ def egocentric_turns(heading):
 
 
 def view_shape(height: int, width: int, view: str) -> tuple[int, int, int]:
-    side = {"board": None, "turned": max(height, width), "centred": 2 * max(height, width) - 1}
-    if view not in side:
+    if view == "board":
+        return height, width, 2
+    if view not in VIEWS:
         raise ValueError(f"view={view!r} is not one of {VIEWS}")
-    return (height, width, 2) if view == "board" else (side[view], side[view], 2)
+    side = max(height, width) if view == "turned" else 2 * max(height, width) - 1
+    return side, side, 2
 
 
-def view_offsets(height: int, width: int, view: str, heading: int) -> np.ndarray:
-    """[side, side, 2]: for each square of a turned or centred view, the (row, column) of
-    the board square it shows, relative to the board's top-left square (turned) or to
-    the head (centred); a turned view's canvas squares beyond the board get a far-off
-    coordinate. Tables per heading only, so they stay small on any board; the single env
-    and the batched twin both read their views through them."""
-    side, turns = view_shape(height, width, view)[0], egocentric_turns(heading)
+def view_offsets(height: int, width: int, view: str) -> np.ndarray:
+    """[4 headings, side, side, 2]: for each square of a turned or centred view, the
+    (row, column) of the board square it shows, relative to the board's top-left square
+    (turned) or to the head (centred); a turned view's canvas squares beyond the board
+    get a far-off coordinate. Built once per env and small on any board; the single env
+    and the batched twin both read their views through it."""
+    side = view_shape(height, width, view)[0]
     if view == "turned":  # turn the board, then put it in the canvas's top-left corner
         rows, cols = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
-        turned = np.rot90(np.stack([rows, cols], -1), turns, axes=(0, 1))
+    else:  # centred: the head at the centre, then the canvas turned about it
+        rows, cols = np.meshgrid(np.arange(side) - side // 2, np.arange(side) - side // 2,
+                                 indexing="ij")
+    by_heading = []
+    for heading in range(4):
+        turned = np.rot90(np.stack([rows, cols], -1), egocentric_turns(heading), axes=(0, 1))
         canvas = np.full((side, side, 2), -side)
         canvas[:turned.shape[0], :turned.shape[1]] = turned
-        return canvas
-    # centred: the head at the centre, then the canvas turned about it
-    rows, cols = np.meshgrid(np.arange(side) - side // 2, np.arange(side) - side // 2,
-                             indexing="ij")
-    return np.rot90(np.stack([rows, cols], -1), turns, axes=(0, 1)).copy()
+        by_heading.append(canvas)
+    return np.stack(by_heading)
 
 
 class SnakeEnv(gym.Env):
@@ -86,9 +90,9 @@ class SnakeEnv(gym.Env):
         if not 1 <= num_fruits <= height * width - init_len:
             raise ValueError(f"num_fruits={num_fruits} must be between 1 and height * width - "
                              f"init_len = {height * width - init_len} on a {height}x{width} board")
-        view_shape(height, width, view)  # checks the name
         self.render_mode = render_mode
         self.view = view
+        self.view_offsets = None if view == "board" else view_offsets(height, width, view)
         # the left-right mirror (`mirrored`) maps a view to the view of the mirrored game,
         # except a turned non-square board, which sits in the canvas's left corner
         self.mirror_symmetric = view != "turned" or height == width
@@ -170,7 +174,7 @@ class SnakeEnv(gym.Env):
             obs[y, x, 1] = 1
         if self.view == "board":
             return obs
-        offsets = view_offsets(self.height, self.width, self.view, self.heading)
+        offsets = self.view_offsets[self.heading]
         anchor = self.snake[0] if self.view == "centred" else (0, 0)
         rows, cols = anchor[0] + offsets[..., 0], anchor[1] + offsets[..., 1]
         inside = (rows >= 0) & (rows < self.height) & (cols >= 0) & (cols < self.width)
@@ -290,7 +294,8 @@ class BatchedSnake:
         self.write_values = torch.tensor([1, 0, 2, 0], dtype=torch.uint8,
                                          device=device).expand(num_envs, 4)
         if view != "board":  # per heading: the board square each viewed square shows
-            offsets = np.stack([view_offsets(height, width, view, h) for h in range(4)])
+            offsets = view_offsets(height, width, view)
+            self.off_board = torch.tensor([OFF_BOARD, 0], dtype=torch.uint8, device=device)
             self.view_rows = torch.tensor(offsets[..., 0].reshape(4, -1), device=device)
             self.view_cols = torch.tensor(offsets[..., 1].reshape(4, -1), device=device)
         self.board = torch.zeros(num_envs, 2 * squares + 1, dtype=torch.uint8, device=device)
@@ -389,7 +394,7 @@ class BatchedSnake:
             square = torch.where(inside, rows * self.width + cols, 0)
             out = torch.stack([self.board.gather(1, 2 * square),
                                self.board.gather(1, 2 * square + 1)], 2)
-            out[~inside] = torch.tensor([OFF_BOARD, 0], dtype=torch.uint8, device=self.device)
+            out[~inside] = self.off_board
         return out.view(self.num_envs, *self.observation_shape)
 
     def step(self, actions: torch.Tensor):

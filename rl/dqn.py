@@ -440,13 +440,12 @@ def plan_by_budget(cfg, env, online, target, loop: LoopState, autocast,
         store(memory, window, obs, actions, reward, next_obs, terminated, ended)
         obs = envs.reset_done(ended)
         updates = scratch.updates_due(algo)
-        learned = bool(updates)
-        if learned:
+        if updates:
             learn(online, target, optimizer, memory, algo, 0, updates, generator, autocast,
                   mirrored)
         if timed_from is not None:
             frames += algo.num_envs
-        elif learned:  # the first update warms up: the timing starts after it
+        elif updates:  # the first update warms up: the timing starts after it
             timed_from = time.perf_counter()
     pace = frames / (time.perf_counter() - timed_from)
     set_global_rng_state(torch_rng)
