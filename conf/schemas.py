@@ -236,7 +236,7 @@ class DQNConfig:
 
 @dataclass
 class TextDataConfig:
-    corpus: str = MISSING  # shakespeare | python_source | shakespeare_t8 | nietzsche | ...
+    corpus: str = MISSING  # shakespeare | python_source | tiny_shakespeare | nietzsche | ...
     path: str | None = None  # any UTF-8 text file instead of a named corpus
     cache_dir: str = MISSING  # where downloaded corpora are kept
     sha256: str | None = None  # pin a downloaded corpus's checksum
@@ -251,6 +251,8 @@ class CharLSTMConfig:
     embedding_dim: int = at_least(0)  # input=embedding only
     hidden_sizes: list[int] = sizes()
     forget_bias: float = MISSING  # initial forget-gate bias (Keras' unitForgetBias: 1)
+    # dropout on the LSTMs' input, between them and before the output layer (0: the book)
+    dropout: float = between(0, 1, 0.0, upper_open=True)
 
 
 @dataclass
@@ -260,7 +262,7 @@ class TextTrainConfig:
     sample_step: int | None = at_least(1)  # last_char: stride between window starts
     examples_per_epoch: int = at_least(1)  # windows (last_char) or chunks (all_positions)
     batch_size: int = at_least(1)  # all_positions: the number of parallel text streams
-    epochs: int = at_least(1)
+    epochs: int | None = at_least(1)  # null: planned from max_seconds on this machine
     lr: float = above(0)
     optimizer: Any = MISSING
     lr_schedule: str = one_of("constant", "cosine")

