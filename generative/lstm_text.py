@@ -14,6 +14,7 @@ Two objectives share one model:
 Both are scored on the same held-out validation text in nats (and bits) per character.
 """
 
+import copy
 import json
 import math
 import sys
@@ -26,7 +27,7 @@ import torch.nn.functional as F
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from conf.schemas import at_least
-from generative.corpus import Corpus, load_corpus
+from generative.corpus import Corpus, load_corpus, read_text
 from nn.checkpoint import load_weights
 from nn.config import instantiate
 from nn.device import maybe_compile, mixed_precision, select_device
@@ -39,12 +40,15 @@ VAL_CONTEXT = 100  # characters of preceding text each validation segment starts
 
 class CharLSTM(torch.nn.Module):
     """Characters in (one-hot or embedded), stacked LSTMs, logits over the character set.
-    Time-major: ids [T, B] -> logits [T, B, V]."""
+    Time-major: ids [T, B] -> logits [T, B, V]. `dropout` (training only) acts on each
+    LSTM's input and on the last one's output: the regulariser of Zaremba et al. (2014),
+    which lets a small corpus be read many times without the model learning it by heart."""
 
     def __init__(self, vocab_size: int, input: str, embedding_dim: int,
-                 hidden_sizes: list[int], forget_bias: float):
+                 hidden_sizes: list[int], forget_bias: float, dropout: float = 0.0):
         super().__init__()
         self.vocab_size = vocab_size
+        self.dropout = torch.nn.Dropout(dropout)
         if input == "one_hot":
             self.embedding, width = None, vocab_size
         elif input == "embedding":
@@ -66,9 +70,9 @@ class CharLSTM(torch.nn.Module):
              else self.embedding(ids))
         new_state = []
         for i, lstm in enumerate(self.lstms):
-            x, layer_state = lstm(x, None if state is None else state[i])
+            x, layer_state = lstm(self.dropout(x), None if state is None else state[i])
             new_state.append(layer_state)
-        return self.head(x), new_state
+        return self.head(self.dropout(x)), new_state
 
 
 def detach_state(state: list) -> list:
@@ -136,45 +140,86 @@ class StreamSampler:
 @torch.no_grad()
 def validation_loss(model, corpus_ids: torch.Tensor, val_start: int, algo,
                     autocast) -> float:
-    """Mean next-character loss (nats) over the held-out text.
+    """Mean next-character loss (nats) over corpus_ids[val_start:].
 
-    `all_positions` models: the validation text is cut into segments scored in one
-    batch, each warmed up on the VAL_CONTEXT characters before it; every validation
-    character is scored once. `last_char` models see exactly `sample_len` characters of
-    context, as in training, at `val_positions` evenly spaced targets (all if null).
+    `all_positions` models: every character scored once with full context (see
+    `score_text`). `last_char` models see exactly `sample_len` characters of context, as
+    in training, at `val_positions` evenly spaced targets (all if null).
     """
+    if algo.objective == "all_positions":
+        total, count = score_text(model, corpus_ids, val_start, autocast)
+        return total / count
     model.eval()
     total, count = 0.0, 0
-    if algo.objective == "all_positions":
-        segment = 2048
-        # every target index in [val_start, end) once; padding keeps windows in range
-        padded = torch.cat([corpus_ids, corpus_ids[-1:].repeat(segment + 1)])
-        starts = torch.arange(val_start, len(corpus_ids), segment, device=corpus_ids.device)
-        for chunk in starts.split(64):
-            x, y = window_batch(padded, chunk - VAL_CONTEXT, VAL_CONTEXT + segment)
+    targets = torch.arange(max(val_start, algo.sample_len), len(corpus_ids),
+                           device=corpus_ids.device)
+    if algo.val_positions is not None and algo.val_positions < len(targets):
+        pick = torch.linspace(0, len(targets) - 1, algo.val_positions, device=targets.device)
+        targets = targets[pick.round().long()]
+    for chunk in targets.split(1024):
+        x, y = window_batch(corpus_ids, chunk - algo.sample_len, algo.sample_len)
+        with autocast:
+            logits, _ = model(x)
+        total += F.cross_entropy(logits[-1].float(), y[-1], reduction="sum").item()
+        count += len(chunk)
+    model.train()
+    return total / count
+
+
+@torch.no_grad()
+def score_text(model, ids: torch.Tensor, start: int, autocast,
+               segment: int = 2048) -> tuple[float, int]:
+    """Summed next-character loss (nats) over ids[start:] and how many characters it
+    covers (the text's very first character has nothing to predict it from). The
+    targets are cut into segments scored in one batch, each warmed up on the VAL_CONTEXT
+    characters before it (fewer only at the start of the text): the LSTM's state
+    carries little further back, and a batch of segments is far faster than one stream."""
+    model.eval()
+    first = max(start, 1)
+    # padding keeps every window in range; the padded targets are masked out below
+    padded = torch.cat([ids, ids[-1:].repeat(segment + 1)])
+    starts = torch.arange(first, len(ids), segment, device=ids.device)
+    groups = [(starts, VAL_CONTEXT)] if first >= VAL_CONTEXT else [(starts[:1], first),
+                                                                    (starts[1:], VAL_CONTEXT)]
+    total, count = 0.0, 0
+    for group, context in groups:
+        for chunk in group.split(64) if len(group) else ():
+            x, y = window_batch(padded, chunk - context, context + segment - 1)
             with autocast:
                 logits, _ = model(x)
             losses = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(),
-                                     reduction="none").view(y.shape)
-            losses = losses[VAL_CONTEXT - 1:VAL_CONTEXT - 1 + segment]  # y[t] is index start+t+1
-            valid = (len(corpus_ids) - chunk).clamp(max=segment)
+                                     reduction="none").view(y.shape)[context - 1:]
+            valid = (len(ids) - chunk).clamp(max=segment)  # y[context-1+t] is ids[s+t]
             keep = torch.arange(segment, device=x.device)[:, None] < valid[None, :]
             total += losses[keep].sum().item()
             count += int(keep.sum())
-        assert count == len(corpus_ids) - val_start
-    else:
-        targets = torch.arange(val_start, len(corpus_ids), device=corpus_ids.device)
-        if algo.val_positions is not None and algo.val_positions < len(targets):
-            pick = torch.linspace(0, len(targets) - 1, algo.val_positions, device=targets.device)
-            targets = targets[pick.round().long()]
-        for chunk in targets.split(1024):
-            x, y = window_batch(corpus_ids, chunk - algo.sample_len, algo.sample_len)
-            with autocast:
-                logits, _ = model(x)
-            total += F.cross_entropy(logits[-1].float(), y[-1], reduction="sum").item()
-            count += len(chunk)
     model.train()
-    return total / count
+    assert count == len(ids) - first
+    return total, count
+
+
+@torch.no_grad()
+def window_loss(model, ids: torch.Tensor, start: int, autocast, window: int = 256,
+                windows: int = 12800, seed: int = 0) -> float:
+    """nanoGPT's validation estimate: `windows` random windows of `window` characters
+    drawn inside ids[start:], each read from a fresh state and scored at every position
+    (so the first ones with little context), the mean over all of them. nanoGPT draws
+    200 batches of 64 windows of 256 characters."""
+    text = ids[start:]
+    if len(text) <= window:
+        raise UserError(f"the text has {len(text)} characters to score, not more than "
+                        f"window={window}; lower window")
+    model.eval()
+    generator = make_generator(seed, torch.device("cpu"))
+    starts = torch.randint(len(text) - window, (windows,), generator=generator).to(ids.device)
+    total = 0.0
+    for chunk in starts.split(256):
+        x, y = window_batch(text, chunk, window)
+        with autocast:
+            logits, _ = model(x)
+        total += F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum").item()
+    model.train()
+    return total / (windows * window)
 
 
 def sample_next(logits: torch.Tensor, temperature: float, generator: torch.Generator):
@@ -207,14 +252,15 @@ def generate_ids(model, seed_ids: list[int], length: int, temperature: float,
     model.train()
 
 
-def encode(text: str, chars: str) -> list[int]:
+def encode(text: str, chars: str, what: str = "seed text") -> list[int]:
     lookup = {c: i for i, c in enumerate(chars)}
     unknown = sorted(set(text) - lookup.keys())
     if unknown:
-        raise UserError(f"seed text has characters outside this corpus's set: "
-                        f"{' '.join(repr(c) for c in unknown)}; remove or replace them")
+        shown = " ".join(repr(c) for c in unknown[:20]) + (" ..." if len(unknown) > 20 else "")
+        raise UserError(f"{what} has {len(unknown)} characters outside this corpus's set: "
+                        f"{shown}; remove or replace them")
     if not text:
-        raise UserError("seed_text is empty; give at least one character")
+        raise UserError(f"{what} is empty; give at least one character")
     return [lookup[c] for c in text]
 
 
@@ -244,6 +290,23 @@ def check_config(cfg: DictConfig) -> None:
     algo = cfg.algo  # the choices of objective and lr_schedule are the schema's to check
     if algo.objective == "last_char" and algo.sample_step is None:
         raise UserError("algo.sample_step must be at least 1 for the last_char objective")
+    if algo.epochs is None and algo.max_seconds is None:
+        raise UserError("algo.epochs=null plans the epochs from algo.max_seconds; set one of them")
+
+
+def train_step(model, optimizer, scheduler, x, y, lstm_state, algo, autocast):
+    """One optimizer step on a batch; returns the loss and the LSTM state to carry on."""
+    with autocast:
+        logits, lstm_state = model(x, lstm_state)
+        logits = logits[-y.shape[0]:]
+    loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if algo.max_grad_norm is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), algo.max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    return loss, detach_state(lstm_state) if algo.objective == "all_positions" else None
 
 
 def train_epoch(model, optimizer, scheduler, sampler, lstm_state, algo, autocast,
@@ -253,19 +316,8 @@ def train_epoch(model, optimizer, scheduler, sampler, lstm_state, algo, autocast
     t0 = time.perf_counter()
     counts = {"loss_sum": 0.0, "batches": 0, "examples": 0, "chars": 0}
     for x, y, fresh in sampler.epoch():
-        if fresh:
-            lstm_state = None
-        with autocast:
-            logits, lstm_state = model(x, lstm_state)
-            logits = logits[-y.shape[0]:]
-        loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if algo.max_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), algo.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        lstm_state = detach_state(lstm_state) if algo.objective == "all_positions" else None
+        loss, lstm_state = train_step(model, optimizer, scheduler, x, y,
+                                      None if fresh else lstm_state, algo, autocast)
         counts["loss_sum"] += loss.item()
         counts["batches"] += 1
         counts["examples"] += x.shape[1]
@@ -273,6 +325,46 @@ def train_epoch(model, optimizer, scheduler, sampler, lstm_state, algo, autocast
         if seconds_left is not None and time.perf_counter() - t0 >= seconds_left:
             return counts, lstm_state, True
     return counts, lstm_state, False
+
+
+def endless(sampler):
+    while True:
+        yield from sampler.epoch()
+
+
+def plan_epochs(model, sampler, algo, autocast, evaluate, share: float = 0.97,
+                seconds: float = 6.0) -> dict:
+    """Size the schedule to algo.max_seconds on this machine: time the training step
+    (after a warm-up) and one evaluation on a copy of the model and a scratch sampler,
+    then plan the whole epochs that fill `share` of what is left of the budget. The
+    timing counts as training time; random streams are left as they were."""
+    began, torch_rng = time.perf_counter(), global_rng_state()
+    model = copy.deepcopy(model)
+    optimizer = instantiate(algo.optimizer)(model.parameters(), lr=algo.lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    scratch = type(sampler)(sampler.ids, algo, make_generator(0, sampler.generator.device))
+    warmup, steps, timed_from, lstm_state = 3, 0, None, None  # warm-up: allocators, kernels
+    for x, y, fresh in endless(scratch):
+        _, lstm_state = train_step(model, optimizer, scheduler, x, y,
+                                   None if fresh else lstm_state, algo, autocast)
+        if warmup:
+            warmup -= 1
+            timed_from = time.perf_counter()
+            continue
+        steps += 1
+        if steps >= 3 and time.perf_counter() - timed_from >= seconds:
+            break
+    step_seconds = (time.perf_counter() - timed_from) / steps
+    t0 = time.perf_counter()
+    evaluate(model)
+    eval_seconds = time.perf_counter() - t0
+    set_global_rng_state(torch_rng)
+    spent = time.perf_counter() - began
+    epoch_seconds = steps_per_epoch(algo) * step_seconds + eval_seconds
+    epochs = max(1, int(share * (algo.max_seconds - spent) / epoch_seconds))
+    return {"epochs": epochs, "seconds": round(spent, 2), "step_seconds": step_seconds,
+            "eval_seconds": round(eval_seconds, 2),
+            "chars_per_second": round(algo.batch_size * algo.sample_len / step_seconds)}
 
 
 def train(cfg: DictConfig, run_dir: Path) -> dict:
@@ -287,12 +379,29 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     data_rng = make_generator(cfg.seed + 1, device)
     sampler_class = StreamSampler if algo.objective == "all_positions" else WindowSampler
     sampler = sampler_class(ids[:corpus.val_start], algo, data_rng)
-    total_steps = steps_per_epoch(algo) * algo.epochs
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, algo, total_steps))
     autocast = mixed_precision(device, cfg.bf16)
     seed_text = pick_seed_text(corpus.val_text, algo.sample_len, cfg.seed + 2)
-    start_epoch, step, best, history, elapsed = 0, 0, math.inf, [], 0.0
+
+    def evaluate(model) -> tuple[float, dict]:
+        """Validation loss and a sample at each temperature, seeded by the epoch."""
+        val = validation_loss(model, ids, corpus.val_start, algo, autocast)
+        return val, {t: decode_sample(model, seed_text, corpus.chars, algo, t, cfg.seed + epoch)
+                     for t in algo.temperatures}
+
+    epoch, plan = 0, None  # plan: the epochs sized to max_seconds (algo.epochs=null)
+    if run.resumed:
+        plan = run.meta.get("plan")  # a resume keeps the plan its run started with
+    elif algo.epochs is None:
+        plan = plan_epochs(model, sampler, algo, autocast, evaluate)
+    epochs = plan["epochs"] if plan and algo.epochs is None else algo.epochs
+    if epochs is None:
+        raise UserError(f"{cfg.resume} holds no plan of its epochs (an older rlgen wrote it); "
+                        "resume it with algo.epochs=N")
+    total_steps = steps_per_epoch(algo) * epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, algo, total_steps))
+    start_epoch, step, best, history = 0, 0, math.inf, []
+    elapsed = plan["seconds"] if plan and not run.resumed else 0.0  # the timing counts
     lstm_state = None  # carried across chunks (and epochs) by the all_positions objective
     step_time = 0.0  # training steps only; train_seconds adds evaluation
     if run.resumed:
@@ -317,15 +426,19 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                  "torch_rng": global_rng_state(), "lstm_state": lstm_state or []}
         run.save(name, state, {"epoch": epoch, "step": step, "chars": corpus.chars,
                                "seed_text": seed_text, "best_val_loss": best, "history": history,
-                               "train_seconds": elapsed, "corpus": corpus.name,
+                               "train_seconds": elapsed, "corpus": corpus.name, "plan": plan,
                                "stream_position": getattr(sampler, "position", None),
                                "stream_offset": getattr(sampler, "offset", None)})
 
-    logger = run.open_logger(algo.epochs, "epoch", done=start_epoch)
+    logger = run.open_logger(epochs, "epoch", done=start_epoch)
     logger.info(f"training {cfg.name} on {device}: corpus {corpus.name} "
                 f"({len(corpus.train_text):,} training, {len(corpus.val_text):,} validation "
                 f"characters, {len(corpus.chars)} distinct); run dir {run_dir}")
-    for epoch in range(start_epoch + 1, algo.epochs + 1):
+    if plan and algo.epochs is None:
+        logger.info(f"planned {epochs} epochs for max_seconds={algo.max_seconds:g}: "
+                    f"{plan['chars_per_second']:,} characters/s of training, "
+                    f"{plan['eval_seconds']:.1f}s per evaluation, timed in {plan['seconds']:.0f}s")
+    for epoch in range(start_epoch + 1, epochs + 1):
         t0 = time.perf_counter()
         seconds_left = None if algo.max_seconds is None else algo.max_seconds - elapsed
         counts, lstm_state, out_of_time = train_epoch(model, optimizer, scheduler, sampler,
@@ -333,10 +446,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         step += counts["batches"]
         train_time = time.perf_counter() - t0
         step_time += train_time
-        val = validation_loss(model, ids, corpus.val_start, algo, autocast)
+        val, samples = evaluate(model)
         run.check_finite(val + counts["loss_sum"], f"epoch {epoch} (step {step})")
-        samples = {t: decode_sample(model, seed_text, corpus.chars, algo, t, cfg.seed + epoch)
-                   for t in algo.temperatures}
         elapsed += time.perf_counter() - t0
         record = {"epoch": epoch, "step": step, "loss": counts["loss_sum"] / counts["batches"],
                   "val_loss": val, "val_bpc": val / math.log(2),
@@ -357,6 +468,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     metrics = {"device": str(device), "corpus": corpus.name,
                "train_chars": len(corpus.train_text), "val_chars": len(corpus.val_text),
                "vocab_size": len(corpus.chars), "epochs": last.get("epoch", 0), "steps": step,
+               "planned_epochs": epochs, "plan": plan,
                "final_val_loss": last.get("val_loss"), "best_val_loss": best if history else None,
                "best_val_bpc": best / math.log(2) if history else None,
                "train_seconds": round(elapsed, 2), "history": history}
@@ -429,6 +541,12 @@ class EvalArgs:
     run: str = MISSING
     checkpoint: str = "best"
     device: str = "auto"
+    text: str | None = None  # a UTF-8 file to score instead of the run's validation text
+    # null: every character scored with full context; N: nanoGPT's estimate, random
+    # windows of N characters each read from a fresh state (nanoGPT: 256)
+    window: int | None = at_least(2, None)
+    windows: int = at_least(1, 12800)  # how many random windows (nanoGPT: 200 x 64)
+    seed: int = 0  # draws the windows
 
 
 def load_model(payload: dict, device: torch.device):
@@ -460,19 +578,37 @@ def generate(payload: dict, args) -> str:
 
 
 def evaluate(payload: dict, args) -> dict:
-    """Validation loss of a saved model on its run's held-out text: one JSON line."""
+    """Loss of a saved model in nats (and bits) per character, one JSON line: on its run's
+    held-out text, or on any text file its characters cover (`text=FILE`)."""
     device = select_device(args.device)
     cfg, chars, model = load_model(payload, device)
-    corpus: Corpus = load_corpus(cfg.data)
-    if corpus.chars != chars:
-        raise UserError("the corpus on this machine differs from the one this run trained on "
-                        "(another character set); point data at the same text")
-    ids = torch.tensor(encode(corpus.text, chars), device=device)
+    if args.text is not None:
+        text, name = read_text(Path(args.text).expanduser()), Path(args.text).name
+        ids = torch.tensor(encode(text, chars, what=args.text), device=device)
+        start = 0
+    else:
+        corpus: Corpus = load_corpus(cfg.data)
+        if corpus.chars != chars:
+            raise UserError("the corpus on this machine differs from the one this run trained "
+                            "on (another character set); point data at the same text")
+        ids = torch.tensor(encode(corpus.text, chars), device=device)
+        start, name = corpus.val_start, f"{corpus.name} validation"
+    context = cfg.algo.sample_len if cfg.algo.objective == "last_char" else 1
+    if len(ids) - start <= context:
+        raise UserError(f"{name} has {len(ids) - start} characters; a score needs more than "
+                        f"{context}")
     autocast = mixed_precision(device, cfg.get("bf16", False))
-    val = validation_loss(model, ids, corpus.val_start, cfg.algo, autocast)
+    if args.window is not None:
+        loss = window_loss(model, ids, start, autocast, args.window, args.windows, args.seed)
+        scored = args.window * args.windows
+    else:
+        loss = validation_loss(model, ids, start, cfg.algo, autocast)
+        scored = len(ids) - max(start, context)
+        if cfg.algo.objective == "last_char" and cfg.algo.val_positions is not None:
+            scored = min(scored, cfg.algo.val_positions)
     summary = {"experiment": payload["experiment"], "checkpoint": args.checkpoint,
-               "epoch": payload["meta"]["epoch"], "corpus": corpus.name,
-               "val_chars": len(corpus.val_text), "val_loss": round(val, 4),
-               "val_bpc": round(val / math.log(2), 4)}
+               "epoch": payload["meta"]["epoch"], "text": name, "chars": len(ids) - start,
+               "scored": scored, "context": "full" if args.window is None else args.window,
+               "loss": round(loss, 4), "bpc": round(loss / math.log(2), 4)}
     print(json.dumps(summary), flush=True)
     return summary

@@ -65,6 +65,20 @@ def test_python_source_and_local_files_and_bad_names(tmp_path):
         corpora.load_corpus(data_cfg(corpus="nietzsche", cache_dir=str(tmp_path)))
 
 
+def test_split_is_nanogpts_arithmetic_and_the_preset_uses_it(tmp_path):
+    """nanoGPT's prepare.py: train = data[:int(n*0.9)], val = data[int(n*0.9):]."""
+    file = tmp_path / "small.txt"
+    for n in (1234, 1235, 1999, 2000, 4321, 9999, 10001):
+        file.write_text(("abcdefghij" * 1001)[:n])
+        corpus = corpora.load_corpus(data_cfg(path=str(file), val_fraction=0.1))
+        assert corpus.val_start == int(n * 0.9), n
+        assert len(corpus.val_text) == n - int(n * 0.9)
+    cfg = compose("experiment=lstm_text_small")
+    assert cfg.data.corpus == "tiny_shakespeare" and cfg.data.val_fraction == 0.1
+    # the published corpus's sizes: 1,003,854 training and 111,540 validation characters
+    assert int(1_115_394 * (1 - cfg.data.val_fraction)) == 1_003_854
+
+
 def tiny_model(input="embedding", hidden=(16, 12), vocab=7):
     torch.manual_seed(0)
     return lt.CharLSTM(vocab, input, 5, list(hidden), forget_bias=1.0)
@@ -119,6 +133,40 @@ def test_validation_scores_every_held_out_character_once():
     for objective, positions in (("all_positions", None), ("last_char", 300)):
         algo = OmegaConf.create({"objective": objective, "sample_len": 20, "val_positions": positions})
         assert lt.validation_loss(model, ids, 1000, algo, off) == pytest.approx(math.log(5), abs=1e-5)
+
+
+def test_every_character_of_a_text_is_scored_once_and_windows_like_nanogpt():
+    model = tiny_model(vocab=5)
+    torch.nn.init.zeros_(model.head.weight)
+    torch.nn.init.zeros_(model.head.bias)
+    off = torch.autocast("cpu", enabled=False)
+    ids = torch.randint(0, 5, (5000,))
+    for start in (0, 1, 40, 3000):  # from the text's start: nothing predicts its first character
+        total, count = lt.score_text(model, ids, start, off)
+        assert count == len(ids) - max(start, 1)
+        assert total / count == pytest.approx(math.log(5), abs=1e-5)
+    assert lt.window_loss(model, ids, 3000, off, window=64, windows=50) == pytest.approx(
+        math.log(5), abs=1e-5)
+    with pytest.raises(UserError, match="not more than window=256"):
+        lt.window_loss(model, ids, 4900, off)
+
+
+def test_full_context_scores_a_trained_model_lower_than_fresh_windows():
+    """With context the LSTM predicts better: a short window's first positions cost more."""
+    torch.manual_seed(0)
+    model = lt.CharLSTM(3, "embedding", 4, [16], forget_bias=1.0)
+    ids = torch.tensor([0, 1, 2] * 400 + [0, 0, 1, 1, 2, 2] * 200)  # two regimes
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
+    for _ in range(60):
+        x = torch.stack([ids[s:s + 40] for s in range(0, 2300, 57)], 1)
+        y = torch.stack([ids[s + 1:s + 41] for s in range(0, 2300, 57)], 1)
+        loss = torch.nn.functional.cross_entropy(model(x)[0].flatten(0, 1), y.flatten())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    off = torch.autocast("cpu", enabled=False)
+    total, count = lt.score_text(model, ids, 1300, off)
+    assert total / count < lt.window_loss(model, ids, 1300, off, window=4, windows=500)
 
 
 def test_temperature_sampling():
@@ -212,7 +260,64 @@ def test_a_negative_sampling_temperature_is_one_line(text_run):
 def test_eval_reports_validation_loss(text_run):
     summary = json.loads(run_cli("rlgen-eval", f"run={text_run}", "device=cpu").stdout)
     metrics = json.loads((text_run / "metrics.json").read_text())
-    assert summary["val_loss"] == pytest.approx(metrics["best_val_loss"], abs=1e-3)
+    assert summary["loss"] == pytest.approx(metrics["best_val_loss"], abs=1e-3)
+
+
+def test_eval_scores_any_text_file_like_the_validation_text(text_run, tmp_path):
+    corpus = corpora.load_corpus(data_cfg())
+    held_out = tmp_path / "held_out.txt"
+    held_out.write_text(corpus.val_text)
+    validation = json.loads(run_cli("rlgen-eval", f"run={text_run}", "device=cpu").stdout)
+    on_file = json.loads(run_cli("rlgen-eval", f"run={text_run}", f"text={held_out}",
+                                 "device=cpu").stdout)
+    assert on_file["text"] == "held_out.txt" and on_file["context"] == "full"
+    assert on_file["scored"] == len(corpus.val_text) - 1
+    assert on_file["loss"] == pytest.approx(validation["loss"], abs=0.005)
+    assert on_file["bpc"] == pytest.approx(on_file["loss"] / math.log(2), abs=1e-3)
+    windows = json.loads(run_cli("rlgen-eval", f"run={text_run}", "window=64", "windows=200",
+                                 "device=cpu").stdout)
+    assert windows["scored"] == 64 * 200 and windows["context"] == 64
+    assert windows["loss"] > validation["loss"]  # less context, higher loss
+    (tmp_path / "other.txt").write_text("Ωμέγα and ASCII\n" * 20)
+    result = run_cli("rlgen-eval", f"run={text_run}", f"text={tmp_path / 'other.txt'}",
+                     check=False)
+    assert "characters outside this corpus's set: 'Ω'" in error_line(result)
+    result = run_cli("rlgen-eval", f"run={text_run}", f"text={tmp_path / 'missing.txt'}",
+                     check=False)
+    assert "cannot read text file" in error_line(result)
+
+
+def test_a_planned_schedule_fits_the_budget_and_a_resume_keeps_it(tmp_path):
+    planned = [o for o in TEXT_TINY if not o.startswith("algo.epochs=")]
+    planned += ["algo.epochs=null", "algo.max_seconds=12"]
+    run_cli("rlgen-train", *planned, f"hydra.run.dir={tmp_path / 'run'}")
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    plan = metrics["plan"]
+    assert plan["epochs"] == metrics["planned_epochs"] >= 2
+    assert plan["chars_per_second"] > 0 and 0 < plan["seconds"] < 12
+    # the epochs fit the budget: planned from the timed pace, finished inside it
+    assert metrics["epochs"] == plan["epochs"] and metrics["train_seconds"] <= 12 + 3
+    assert metrics["history"][-1]["lr"] == pytest.approx(0.008 * 0.05, rel=0.01)  # cosine's end
+    result = run_cli("rlgen-train", "experiment=lstm_text_fast", "algo.epochs=null",
+                     "algo.max_seconds=null", check=False)
+    assert "algo.epochs=null plans the epochs from algo.max_seconds" in error_line(result)
+
+
+def test_planning_leaves_the_random_streams_alone():
+    torch.manual_seed(0)
+    model = tiny_model(vocab=7)
+    algo = OmegaConf.create({"objective": "all_positions", "sample_len": 8, "batch_size": 4,
+                             "examples_per_epoch": 40, "max_seconds": 30.0, "lr": 0.01,
+                             "optimizer": {"_target_": "torch.optim.Adam", "_partial_": True},
+                             "max_grad_norm": 1.0})
+    sampler = lt.StreamSampler(torch.randint(0, 7, (2000,)), algo, torch.Generator().manual_seed(1))
+    before = [p.clone() for p in model.parameters()]
+    torch.manual_seed(5)
+    plan = lt.plan_epochs(model, sampler, algo, torch.autocast("cpu", enabled=False),
+                          lambda m: None, seconds=0.2)
+    assert torch.rand(1).item() == torch.rand(1, generator=torch.Generator().manual_seed(5)).item()
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    assert sampler.position is None and plan["epochs"] >= 1
 
 
 def test_book_recipe_defaults_and_a_misspelt_key():
