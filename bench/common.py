@@ -52,7 +52,7 @@ def table(title: str, rows: list[dict]) -> None:
     print("| " + " | ".join(keys) + " |")
     print("|" + "---|" * len(keys))
     for row in rows:
-        print("| " + " | ".join(str(row[k]) for k in keys) + " |")
+        print("| " + " | ".join(str(row.get(k, "")) for k in keys) + " |")
 
 
 def write(name: str, results: dict) -> None:

@@ -1,9 +1,11 @@
 """Text benchmarks: training throughput of the book's recipe (`lstm_text`) and rlgen's
-(`lstm_text_fast`) in one process, and (with --summarize) the validation-loss curves
-of finished runs at fixed wall-time budgets. Writes bench/results/text.json.
+(`lstm_text_fast`) in one process; (with --summarize) the validation-loss curves of
+finished runs at fixed wall-time budgets; (with --tiny) nanoGPT's yardstick, tiny
+Shakespeare, trained for 30 minutes and scored both ways. Writes bench/results/text.json.
 
     python -m bench.text                            # throughput, about 2 minutes
     python -m bench.text --summarize RUN_DIR ...    # loss at 5 and 20 minutes, curve
+    python -m bench.text --tiny FILE    # FILE: char-rnn's input.txt; 30 minutes
 
 The 20-minute quality runs are plain training commands:
     rlgen-train experiment=lstm_text_fast
@@ -12,10 +14,23 @@ The 20-minute quality runs are plain training commands:
 
 import argparse
 import json
+import subprocess
+import sys
+from datetime import date
 from pathlib import Path
 
 from bench import common
 from generative import lstm_text
+from generative.download import file_digest
+from nn.checkpoint import checkpoint_path, load_checkpoint
+
+# Published figures on tiny Shakespeare with nanoGPT's split (last 10% validation),
+# nats/char: nanoGPT's shakespeare_char recipe and its CPU variant, and smoothed n-gram
+# baselines; nanoGPT's figure is its validation estimate over random 256-character windows.
+REFERENCES = {"nanoGPT shakespeare_char (10.65 M parameters, about 3 min on one A100)": 1.4697,
+              "nanoGPT CPU recipe (4 layers of 128)": 1.88,
+              "5-gram, smoothed": 1.77, "bigram, smoothed": 2.49}
+TEMPERATURES = (0.25, 0.5, 0.75)
 
 
 def throughput(seconds: float) -> list[dict]:
@@ -48,6 +63,10 @@ def summarize(run_dirs: list[str]) -> list[dict]:
     for run in run_dirs:
         m = json.loads((Path(run) / "metrics.json").read_text())
         rows.append({"experiment": m["experiment"], "seed": m["seed"],
+                     "date": date.today().isoformat(), "machine": common.machine(),
+                     "planned_epochs": m.get("planned_epochs"),
+                     "chars_per_second": round(sum(h["chars_per_second"] for h in m["history"])
+                                               / len(m["history"])),
                      "val_loss_5_min": at_budget(m["history"], 300),
                      "val_loss_5_min_of_steps": at_budget(m["history"], 300, "step_seconds"),
                      "val_loss_20_min": at_budget(m["history"], 1200),
@@ -61,16 +80,68 @@ def summarize(run_dirs: list[str]) -> list[dict]:
     return rows
 
 
+def tiny_shakespeare(data: str, run_dir: Path) -> dict:
+    """Train `lstm_text_small` on a local copy of tiny Shakespeare (unless `run_dir` holds
+    a finished run), then score its best checkpoint on the validation tenth: every
+    character with full context, and nanoGPT's 12,800 random 256-character windows."""
+    command = ["rlgen-train", "experiment=lstm_text_small", "data.path=FILE",
+               f"hydra.run.dir={run_dir}"]
+    if not (run_dir / "metrics.json").exists():
+        subprocess.run([str(Path(sys.executable).parent / command[0]), command[1],
+                        f"data.path={data}", *command[3:]], check=True)
+    m = json.loads((run_dir / "metrics.json").read_text())
+    payload = load_checkpoint(checkpoint_path(run_dir, "best"))
+    full = lstm_text.evaluate(payload, lstm_text.EvalArgs(run=str(run_dir), device="cpu"))
+    windows = lstm_text.evaluate(payload, lstm_text.EvalArgs(run=str(run_dir), device="cpu",
+                                                              window=256, windows=12800))
+    seed_text = payload["meta"]["seed_text"]
+    samples = {}
+    for t in TEMPERATURES:
+        args = lstm_text.GenerateArgs(run=str(run_dir), length=400, temperature=t, seed=0)
+        samples[str(t)] = lstm_text.generate(payload, args)
+    history = m["history"]
+    return {"date": date.today().isoformat(), "machine": common.machine(),
+            "command": " ".join(command), "corpus_sha256": file_digest(Path(data)),
+            "train_chars": m["train_chars"], "val_chars": m["val_chars"],
+            "planned_epochs": m["planned_epochs"], "plan": m["plan"], "epochs": m["epochs"],
+            "train_seconds": m["train_seconds"], "best_epoch": payload["meta"]["epoch"],
+            "val_loss_windows_256": windows["loss"], "val_bpc_windows_256": windows["bpc"],
+            "val_loss_full_context": full["loss"], "val_bpc_full_context": full["bpc"],
+            "val_loss_5_min_full_context": at_budget(history, 300),
+            "parameters": sum(t.numel() for k, t in payload["state"]["model"].items()),
+            "references": REFERENCES, "seed_text": seed_text, "samples": samples,
+            "sample_settings": "rlgen-generate run=RUN_DIR length=400 seed=0 temperature=T",
+            "curve": [(round(h["train_seconds"]), round(h["val_loss"], 4)) for h in history]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--summarize", nargs="+", metavar="RUN_DIR")
+    parser.add_argument("--tiny", metavar="FILE", help="a copy of tiny Shakespeare (char-rnn's "
+                        "input.txt); its SHA-256 is recorded beside the figures")
+    parser.add_argument("--run-dir", default="runs/bench_tiny_shakespeare",
+                        help="--tiny: where the run goes (a finished run there is scored)")
     parser.add_argument("--seconds", type=float, default=60)
     args = parser.parse_args()
     path = common.RESULTS / "text.json"
     results = json.loads(path.read_text()) if path.exists() else {}
     results["machine"] = common.machine()
-    if args.summarize:
-        results["quality"] = summarize(args.summarize)
+    if args.tiny:
+        results["tiny_shakespeare"] = tiny_shakespeare(args.tiny, Path(args.run_dir))
+        row = results["tiny_shakespeare"]
+        common.table("tiny Shakespeare, validation loss (nats/char)", [
+            {"what": "rlgen lstm_text_small, nanoGPT's estimate (256-character windows)",
+             "nats/char": row["val_loss_windows_256"]},
+            {"what": "rlgen lstm_text_small, full context", "nats/char": row["val_loss_full_context"]},
+            {"what": "rlgen lstm_text_small at 5 minutes, full context",
+             "nats/char": row["val_loss_5_min_full_context"]},
+            *({"what": k, "nats/char": v} for k, v in REFERENCES.items())])
+    elif args.summarize:
+        rows = summarize(args.summarize)
+        # a new run of an experiment and seed replaces the row of the old one
+        fresh = {(r["experiment"], r["seed"]) for r in rows}
+        results["quality"] = rows + [r for r in results.get("quality", [])
+                                     if (r["experiment"], r["seed"]) not in fresh]
         common.table("validation loss (nats/char) at wall-time budgets",
                      [{k: v for k, v in r.items() if k != "curve"} for r in results["quality"]])
     else:

@@ -68,8 +68,8 @@ def test_python_source_and_local_files_and_bad_names(tmp_path):
 def test_split_is_nanogpts_arithmetic_and_the_preset_uses_it(tmp_path):
     """nanoGPT's prepare.py: train = data[:int(n*0.9)], val = data[int(n*0.9):]."""
     file = tmp_path / "small.txt"
-    for n in (1234, 1235, 1999, 2000, 4321, 9999, 10001):
-        file.write_text(("abcdefghij" * 1001)[:n])
+    for n in (2001, 2345, 2346, 4321, 9999, 10001, 12347):
+        file.write_text(("abcdefghij" * 2000)[:n])
         corpus = corpora.load_corpus(data_cfg(path=str(file), val_fraction=0.1))
         assert corpus.val_start == int(n * 0.9), n
         assert len(corpus.val_text) == n - int(n * 0.9)
