@@ -138,10 +138,10 @@ def main() -> None:
             *({"what": k, "nats/char": v} for k, v in REFERENCES.items())])
     elif args.summarize:
         rows = summarize(args.summarize)
-        # a new run of an experiment and seed replaces the row of the old one
-        fresh = {(r["experiment"], r["seed"]) for r in rows}
+        # a run summarized again replaces its old row; rows of other runs stay
+        fresh = {r["run"] for r in rows}
         results["quality"] = rows + [r for r in results.get("quality", [])
-                                     if (r["experiment"], r["seed"]) not in fresh]
+                                     if r["run"] not in fresh]
         common.table("validation loss (nats/char) at wall-time budgets",
                      [{k: v for k, v in r.items() if k != "curve"} for r in results["quality"]])
     else:

@@ -289,15 +289,21 @@ def test_eval_scores_any_text_file_like_the_validation_text(text_run, tmp_path):
 
 def test_a_planned_schedule_fits_the_budget_and_a_resume_keeps_it(tmp_path):
     planned = [o for o in TEXT_TINY if not o.startswith("algo.epochs=")]
-    planned += ["algo.epochs=null", "algo.max_seconds=12"]
+    # a short validation text: many cheap epochs, so the plan is more than a few
+    planned += ["algo.epochs=null", "algo.max_seconds=12", "data.val_fraction=0.01"]
     run_cli("rlgen-train", *planned, f"hydra.run.dir={tmp_path / 'run'}")
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     plan = metrics["plan"]
-    assert plan["epochs"] == metrics["planned_epochs"] >= 2
+    assert plan["epochs"] == metrics["planned_epochs"] >= 4
     assert plan["chars_per_second"] > 0 and 0 < plan["seconds"] < 12
-    # the epochs fit the budget: planned from the timed pace, finished inside it
-    assert metrics["epochs"] == plan["epochs"] and metrics["train_seconds"] <= 12 + 3
-    assert metrics["history"][-1]["lr"] == pytest.approx(0.008 * 0.05, rel=0.01)  # cosine's end
+    # the epochs fit the budget: planned from the timed pace, done inside it (a busy
+    # machine may cut the last one), so the cosine schedule reaches its end
+    assert plan["epochs"] - 1 <= metrics["epochs"] <= plan["epochs"]
+    assert metrics["train_seconds"] <= 12 + 3
+    assert metrics["history"][-1]["lr"] <= 0.008 * 0.2  # peak 8e-3, floor 4e-4
+    run_cli("rlgen-train", f"resume={tmp_path / 'run'}")  # no new timing: the saved plan
+    resumed = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert resumed["plan"] == plan and resumed["epochs"] == plan["epochs"]
     result = run_cli("rlgen-train", "experiment=lstm_text_fast", "algo.epochs=null",
                      "algo.max_seconds=null", check=False)
     assert "algo.epochs=null plans the epochs from algo.max_seconds" in error_line(result)
