@@ -84,11 +84,13 @@ def tiny_shakespeare(data: str, run_dir: Path) -> dict:
     """Train `lstm_text_small` on a local copy of tiny Shakespeare (unless `run_dir` holds
     a finished run), then score its best checkpoint on the validation tenth: every
     character with full context, and nanoGPT's 12,800 random 256-character windows."""
-    command = ["rlgen-train", "experiment=lstm_text_small", "data.path=FILE",
-               f"hydra.run.dir={run_dir}"]
+    def command(path: str) -> list[str]:
+        return ["rlgen-train", "experiment=lstm_text_small", f"data.path={path}",
+                f"hydra.run.dir={run_dir}"]
+
     if not (run_dir / "metrics.json").exists():
-        subprocess.run([str(Path(sys.executable).parent / command[0]), command[1],
-                        f"data.path={data}", *command[3:]], check=True)
+        train = command(data)
+        subprocess.run([str(Path(sys.executable).parent / train[0]), *train[1:]], check=True)
     m = json.loads((run_dir / "metrics.json").read_text())
     payload = load_checkpoint(checkpoint_path(run_dir, "best"))
     full = lstm_text.evaluate(payload, lstm_text.EvalArgs(run=str(run_dir), device="cpu"))
@@ -101,14 +103,14 @@ def tiny_shakespeare(data: str, run_dir: Path) -> dict:
         samples[str(t)] = lstm_text.generate(payload, args)
     history = m["history"]
     return {"date": date.today().isoformat(), "machine": common.machine(),
-            "command": " ".join(command), "corpus_sha256": file_digest(Path(data)),
+            "command": " ".join(command("FILE")), "corpus_sha256": file_digest(Path(data)),
             "train_chars": m["train_chars"], "val_chars": m["val_chars"],
             "planned_epochs": m["planned_epochs"], "plan": m["plan"], "epochs": m["epochs"],
             "train_seconds": m["train_seconds"], "best_epoch": payload["meta"]["epoch"],
             "val_loss_windows_256": windows["loss"], "val_bpc_windows_256": windows["bpc"],
             "val_loss_full_context": full["loss"], "val_bpc_full_context": full["bpc"],
             "val_loss_5_min_full_context": at_budget(history, 300),
-            "parameters": sum(t.numel() for k, t in payload["state"]["model"].items()),
+            "parameters": sum(t.numel() for t in payload["state"]["model"].values()),
             "references": REFERENCES, "seed_text": seed_text, "samples": samples,
             "sample_settings": "rlgen-generate run=RUN_DIR length=400 seed=0 temperature=T",
             "curve": [(round(h["train_seconds"]), round(h["val_loss"], 4)) for h in history]}
