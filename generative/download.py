@@ -1,7 +1,10 @@
 """Fetch a data file once into a cache dir: several mirrors tried in turn, checked
-against a SHA-256, written to a temporary name and renamed only when complete, so an
-interrupted or corrupt transfer never leaves a file that looks finished."""
+against a pinned digest (MD5, SHA-256, or a registry's `sha512-BASE64` integrity),
+written to a temporary name and renamed only when complete, so an interrupted or
+corrupt transfer never leaves a file that looks finished."""
 
+import base64
+import binascii
 import hashlib
 import os
 import urllib.error
@@ -13,10 +16,20 @@ from nn.errors import UserError
 CHUNK = 1 << 16
 
 
+SRI_ALGORITHMS = ("sha256", "sha384", "sha512")
+
+
 def split_checksum(checksum: str | None) -> tuple[str, str | None]:
-    """`md5:HEX` or `sha256:HEX` (bare HEX means SHA-256) -> (algorithm, hex)."""
+    """`md5:HEX`, `sha256:HEX` (bare HEX means SHA-256), or a subresource-integrity string
+    `sha512-BASE64` as npm's registry publishes -> (algorithm, hex)."""
     if checksum is None:
         return "sha256", None
+    algorithm, dash, value = checksum.partition("-")
+    if dash and algorithm in SRI_ALGORITHMS:
+        try:
+            return algorithm, base64.b64decode(value, validate=True).hex()
+        except binascii.Error as err:
+            raise ValueError(f"integrity {checksum!r} is not valid base64") from err
     algorithm, _, value = checksum.rpartition(":")
     return algorithm or "sha256", value.lower()
 
@@ -48,8 +61,8 @@ def download(urls: list[str], dest: Path, checksum: str | None, *, timeout: floa
              offline_hint: str = "") -> Path:
     """Return `dest`, downloading it from the first mirror that delivers the right bytes.
 
-    `checksum` is `md5:HEX` or `sha256:HEX` (or bare SHA-256 HEX). A cached file is
-    trusted only if it matches; with no pinned checksum the first download records its
+    `checksum` is `md5:HEX`, `sha256:HEX` (or bare SHA-256 HEX) or `sha512-BASE64`. A
+    cached file is trusted only if it matches; with no pinned checksum the first download records its
     SHA-256 beside it (`dest.sha256`) and later reads are checked against that record.
     """
     dest = Path(dest)

@@ -316,14 +316,16 @@ def watch(payload: dict, args) -> dict:
 
     cfg, model = load_model(payload, torch.device("cpu"))
     data = load_images(cfg.data)
+    # a fixed random subset: a test split stored class by class must show every class
+    pick = torch.randperm(len(data.test_images), generator=torch.Generator().manual_seed(0))
+    pick = pick[:args.points]
     with torch.no_grad():
-        points = as_float(data.test_images[:args.points])
-        z, _ = model.encode(points)
+        z, _ = model.encode(as_float(data.test_images[pick]))
 
     def decode(point: np.ndarray) -> np.ndarray:
         with torch.no_grad():
             logits = model.decode_logits(torch.tensor(point, dtype=torch.float32)[None])
         return torch.sigmoid(logits).view(28, 28).numpy()
 
-    return explore(decode, z.numpy(), data.test_labels[:args.points].numpy(),
+    return explore(decode, z.numpy(), data.test_labels[pick].numpy(),
                    payload["meta"]["classes"], args)

