@@ -345,6 +345,21 @@ class ACGANTrainConfig:
     ema_decay: float | None = between(0, 1, default=None, upper_open=True)
     judge: str | None = None  # an mnist_cnn run dir: score each epoch, keep the best
     judge_per_class: int = at_least(1)
+    # the kept ("best") checkpoint: highest judged class accuracy, or lowest Frechet
+    # distance to training images in the judge's features
+    select: str = one_of("class_accuracy", "frechet", default="class_accuracy")
+    lr_d: float | None = above(0, default=None)  # the discriminator's (default: lr)
+    loss: str = one_of("bce", "hinge", default="bce")  # bce: the book's, with soft_one
+    class_loss_on_fakes: bool = True  # the book: the discriminator classifies fakes too
+    generator_class_weight: float = at_least(0, default=1.0)  # of G's class loss (book: 1)
+    generator_batches: int = at_least(1, default=2)  # generator batch / real batch (book: 2)
+    augment_shift: int = at_least(0, default=0)  # random shifts of what D sees (both steps)
+    ema_warmup: bool = False  # average decay (1 + step) / (10 + step) until it reaches ema_decay
+    standing_stats: bool = False  # re-estimate the drawer's BatchNorm statistics each epoch
+    max_seconds: float | None = above(0, default=None)  # stop training after this long
+    # images an epoch (each epoch a fresh random subset; null: all), so a large dataset is
+    # judged and checkpointed as often as a small one
+    epoch_images: int | None = at_least(1, default=None)
 
 
 def register() -> None:

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from conf.schemas import at_least
-from generative.classifier import load_judge, to_model_input
+from generative.classifier import load_judge, random_shift, to_model_input
 from generative.datasets import load_images
 from nn.blocks import glorot_normal_
 from nn.checkpoint import load_weights, write_png
@@ -85,9 +85,64 @@ class Discriminator(torch.nn.Module):
                 glorot_normal_(layer.weight)
                 torch.nn.init.zeros_(layer.bias)
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, images: torch.Tensor, classes: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`classes` is not used: the book's realness does not depend on the class."""
         h = self.body(images)
         return self.realness(h).squeeze(1), self.aux(h)
+
+
+class LightGenerator(torch.nn.Module):
+    """rlgen's generator for `acgan_sharp`: (z, class) -> [B, 1, 28, 28] in [-1, 1], about a
+    third of the book generator's multiply-adds, so a CPU affords several times the steps.
+    The class embedding is concatenated to z (the book multiplies them), then dense to
+    7x7, two 4x4 transposed convs to 28x28 and a 3x3 conv; BatchNorm and ReLU between."""
+
+    def __init__(self, latent_size: int, class_size: int, width: int):
+        super().__init__()
+        self.latent_size = latent_size
+        self.embedding = torch.nn.Embedding(NUM_CLASSES, class_size)
+        self.dense = torch.nn.Linear(latent_size + class_size, 7 * 7 * 4 * width)
+        self.width = width
+        self.up = torch.nn.Sequential(
+            torch.nn.BatchNorm2d(4 * width), torch.nn.ReLU(),
+            torch.nn.ConvTranspose2d(4 * width, 2 * width, 4, stride=2, padding=1),
+            torch.nn.BatchNorm2d(2 * width), torch.nn.ReLU(),
+            torch.nn.ConvTranspose2d(2 * width, width, 4, stride=2, padding=1),
+            torch.nn.BatchNorm2d(width), torch.nn.ReLU(),
+            torch.nn.Conv2d(width, 1, 3, padding=1), torch.nn.Tanh())
+
+    def forward(self, z: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        h = self.dense(torch.cat([z, self.embedding(classes)], 1))
+        return self.up(h.view(-1, 4 * self.width, 7, 7))
+
+
+class SpectralDiscriminator(torch.nn.Module):
+    """(images, classes) -> (realness logit [B], class logits [B, 10]) for `acgan_sharp`:
+    three strided convs (28 -> 14 -> 7 -> 4) with LeakyReLU, each layer and the realness
+    head spectrally normalised (largest singular value held at 1, so the critic cannot
+    sharpen without bound); no dropout. The realness is conditioned on the class by
+    projection (Miyato & Koyama 2018: plus <embedding(class), features>), so a fake must
+    look like a real image of its requested class, a pressure that, unlike the class
+    head's, does not reward drawing every image of a class alike."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        sn = torch.nn.utils.parametrizations.spectral_norm
+        self.body = torch.nn.Sequential(
+            sn(torch.nn.Conv2d(1, width, 4, stride=2, padding=1)), torch.nn.LeakyReLU(0.1),
+            sn(torch.nn.Conv2d(width, 2 * width, 4, stride=2, padding=1)), torch.nn.LeakyReLU(0.1),
+            sn(torch.nn.Conv2d(2 * width, 4 * width, 3, stride=2, padding=1)),
+            torch.nn.LeakyReLU(0.1), torch.nn.Flatten())
+        self.realness = sn(torch.nn.Linear(4 * width * 4 * 4, 1))
+        self.projection = sn(torch.nn.Embedding(NUM_CLASSES, 4 * width * 4 * 4))
+        self.aux = torch.nn.Linear(4 * width * 4 * 4, NUM_CLASSES)
+
+    def forward(self, images: torch.Tensor, classes: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.body(images)
+        realness = self.realness(h).squeeze(1) + (self.projection(classes) * h).sum(1)
+        return realness, self.aux(h)
 
 
 def sample_z(n: int, latent_size: int, generator: torch.Generator, device) -> torch.Tensor:
@@ -99,48 +154,74 @@ def sample_classes(n: int, generator: torch.Generator, device) -> torch.Tensor:
     return torch.randint(0, NUM_CLASSES, (n,), generator=generator, device=device)
 
 
-def discriminator_step(gen, disc, opt_d, real, labels, rng, soft_one: float,
-                       fakes_in_inference_mode: bool = True) -> dict:
-    """Real images (realness soft_one) beside fakes. The original draws the fakes with the
-    generator in inference mode (BatchNorm running statistics); the alternative uses batch
-    statistics, the same mode the generator step trains in."""
+def realness_loss(logits: torch.Tensor, real: bool, algo) -> torch.Tensor:
+    """The book's binary cross-entropy (real images labelled soft_one), or the hinge loss
+    of spectrally normalised GANs (real pushed above 1, fakes below -1)."""
+    if algo.loss == "hinge":
+        return F.relu(1 - logits).mean() if real else F.relu(1 + logits).mean()
+    return F.binary_cross_entropy_with_logits(
+        logits, torch.full_like(logits, algo.soft_one if real else 0.0))
+
+
+def augment(images: torch.Tensor, algo, rng) -> torch.Tensor:
+    """What the discriminator sees: with augment_shift, every image (real or fake, in both
+    steps) shifted at random, so a small training set is not memorised and the generator
+    gains nothing from drawing shifted digits (differentiable augmentation)."""
+    return random_shift(images, algo.augment_shift, rng) if algo.augment_shift else images
+
+
+def discriminator_step(gen, disc, opt_d, real, labels, rng, algo) -> dict:
+    """Real images beside fakes. The original draws the fakes with the generator in
+    inference mode (BatchNorm running statistics); the alternative uses batch statistics,
+    the same mode the generator step trains in. The class loss covers the fakes' requested
+    classes too, unless `class_loss_on_fakes` is off (the classifier then learns from real
+    images only, and cannot be satisfied by fakes that are merely easy to classify)."""
     n = len(real)
     z = sample_z(n, gen.latent_size, rng, real.device)
     requested = sample_classes(n, rng, real.device)
-    gen.train(not fakes_in_inference_mode)
+    gen.train(not algo.fakes_in_inference_mode)
     with torch.no_grad():
         fake = gen(z, requested)
     gen.train()
-    realness, aux = disc(torch.cat([real, fake]))
-    target = torch.cat([torch.full((n,), soft_one, device=real.device),
-                        torch.zeros(n, device=real.device)])
-    realness_loss = F.binary_cross_entropy_with_logits(realness, target)
-    class_loss = F.cross_entropy(aux, torch.cat([labels, requested]))
-    loss = realness_loss + class_loss
+    realness, aux = disc(augment(torch.cat([real, fake]), algo, rng),
+                         torch.cat([labels, requested]))
+    real_loss = realness_loss(realness[:n], True, algo)
+    fake_loss = realness_loss(realness[n:], False, algo)
+    if algo.loss == "bce":  # the book: one cross-entropy over the 2n images
+        loss_realness = (real_loss + fake_loss) / 2
+    else:
+        loss_realness = real_loss + fake_loss
+    if algo.class_loss_on_fakes:
+        class_loss = F.cross_entropy(aux, torch.cat([labels, requested]))
+    else:
+        class_loss = F.cross_entropy(aux[:n], labels)
+    loss = loss_realness + class_loss
     opt_d.zero_grad(set_to_none=True)
     loss.backward()
     opt_d.step()
-    return {"dLoss": loss, "d_realness": realness_loss, "d_class": class_loss}
+    return {"dLoss": loss, "d_realness": loss_realness, "d_class": class_loss}
 
 
-def generator_step(gen, disc, opt_g, n: int, rng, soft_one: float, device) -> dict:
-    """Fakes through the frozen discriminator, asking for realness soft_one and the
+def generator_step(gen, disc, opt_g, n: int, rng, algo, device) -> dict:
+    """Fakes through the frozen discriminator, asking to be judged real and of the
     requested classes; only the generator's weights move."""
     z = sample_z(n, gen.latent_size, rng, device)
     requested = sample_classes(n, rng, device)
     disc.requires_grad_(False)
     try:
-        realness, aux = disc(gen(z, requested))
-        realness_loss = F.binary_cross_entropy_with_logits(
-            realness, torch.full((n,), soft_one, device=device))
+        realness, aux = disc(augment(gen(z, requested), algo, rng), requested)
+        if algo.loss == "hinge":
+            loss_realness = -realness.mean()
+        else:
+            loss_realness = realness_loss(realness, True, algo)
         class_loss = F.cross_entropy(aux, requested)
-        loss = realness_loss + class_loss
+        loss = loss_realness + algo.generator_class_weight * class_loss
         opt_g.zero_grad(set_to_none=True)
         loss.backward()
         opt_g.step()
     finally:
         disc.requires_grad_(True)
-    return {"gLoss": loss, "g_realness": realness_loss, "g_class": class_loss}
+    return {"gLoss": loss, "g_realness": loss_realness, "g_class": class_loss}
 
 
 @torch.no_grad()
@@ -196,12 +277,66 @@ def update_average(average: torch.nn.Module, current: torch.nn.Module, decay: fl
         avg.copy_(cur)
 
 
+@torch.no_grad()
+def standing_statistics(gen, seed: int, batches: int = 20, batch_size: int = 100) -> None:
+    """Re-estimate BatchNorm's running statistics for the generator's current weights
+    (BigGAN's "standing statistics"): an averaged generator never runs forward in training
+    mode, so statistics copied from the raw one do not fit its weights. A fixed seed, so the
+    same weights always get the same statistics."""
+    norms = [m for m in gen.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a plain average over the batches below
+    device = next(gen.parameters()).device
+    rng = make_generator(seed, device)
+    gen.train()
+    for _ in range(batches):
+        gen(sample_z(batch_size, gen.latent_size, rng, device),
+            sample_classes(batch_size, rng, device))
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
+    gen.eval()
+
+
 def build_nets(cfg):
     return instantiate(cfg.model.generator), instantiate(cfg.model.discriminator)
 
 
+class Selection:
+    """Judges the drawing generator after each epoch on one sample (the selection sample;
+    `rlgen-eval` reports on fresh ones): class accuracy, and the Frechet distance (judge
+    features) to a fixed sample of training images of the same size. The kept checkpoint
+    is the one with the highest class accuracy (`select=class_accuracy`) or the lowest
+    distance (`select=frechet`)."""
+
+    def __init__(self, judge, images: torch.Tensor, algo, seed: int):
+        self.judge, self.algo, self.seed = judge, algo, seed
+        pick = torch.randperm(len(images), generator=make_generator(seed, torch.device("cpu")))
+        real = images[pick[:algo.judge_per_class * NUM_CLASSES].to(images.device)]
+        self.real_features = judge_images(judge, real, torch.zeros(len(real), dtype=torch.long,
+                                                                   device=images.device))["features"]
+
+    def judge_epoch(self, drawer, rng, device) -> dict:
+        fakes, requested = generate_per_class(drawer, self.algo.judge_per_class, rng, device)
+        judged = judge_images(self.judge, fakes, requested)
+        return {"class_accuracy": judged["class_accuracy"],
+                "frechet_train": frechet_distance(judged["features"], self.real_features)}
+
+    def better(self, record: dict, best: float) -> bool:
+        if self.algo.select == "frechet":
+            return best < 0 or record["frechet_train"] < best
+        return record["class_accuracy"] > best
+
+    def score(self, record: dict) -> float:
+        return record["frechet_train" if self.algo.select == "frechet" else "class_accuracy"]
+
+
 def train(cfg: DictConfig, run_dir: Path) -> dict:
     algo = cfg.algo
+    if algo.epoch_images and not algo.shuffle:
+        raise UserError("algo.epoch_images draws a random subset each epoch: it needs "
+                        "algo.shuffle=true")
     run = Run(cfg, run_dir)  # picks the device, seeds everything
     device = run.device
     data = load_images(cfg.data)
@@ -210,10 +345,11 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     gen, disc = (net.to(device) for net in build_nets(cfg))
     autocast = mixed_precision(device, cfg.bf16)
     opt_g = instantiate(algo.optimizer)(gen.parameters(), lr=algo.lr)
-    opt_d = instantiate(algo.optimizer)(disc.parameters(), lr=algo.lr)
+    opt_d = instantiate(algo.optimizer)(disc.parameters(), lr=algo.lr_d or algo.lr)
     rng = make_generator(cfg.seed + 1, device)
     fixed_z = sample_z(10, gen.latent_size, make_generator(cfg.seed + 2, device), device)
     judge = load_judge(algo.judge, device) if algo.judge else None
+    selection = Selection(judge, images, algo, cfg.seed + 3) if judge else None
     # with ema_decay, digits are drawn (and saved as "generator") from averaged weights
     averaged = copy.deepcopy(gen) if algo.ema_decay is not None else None
     drawer = averaged if averaged is not None else gen
@@ -229,7 +365,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             averaged.load_state_dict(run.state["generator"])
         rng.set_state(run.state["rng"])
         set_global_rng_state(run.state["torch_rng"])
-        start, step, best = run.meta["epoch"], run.meta["step"], run.meta["best_class_accuracy"]
+        start, step, best = run.meta["epoch"], run.meta["step"], run.meta["best"]
         history, elapsed = run.meta["history"], run.meta["train_seconds"]
 
     def save(name: str, epoch: int) -> None:
@@ -238,55 +374,66 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                  "rng": rng.get_state(), "torch_rng": global_rng_state()}
         if averaged is not None:
             state["generator_raw"] = gen.state_dict()
-        run.save(name, state, {"epoch": epoch, "step": step, "best_class_accuracy": best,
-                               "history": history, "train_seconds": elapsed,
-                               "dataset": data.name})
+        run.save(name, state, {"epoch": epoch, "step": step, "best": best, "history": history,
+                               "train_seconds": elapsed, "dataset": data.name})
 
-    batches = math.ceil(len(images) / algo.batch_size)
+    def out_of_time(epoch_start: float) -> bool:
+        spent = elapsed + time.perf_counter() - epoch_start
+        return algo.max_seconds is not None and spent >= algo.max_seconds
+
     logger = run.open_logger(algo.epochs, "epoch", done=start, logged_to=step)
+    per_epoch = min(len(images), algo.epoch_images or len(images))
     logger.info(f"training {cfg.name} on {device}: {data.name}, {len(images)} images, "
-                f"{batches} batches per epoch; run dir {run_dir}")
+                f"{math.ceil(per_epoch / algo.batch_size)} batches per epoch; run dir {run_dir}")
     for epoch in range(start + 1, algo.epochs + 1):
         t0 = time.perf_counter()
         order = (torch.randperm(len(images), generator=rng, device=device) if algo.shuffle
-                 else torch.arange(len(images), device=device))
-        sums = {}
+                 else torch.arange(len(images), device=device))[:algo.epoch_images]
+        sums, batches = {}, 0
         for index in order.split(algo.batch_size):
             with autocast:  # the steps' backward passes follow the forward dtypes
-                d = discriminator_step(gen, disc, opt_d, images[index], labels[index], rng,
-                                       algo.soft_one, algo.fakes_in_inference_mode)
-                g = generator_step(gen, disc, opt_g, 2 * len(index), rng, algo.soft_one,
-                                   device)
-            if averaged is not None:
-                update_average(averaged, gen, algo.ema_decay)
-            step += 1
+                d = discriminator_step(gen, disc, opt_d, images[index], labels[index], rng, algo)
+                g = generator_step(gen, disc, opt_g, algo.generator_batches * len(index), rng,
+                                   algo, device)
+            if averaged is not None:  # with ema_warmup, a short memory while G moves fast
+                decay = min(algo.ema_decay, (1 + step) / (10 + step)) if algo.ema_warmup \
+                    else algo.ema_decay
+                update_average(averaged, gen, decay)
+            step, batches = step + 1, batches + 1
             values = {k: v.item() for k, v in (d | g).items()}
             run.check_finite(sum(values.values()), f"step {step} (epoch {epoch})")
             logger.scalars(step, values)
-            for k, v in values.items():
-                sums[k] = sums.get(k, 0.0) + v
+            sums = {k: sums.get(k, 0.0) + v for k, v in values.items()}
+            if out_of_time(t0):
+                break
         seconds = time.perf_counter() - t0
         elapsed += seconds
         record = {"epoch": epoch, "step": step, **{k: v / batches for k, v in sums.items()},
                   "steps_per_second": batches / seconds, "train_seconds": round(elapsed, 2)}
-        if judge is not None:
-            fakes, requested = generate_per_class(drawer, algo.judge_per_class, rng, device)
-            record["class_accuracy"] = judge_images(judge, fakes, requested)["class_accuracy"]
+        if algo.standing_stats:
+            standing_statistics(drawer, cfg.seed + 4)
+        if selection is not None:
+            record |= selection.judge_epoch(drawer, rng, device)
         history.append(record)
         log_epoch(logger, record, digit_grid(drawer, fixed_z, list(range(10))))
         save("last", epoch)
-        # with a judge, best = the highest class accuracy; without one, the latest
-        if judge is None or record["class_accuracy"] > best:
-            best = record.get("class_accuracy", best)
+        # with a judge, the best by the selection rule; without one, the latest
+        if selection is None or selection.better(record, best):
+            best = selection.score(record) if selection else best
             save("best", epoch)
-        if run.stop_requested(f"epoch {epoch}"):
+        if run.stop_requested(f"epoch {epoch}") or out_of_time(time.perf_counter()):
             break
 
     last = history[-1] if history else {}
     metrics = {"device": str(device), "dataset": data.name, "train_images": len(images),
                "epochs": last.get("epoch", 0), "steps": step, "final_dLoss": last.get("dLoss"),
-               "final_gLoss": last.get("gLoss"), "best_class_accuracy": best if judge else None,
-               "train_seconds": round(elapsed, 2), "history": history}
+               "final_gLoss": last.get("gLoss"), "select": algo.select if judge else None,
+               "best": best if judge else None, "train_seconds": round(elapsed, 2),
+               "history": history}
+    if judge and history:  # the kept checkpoint's epoch and both of its figures
+        kept = next(h for h in history if selection.score(h) == best)
+        metrics |= {"best_epoch": kept["epoch"], "best_class_accuracy": kept["class_accuracy"],
+                    "best_frechet_train": kept["frechet_train"]}
     summary = (f"{cfg.name} seed {cfg.seed}: {metrics['epochs']} epochs ({step} steps) in "
                f"{elapsed:.0f}s, final dLoss {metrics['final_dLoss']:.3f}, gLoss "
                f"{metrics['final_gLoss']:.3f}")
@@ -298,7 +445,8 @@ def log_epoch(logger, record: dict, digits: torch.Tensor) -> None:
     """An epoch's figures, the fixed-noise digit grid and the progress line."""
     epoch, judged = record["epoch"], "class_accuracy" in record
     if judged:
-        logger.scalars(epoch, {"judge/class_accuracy": record["class_accuracy"]})
+        logger.scalars(epoch, {"judge/class_accuracy": record["class_accuracy"],
+                               "judge/frechet_train": record["frechet_train"]})
     logger.scalars(epoch, {"steps_per_second": record["steps_per_second"]})
     logger.writer.add_image("digits", digits, epoch, dataformats="HW")
     live = {"dLoss": record["dLoss"], "gLoss": record["gLoss"]}
@@ -307,7 +455,8 @@ def log_epoch(logger, record: dict, digits: torch.Tensor) -> None:
     logger.progress(live)
     logger.info(f"epoch {epoch}: dLoss {record['dLoss']:.4f}, gLoss {record['gLoss']:.4f}, "
                 f"{record['steps_per_second']:.2f} steps/s"
-                + (f", class accuracy {record['class_accuracy']:.3f}" if judged else ""))
+                + (f", class accuracy {record['class_accuracy']:.3f}, Frechet distance to "
+                   f"training images {record['frechet_train']:.1f}" if judged else ""))
 
 
 # ---------------------------------------------------------------- tools
@@ -318,7 +467,9 @@ class EvalArgs:
     run: str = MISSING
     judge: str = MISSING  # a run dir of experiment mnist_cnn
     checkpoint: str = "best"
-    per_class: int = at_least(1, 500)  # generated images per digit
+    # generated images per class; default: as many as the held-out set has (equal sample
+    # sizes for every Frechet distance, floor included)
+    per_class: int | None = at_least(2, None)
     seed: int = 0
     device: str = "auto"
 
@@ -350,33 +501,60 @@ def load_generator(payload: dict, device) -> tuple[DictConfig, Generator]:
     return cfg, load_weights(gen, payload, "generator").to(device).eval()
 
 
+@torch.no_grad()
+def nearest_distances(images: torch.Tensor, references: torch.Tensor) -> torch.Tensor:
+    """For each image, the pixel-space (L2) distance to its nearest reference image."""
+    flat_refs = references.flatten(1)
+    return torch.cat([torch.cdist(x.flatten(1), flat_refs).min(1).values
+                      for x in images.split(1000)])
+
+
 def evaluate(payload: dict, args) -> dict:
-    """Class accuracy and confidence of the judge on generated digits, and the Frechet
-    distance in the judge's feature space (with the real-vs-real floor beside it)."""
+    """How right and how sharp, measured fairly: the judge's class accuracy on generated
+    images; Frechet distances (judge features) to the held-out images and to as many
+    training images, beside the real-vs-real floor at the same sample size; and a
+    nearest-neighbour check that the generator does not copy its training images (its
+    images' distances to the nearest training image against those of held-out images)."""
     device = select_device(args.device)
     cfg, gen = load_generator(payload, device)
     judge = load_judge(args.judge, device)
-    if args.per_class < 2:
-        raise UserError("per_class must be at least 2")
-    fakes, requested = generate_per_class(gen, args.per_class, make_generator(args.seed, device),
-                                          device)
-    judged = judge_images(judge, fakes, requested)
     data = load_images(cfg.data)
     real_test = to_model_input(data.test_images).to(device)
+    per_class = args.per_class or max(2, len(real_test) // NUM_CLASSES)
+    fakes, requested = generate_per_class(gen, per_class, make_generator(args.seed, device),
+                                          device)
+    judged = judge_images(judge, fakes, requested)
     real_train = to_model_input(data.train_images).to(device)
-    pick = torch.randperm(len(real_train), generator=make_generator(args.seed, torch.device("cpu")))
-    real_train = real_train[pick[:len(real_test)].to(device)]
-    test_feats = judge_images(judge, real_test, data.test_labels.to(device))["features"]
-    train_feats = judge_images(judge, real_train, torch.zeros(len(real_train), dtype=torch.long,
-                                                              device=device))["features"]
+    n = min(len(fakes), len(real_test))  # every Frechet distance on n images a side
+    cpu_rng = make_generator(args.seed, torch.device("cpu"))
+    train_sample = real_train[torch.randperm(len(real_train), generator=cpu_rng)[:n].to(device)]
+    test_sample = real_test[torch.randperm(len(real_test), generator=cpu_rng)[:n].to(device)]
+    fake_feats = judged["features"][torch.randperm(len(fakes), generator=cpu_rng)[:n].to(device)]
+
+    def features(images: torch.Tensor) -> torch.Tensor:
+        return judge_images(judge, images, torch.zeros(len(images), dtype=torch.long,
+                                                       device=device))["features"]
+
+    test_feats, train_feats = features(test_sample), features(train_sample)
+    fake_nn = nearest_distances(fakes, real_train)
+    test_nn = nearest_distances(real_test, real_train)
     summary = {"experiment": payload["experiment"], "checkpoint": args.checkpoint,
-               "epoch": payload["meta"]["epoch"], "generated_per_class": args.per_class,
+               "epoch": payload["meta"]["epoch"], "step": payload["meta"].get("step"),
+               "dataset": data.name, "generated": len(fakes), "frechet_sample": n,
+               "seed": args.seed,
                "class_accuracy": round(judged["class_accuracy"], 4),
                "judge_confidence": round(judged["judge_confidence"], 4),
-               "frechet_distance": round(frechet_distance(judged["features"], test_feats), 3),
+               "frechet_distance": round(frechet_distance(fake_feats, test_feats), 3),
+               "frechet_to_train": round(frechet_distance(fake_feats, train_feats), 3),
                "frechet_floor_real_test_vs_train": round(
                    frechet_distance(test_feats, train_feats), 3),
-               "real_images": len(real_test), "dataset": data.name}
+               "nearest_train_median_generated": round(fake_nn.median().item(), 3),
+               "nearest_train_median_held_out": round(test_nn.median().item(), 3),
+               # images closer to a training image than 99% of held-out images are
+               "closer_than_held_out_p1": round(
+                   (fake_nn < torch.quantile(test_nn, 0.01)).float().mean().item(), 4)}
+    summary["frechet_ratio"] = round(summary["frechet_distance"]
+                                     / max(summary["frechet_floor_real_test_vs_train"], 1e-9), 2)
     print(json.dumps(summary), flush=True)
     return summary
 

@@ -10,6 +10,9 @@ from PIL import Image
 from generative import acgan, classifier
 from tests.conftest import compose, error_line, run_cli
 
+BOOK = compose("experiment=acgan").algo
+SHARP = compose("experiment=acgan_sharp").algo
+
 
 def nets():
     torch.manual_seed(0)
@@ -45,11 +48,11 @@ def test_each_step_moves_only_its_own_network():
     labels = torch.randint(0, 10, (8,))
     rng = torch.Generator().manual_seed(0)
     g0, d0 = snapshot(gen), snapshot(disc)
-    acgan.discriminator_step(gen, disc, opt_d, real, labels, rng, 0.95)
+    acgan.discriminator_step(gen, disc, opt_d, real, labels, rng, BOOK)
     assert not changed(g0, gen)  # generator ran in inference mode: not even BN statistics
     assert changed(d0, disc) == set(disc.state_dict())
     g1, d1 = snapshot(gen), snapshot(disc)
-    acgan.generator_step(gen, disc, opt_g, 16, rng, 0.95, "cpu")
+    acgan.generator_step(gen, disc, opt_g, 16, rng, BOOK, "cpu")
     assert not changed(d1, disc)
     assert {k for k in changed(g1, gen) if "num_batches" not in k} >= {
         "dense.weight", "up.0.weight", "up.6.weight", "embedding.weight"}
@@ -68,10 +71,52 @@ def test_soft_one_is_the_realness_target(monkeypatch):
     monkeypatch.setattr(acgan.F, "binary_cross_entropy_with_logits", spy)
     rng = torch.Generator().manual_seed(0)
     opt = torch.optim.Adam(disc.parameters())
-    acgan.discriminator_step(gen, disc, opt, torch.zeros(3, 1, 28, 28), torch.arange(3), rng, 0.95)
-    acgan.generator_step(gen, disc, torch.optim.Adam(gen.parameters()), 6, rng, 0.95, "cpu")
-    assert targets[0].tolist() == pytest.approx([0.95] * 3 + [0.0] * 3)
-    assert targets[1].tolist() == pytest.approx([0.95] * 6)
+    acgan.discriminator_step(gen, disc, opt, torch.zeros(3, 1, 28, 28), torch.arange(3), rng,
+                             BOOK)
+    acgan.generator_step(gen, disc, torch.optim.Adam(gen.parameters()), 6, rng, BOOK, "cpu")
+    assert [t.tolist() for t in targets] == [pytest.approx([0.95] * 3), pytest.approx([0.0] * 3),
+                                             pytest.approx([0.95] * 6)]
+
+
+def test_sharp_recipe_steps_hinge_shifts_and_real_only_classes(monkeypatch):
+    torch.manual_seed(0)
+    cfg = compose("experiment=acgan_sharp")
+    gen = acgan.LightGenerator(**{k: v for k, v in cfg.model.generator.items() if k != "_target_"})
+    disc = acgan.SpectralDiscriminator(cfg.model.discriminator.width)
+    assert gen(torch.rand(5, 100), torch.arange(5)).shape == (5, 1, 28, 28)
+    seen, classified = [], []
+    forward = disc.forward
+    monkeypatch.setattr(disc, "forward",
+                        lambda x, c: seen.append((x.detach(), c)) or forward(x, c))
+    original = acgan.F.cross_entropy
+    monkeypatch.setattr(acgan.F, "cross_entropy",
+                        lambda logits, y: classified.append(len(y)) or original(logits, y))
+    real = torch.full((4, 1, 28, 28), -1.0)
+    real[:, :, 10:18, 10:18] = 1.0
+    rng = torch.Generator().manual_seed(0)
+    opt_d = torch.optim.Adam(disc.parameters(), lr=1e-3)
+    d = acgan.discriminator_step(gen, disc, opt_d, real, torch.arange(4), rng, SHARP)
+    g0 = snapshot(gen)
+    g = acgan.generator_step(gen, disc, torch.optim.Adam(gen.parameters()), 4, rng, SHARP, "cpu")
+    assert classified == [4, 4]  # the classifier learns from the 4 real images only
+    assert not torch.equal(seen[0][0][:4], real)  # shifted before the discriminator sees it
+    assert seen[0][0][:4].sum() == real.sum()  # a shift moves the square, it does not crop it
+    assert torch.equal(seen[0][1][:4], torch.arange(4))  # realness conditioned on the class
+    assert d["d_realness"] >= 0 and changed(g0, gen)
+    assert g["g_realness"].item() == pytest.approx(-forward(*seen[1])[0].mean().item(), abs=0.05)
+
+
+def test_standing_statistics_fit_the_weights_they_are_computed_for():
+    gen = acgan.LightGenerator(100, 32, 8)
+    acgan.standing_statistics(gen, seed=0)
+    norm = gen.up[0]
+    rng = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        h = gen.dense(torch.cat([acgan.sample_z(2000, 100, rng, "cpu"),
+                                 gen.embedding(acgan.sample_classes(2000, rng, "cpu"))], 1))
+    mean = h.view(-1, 32, 7, 7).mean((0, 2, 3))
+    torch.testing.assert_close(norm.running_mean, mean, atol=0.02, rtol=0.1)
+    assert not gen.training and norm.momentum == 0.1  # momentum restored
 
 
 def test_requested_class_reaches_the_generator():
@@ -116,7 +161,8 @@ def judge_run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def gan_run(tmp_path_factory, judge_run):
     run_dir = tmp_path_factory.mktemp("gan") / "run"
-    run_cli("rlgen-train", "experiment=acgan_mnist5k", "algo.epochs=1", "algo.batch_size=400",
+    # 10 steps of 100 real images (a random 1,000 of the 4,000): the book's batch, cheaply
+    run_cli("rlgen-train", "experiment=acgan_mnist5k", "algo.epochs=1", "algo.epoch_images=1000",
             f"algo.judge={judge_run}", "algo.judge_per_class=5", "device=cpu",
             f"hydra.run.dir={run_dir}")
     return run_dir
@@ -150,13 +196,33 @@ def test_tiny_gan_run_logs_the_books_tags(gan_run):
     assert len(events.Scalars("dLoss")) == 10 and "digits" in events.Tags()["images"]
 
 
+def test_sharp_run_keeps_the_lowest_frechet_and_stops_on_its_time_budget(judge_run, tmp_path):
+    common = ["experiment=acgan_sharp", "device=cpu", f"algo.judge={judge_run}",
+              "algo.judge_per_class=10", "algo.batch_size=400"]
+    m = acgan.train(compose(*common, "algo.epochs=3"), tmp_path / "epochs")
+    scores = [h["frechet_train"] for h in m["history"]]
+    assert m["select"] == "frechet" and m["best_frechet_train"] == min(scores)
+    kept = torch.load(tmp_path / "epochs" / "checkpoints" / "best.pt", weights_only=False)
+    assert kept["meta"]["epoch"] == m["best_epoch"] == 1 + scores.index(min(scores))
+    timed = acgan.train(compose(*common, "algo.epochs=1000", "algo.max_seconds=1"),
+                        tmp_path / "timed")
+    assert timed["status"] == "finished" and timed["epochs"] <= 2 and timed["steps"] < 20
+
+
 def test_eval_prints_judged_scores(gan_run, judge_run):
     out = run_cli("rlgen-eval", f"run={gan_run}", f"judge={judge_run}", "per_class=20",
                   "device=cpu").stdout
     summary = json.loads(out)
-    assert {"class_accuracy", "judge_confidence", "frechet_distance",
-            "frechet_floor_real_test_vs_train"} <= summary.keys()
+    assert {"class_accuracy", "judge_confidence", "frechet_distance", "frechet_to_train",
+            "frechet_floor_real_test_vs_train", "frechet_ratio",
+            "closer_than_held_out_p1"} <= summary.keys()
+    assert summary["generated"] == summary["frechet_sample"] == 200  # equal sizes a side
     assert summary["frechet_floor_real_test_vs_train"] < summary["frechet_distance"]
+    # one epoch of a GAN copies nothing: its images are far from every training image
+    assert summary["nearest_train_median_generated"] > summary["nearest_train_median_held_out"]
+    full = json.loads(run_cli("rlgen-eval", f"run={gan_run}", f"judge={judge_run}",
+                              "device=cpu").stdout)
+    assert full["generated"] == full["frechet_sample"] == 1000  # as many as held out
     wrong = run_cli("rlgen-eval", f"run={gan_run}", f"judge={gan_run}", check=False)
     assert "not 'mnist_cnn'" in error_line(wrong)
 
