@@ -348,7 +348,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     opt_d = instantiate(algo.optimizer)(disc.parameters(), lr=algo.lr_d or algo.lr)
     rng = make_generator(cfg.seed + 1, device)
     fixed_z = sample_z(10, gen.latent_size, make_generator(cfg.seed + 2, device), device)
-    judge = load_judge(algo.judge, device) if algo.judge else None
+    judge = load_judge(algo.judge, device, cfg.data.name) if algo.judge else None
     selection = Selection(judge, images, algo, cfg.seed + 3) if judge else None
     # with ema_decay, digits are drawn (and saved as "generator") from averaged weights
     averaged = copy.deepcopy(gen) if algo.ema_decay is not None else None
@@ -517,7 +517,7 @@ def evaluate(payload: dict, args) -> dict:
     images' distances to the nearest training image against those of held-out images)."""
     device = select_device(args.device)
     cfg, gen = load_generator(payload, device)
-    judge = load_judge(args.judge, device)
+    judge = load_judge(args.judge, device, cfg.data.name)
     data = load_images(cfg.data)
     real_test = to_model_input(data.test_images).to(device)
     per_class = args.per_class or max(2, len(real_test) // NUM_CLASSES)

@@ -18,16 +18,14 @@ import torch.nn.functional as F
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from generative.datasets import load_images
-from nn.checkpoint import (
-    checkpoint_path,
-    load_checkpoint,
-    load_weights,
-    require_experiment,
-)
+from nn.checkpoint import checkpoint_path, load_checkpoint, load_weights
 from nn.config import instantiate
 from nn.device import maybe_compile, mixed_precision, select_device
+from nn.errors import UserError
 from nn.run import Run
 from nn.seeding import global_rng_state, make_generator, set_global_rng_state
+
+IMAGE_FAMILY = {"mnist_5k": "mnist"}  # a judge of MNIST digits judges any of them
 
 
 class MNISTConvNet(torch.nn.Module):
@@ -158,10 +156,19 @@ def random_shift(x: torch.Tensor, pixels: int, generator: torch.Generator) -> to
 # ---------------------------------------------------------------- the judge
 
 
-def load_judge(run: str, device: torch.device) -> torch.nn.Module:
+def load_judge(run: str, device: torch.device, dataset: str | None = None) -> torch.nn.Module:
+    """A classifier run's best model (mnist_cnn, fashion_cnn, ...), refused in one line if
+    it is not a classifier or (given `dataset`) was trained on other images."""
     path = checkpoint_path(run, "best")
     payload = load_checkpoint(path)
-    require_experiment(payload, "mnist_cnn", path)
+    if payload.get("trainer") != __name__:
+        raise UserError(f"{path} belongs to experiment {payload.get('experiment')!r}, not a "
+                        "classifier; train a judge with experiment=mnist_cnn or fashion_cnn")
+    judged = payload["config"]["data"]["name"]
+    if dataset is not None and IMAGE_FAMILY.get(judged, judged) != IMAGE_FAMILY.get(dataset,
+                                                                                    dataset):
+        raise UserError(f"the judge {run} was trained on {judged}, these images are {dataset}; "
+                        f"train one with experiment=mnist_cnn data={dataset}")
     return load_weights(build_model(OmegaConf.create(payload["config"])).to(device), payload,
                         "model").eval()
 

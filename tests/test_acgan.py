@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from generative import acgan, classifier
+from nn.errors import UserError
 from tests.conftest import compose, error_line, run_cli
 
 BOOK = compose("experiment=acgan").algo
@@ -198,7 +199,7 @@ def test_tiny_gan_run_logs_the_books_tags(gan_run):
 
 def test_sharp_run_keeps_the_lowest_frechet_and_stops_on_its_time_budget(judge_run, tmp_path):
     common = ["experiment=acgan_sharp", "device=cpu", f"algo.judge={judge_run}",
-              "algo.judge_per_class=10", "algo.batch_size=400"]
+              "algo.judge_per_class=10", "algo.batch_size=200", "algo.epoch_images=400"]
     m = acgan.train(compose(*common, "algo.epochs=3"), tmp_path / "epochs")
     scores = [h["frechet_train"] for h in m["history"]]
     assert m["select"] == "frechet" and m["best_frechet_train"] == min(scores)
@@ -224,7 +225,10 @@ def test_eval_prints_judged_scores(gan_run, judge_run):
                               "device=cpu").stdout)
     assert full["generated"] == full["frechet_sample"] == 1000  # as many as held out
     wrong = run_cli("rlgen-eval", f"run={gan_run}", f"judge={gan_run}", check=False)
-    assert "not 'mnist_cnn'" in error_line(wrong)
+    assert "not a classifier" in error_line(wrong)
+    with pytest.raises(UserError, match="trained on mnist_5k, these images are fashion_mnist"):
+        classifier.load_judge(str(judge_run), torch.device("cpu"), "fashion_mnist")
+    assert classifier.load_judge(str(judge_run), torch.device("cpu"), "mnist") is not None
 
 
 def test_generate_writes_a_digit_grid(gan_run, tmp_path):
