@@ -221,8 +221,9 @@ def test_eval_prints_judged_scores(gan_run, judge_run):
     assert summary["frechet_floor_real_test_vs_train"] < summary["frechet_distance"]
     # one epoch of a GAN copies nothing: its images are far from every training image
     assert summary["nearest_train_median_generated"] > summary["nearest_train_median_held_out"]
-    full = json.loads(run_cli("rlgen-eval", f"run={gan_run}", f"judge={judge_run}",
-                              "device=cpu").stdout)
+    payload = torch.load(gan_run / "checkpoints" / "best.pt", weights_only=False)
+    full = acgan.evaluate(payload, acgan.EvalArgs(run=str(gan_run), judge=str(judge_run),
+                                                  device="cpu"))
     assert full["generated"] == full["frechet_sample"] == 1000  # as many as held out
     wrong = run_cli("rlgen-eval", f"run={gan_run}", f"judge={gan_run}", check=False)
     assert "not a classifier" in error_line(wrong)
