@@ -91,6 +91,10 @@ class RunConfig:
     threads: int | None = at_least(1, None)  # torch CPU threads (null: torch's default, all cores)
     resume: str | None = None  # a run dir to continue
     render: bool = False  # show the games live while training (pygame window)
+    # the metrics.json figure a sweep optimises and the Hydra task returns (null: the
+    # run's headline, its first best_* figure)
+    optimized_metric: str | None = None
+    search: Any = None  # rlgen-search's settings (conf/hparams_search/; nn/search.py)
     env: Any = None
     model: Any = None
     algo: Any = None
@@ -143,6 +147,8 @@ class ReinforceConfig:
     max_grad_norm: float | None = above(0, None)
     stop_mean_steps: float | None = None  # end early once an iteration's mean steps reach this
     target_mean_steps: float = MISSING  # "solved" level reported in metrics.json
+    # every this many iterations a greedy game goes to TensorBoard as a video (null: none)
+    video_every: int | None = at_least(1, None)
 
 
 @dataclass
@@ -232,6 +238,8 @@ class DQNConfig:
     # without a fruit), so a looping agent stops without a cap that cuts long games short
     eval_max_steps_without_reward: int | None = at_least(1, None)
     stop_eval_return: float | None = None  # stop once a greedy evaluation reaches this
+    # every this many frames a greedy game goes to TensorBoard as a video (null: none)
+    video_every_frames: int | None = at_least(1, None)
 
 
 @dataclass

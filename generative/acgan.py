@@ -33,6 +33,10 @@ from nn.errors import UserError
 from nn.run import Run
 from nn.seeding import global_rng_state, make_generator, set_global_rng_state
 
+# rlgen-plot's default curve: the first of these tags a run logged (a judge's accuracy,
+# else G's loss)
+CURVES = ("judge/class_accuracy", "gLoss")
+
 NUM_CLASSES = 10
 
 
@@ -464,35 +468,35 @@ def log_epoch(logger, record: dict, digits: torch.Tensor) -> None:
 
 @dataclass
 class EvalArgs:
-    run: str = MISSING
+    run: str = MISSING  # a run dir made by rlgen-train (or one of its checkpoint files)
     judge: str = MISSING  # a run dir of experiment mnist_cnn
-    checkpoint: str = "best"
+    checkpoint: str = "best"  # best | last (the kept or the latest weights)
     # generated images per class; default: as many as the held-out set has (equal sample
     # sizes for every Frechet distance, floor included)
     per_class: int | None = at_least(2, None)
-    seed: int = 0
-    device: str = "auto"
+    seed: int = 0  # seeds what is drawn at random here
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
 
 
 @dataclass
 class GenerateArgs:
-    run: str = MISSING
-    checkpoint: str = "best"
+    run: str = MISSING  # a run dir made by rlgen-train (or one of its checkpoint files)
+    checkpoint: str = "best"  # best | last (the kept or the latest weights)
     digits: str = "0123456789"  # one row per digit
     n: int = at_least(1, 8)  # images per digit
-    seed: int = 0
-    out: str = "digits.png"
-    device: str = "cpu"
+    seed: int = 0  # seeds what is drawn at random here
+    out: str = "digits.png"  # the PNG to write
+    device: str = "cpu"  # cpu | cuda | cuda:N | mps | auto
 
 
 @dataclass
 class WatchArgs:
-    run: str = MISSING
-    checkpoint: str = "best"
-    seed: int = 0
+    run: str = MISSING  # a run dir made by rlgen-train (or one of its checkpoint files)
+    checkpoint: str = "best"  # best | last (the kept or the latest weights)
+    seed: int = 0  # seeds what is drawn at random here
     frames: int | None = None  # stop after this many frames (default: until closed)
     record: str | None = None  # save the last frame to this .png
-    fps: int = at_least(1, 30)
+    fps: int = at_least(1, 30)  # frames per second of the window
 
 
 def load_generator(payload: dict, device) -> tuple[DictConfig, Generator]:

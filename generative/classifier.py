@@ -25,6 +25,9 @@ from nn.errors import UserError
 from nn.run import Run
 from nn.seeding import global_rng_state, make_generator, set_global_rng_state
 
+# rlgen-plot's default curve: the first of these tags a run logged (held-out accuracy, each epoch)
+CURVES = ("test_accuracy",)
+
 IMAGE_FAMILY = {"mnist_5k": "mnist"}  # a judge of MNIST digits judges any of them
 
 
@@ -175,9 +178,9 @@ def load_judge(run: str, device: torch.device, dataset: str | None = None) -> to
 
 @dataclass
 class EvalArgs:
-    run: str = MISSING
-    checkpoint: str = "best"
-    device: str = "auto"
+    run: str = MISSING  # a run dir made by rlgen-train (or one of its checkpoint files)
+    checkpoint: str = "best"  # best | last (the kept or the latest weights)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
 
 
 def evaluate(payload: dict, args) -> dict:

@@ -35,6 +35,9 @@ from nn.errors import UserError
 from nn.run import Run
 from nn.seeding import global_rng_state, make_generator, set_global_rng_state
 
+# rlgen-plot's default curve: the first of these tags a run logged (validation nats/char, each epoch)
+CURVES = ("val_loss",)
+
 VAL_CONTEXT = 100  # characters of preceding text each validation segment starts from
 
 
@@ -526,21 +529,21 @@ def sample_table(seed_text: str, samples: dict[float, str]) -> str:
 
 @dataclass
 class GenerateArgs:
-    run: str = MISSING
-    checkpoint: str = "best"
+    run: str = MISSING  # a run dir made by rlgen-train (or one of its checkpoint files)
+    checkpoint: str = "best"  # best | last (the kept or the latest weights)
     length: int = at_least(0, 500)
     temperature: float = at_least(0, 0.5)  # 0: always the likeliest character
     seed_text: str | None = None  # default: the run's fixed seed slice of validation text
-    seed: int = 0
+    seed: int = 0  # seeds what is drawn at random here
     stream: bool = False  # print characters as they are generated
-    device: str = "cpu"
+    device: str = "cpu"  # cpu | cuda | cuda:N | mps | auto
 
 
 @dataclass
 class EvalArgs:
-    run: str = MISSING
-    checkpoint: str = "best"
-    device: str = "auto"
+    run: str = MISSING  # a run dir made by rlgen-train (or one of its checkpoint files)
+    checkpoint: str = "best"  # best | last (the kept or the latest weights)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     text: str | None = None  # a UTF-8 file to score instead of the run's validation text
     # null: every character scored with full context; N: nanoGPT's estimate, random
     # windows of N characters each read from a fresh state (nanoGPT: 256)

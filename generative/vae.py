@@ -31,6 +31,9 @@ from nn.errors import UserError
 from nn.run import Run
 from nn.seeding import make_generator
 
+# rlgen-plot's default curve: the first of these tags a run logged (held-out loss, each epoch)
+CURVES = ("test/loss",)
+
 IMAGE = 28 * 28
 
 
@@ -255,31 +258,31 @@ def log_epoch(logger, record: dict, model, shown: torch.Tensor) -> None:
 
 @dataclass
 class GenerateArgs:
-    run: str = MISSING
-    checkpoint: str = "best"
+    run: str = MISSING  # a run dir made by rlgen-train (or one of its checkpoint files)
+    checkpoint: str = "best"  # best | last (the kept or the latest weights)
     grid: int = at_least(1, 20)  # images per side
     range: float = above(0, 4.0)  # z in [-range, range] on both axes
-    out: str = "latent.png"
-    device: str = "cpu"
+    out: str = "latent.png"  # the PNG to write
+    device: str = "cpu"  # cpu | cuda | cuda:N | mps | auto
 
 
 @dataclass
 class EvalArgs:
-    run: str = MISSING
-    checkpoint: str = "best"
-    seed: int = 0
-    device: str = "auto"
+    run: str = MISSING  # a run dir made by rlgen-train (or one of its checkpoint files)
+    checkpoint: str = "best"  # best | last (the kept or the latest weights)
+    seed: int = 0  # seeds what is drawn at random here
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
 
 
 @dataclass
 class WatchArgs:
-    run: str = MISSING
-    checkpoint: str = "best"
+    run: str = MISSING  # a run dir made by rlgen-train (or one of its checkpoint files)
+    checkpoint: str = "best"  # best | last (the kept or the latest weights)
     range: float = above(0, 4.0)
     points: int = at_least(1, 2000)  # test images plotted in the latent plane
     frames: int | None = None  # stop after this many frames (default: until closed)
     record: str | None = None  # save the last frame to this .png
-    fps: int = at_least(1, 30)
+    fps: int = at_least(1, 30)  # frames per second of the window
 
 
 def load_model(payload: dict, device: torch.device):

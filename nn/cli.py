@@ -22,6 +22,7 @@ from nn.config import explain_config_error, import_trainer, instantiate, parse_k
 from nn.errors import UserError
 from nn.preemption import pass_on
 from nn.run import FINISHED, STOPPED, recorded, run_status
+from nn.runs import optimized_value
 
 # Hydra flags that take the next word as their value
 HYDRA_FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp",
@@ -183,7 +184,8 @@ def continues_itself(run_dir: Path) -> bool:
     return "SUBMITIT_FOLDER" in os.environ or run_status(run_dir) == STOPPED
 
 
-def _train_task(cfg) -> None:
+def _train_task(cfg) -> float | None:
+    """One run; returns its `optimized_metric` (or headline) figure, for Hydra's sweepers."""
     from hydra.core.hydra_config import HydraConfig
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
@@ -197,13 +199,17 @@ def _train_task(cfg) -> None:
 
             torch.set_num_threads(cfg.threads)
         trainer = import_trainer(cfg.trainer)
-        trainer.train(cfg, run_dir)
+        metrics = trainer.train(cfg, run_dir)
     except UserError as err:
         close_progress_bars()  # so the error is the last line on the terminal
         fail("rlgen-train", str(err))
     pass_on()  # a scheduler's handler (submitit's requeue) gets the stop signal now
     if run_status(run_dir) == STOPPED:
         sys.exit(0)  # a stop signal ends the process: a sweep starts no further job
+    try:
+        return optimized_value(metrics, cfg.optimized_metric)
+    except UserError:
+        return None  # nothing to optimise in this run; the run itself is fine
 
 
 def train_main() -> None:
@@ -211,6 +217,17 @@ def train_main() -> None:
 
     register_resolvers()
     flags, overrides = split_hydra_args(sys.argv[1:])
+    if {"-h", "--help"} & set(flags):
+        try:
+            print(train_help(overrides))
+        except UserError as err:
+            fail("rlgen-train", str(err))
+        return
+    if {"-m", "--multirun"} & set(flags) and any(o.startswith("hparams_search=") for o in overrides):
+        from nn.search import main as search_main
+
+        search_main(overrides)  # the Optuna search drives its own rlgen-train runs
+        return
     if {"-m", "--multirun"} & set(flags) and {"-c", "--cfg", "-i", "--info"} & set(flags):
         fail("rlgen-train", "-m cannot go with --cfg or --info; drop -m to print the config "
              "(e.g. --cfg job, or --cfg hydra -p hydra.launcher for a launcher preset)")
@@ -228,20 +245,88 @@ def train_main() -> None:
         _train_task)()
 
 
-def run_tool(command: str, function: str, schema: str, argv: list[str] | None = None) -> None:
+GROUPS = ("env", "model", "algo", "data")  # the config groups a run's settings come from
+
+
+def group_choices() -> dict[str, list[str]]:
+    """Every config group under conf/ and its choices (the schemas Hydra also lists under
+    these groups are types to check against, not choices)."""
+    return {str(d.relative_to(CONF_DIR)): sorted(p.stem for p in d.glob("*.yaml"))
+            for d in sorted(CONF_DIR.rglob("*")) if d.is_dir() and any(d.glob("*.yaml"))}
+
+
+def train_help(overrides: list[str]) -> str:
+    """rlgen-train's help: the groups' real choices, then every setting of the experiment
+    these overrides pick, with its value, range and description."""
+    from conf.schemas import RunConfig
+    from nn.config import describe_keys
+
+    try:
+        cfg = compose(overrides, return_hydra_config=True)
+    except Exception as err:
+        raise UserError(explain_config_error(err)) from err
+    choices = cfg.hydra.runtime.choices
+    lines = ["usage: rlgen-train [experiment=NAME] [GROUP=CHOICE ...] [KEY=VALUE ...]",
+             "       rlgen-train -m KEY=A,B ... (a sweep); rlgen-train -m hparams_search=NAME "
+             "(an Optuna search, as rlgen-search)", "", "config groups and their choices:"]
+    lines += [f"  {group}: {', '.join(names)}" for group, names in group_choices().items()]
+    lines += ["", f"run settings (experiment={cfg.name}):",
+              describe_keys(RunConfig, cfg, leave_out=(*GROUPS, "search"))]
+    for group in GROUPS:
+        node = cfg.get(group)
+        schema = OmegaConf.get_type(node) if node is not None else None
+        if schema is not None and schema is not dict:
+            lines += ["", f"{group} settings ({group}={choices.get(group)}):",
+                      describe_keys(schema, node, f"{group}.")]
+    lines += ["", "another experiment's settings: rlgen-train experiment=NAME --help; the "
+              "whole config: rlgen-train experiment=NAME --cfg job; Hydra's flags: --hydra-help"]
+    return "\n".join(lines)
+
+
+def tool_help(command: str, function: str, schema: str, values: dict[str, str]) -> str:
+    """A key=value tool's help: the keys it takes for the given run's trainer (or the
+    given experiment's, or the default experiment's), with defaults and descriptions."""
+    from nn.config import describe_keys
+
+    if "run" in values:
+        payload = load_checkpoint(checkpoint_path(values["run"], values.get("checkpoint", "best")),
+                                  mmap=True)
+        trainer_name, about = payload.get("trainer", ""), f"the run {values['run']}"
+    else:
+        experiment = values.get("experiment", "cartpole_demo")
+        try:
+            trainer_name = compose([f"experiment={experiment}"]).trainer
+        except Exception as err:
+            raise UserError(explain_config_error(err)) from err
+        about = f"runs of experiment {experiment}"
+    trainer = import_trainer(trainer_name)
+    usage = f"usage: {command} run=RUN_DIR [key=value ...]"
+    if not hasattr(trainer, function):
+        body = f"{command} does not apply to {about} (trainer {trainer_name})"
+    else:
+        body = (f"keys for {about} (trainer {trainer_name}):\n"
+                f"{describe_keys(getattr(trainer, schema))}")
+    by_hand = ("\nplay by hand instead: rlgen-watch env=snake (or env=cartpole, env=gymnasium "
+               "env.id=ID)" if function == "watch" else "")
+    return (f"{usage}\n\n{body}\n\nthe keys for another run or experiment: {command} "
+            f"run=RUN_DIR --help, or {command} experiment=NAME --help{by_hand}")
+
+
+def run_tool(command: str, function: str, schema: str, argv: list[str] | None = None):
     """Shared body of eval/watch/generate: load the run's checkpoint, dispatch to its
     trainer module, parse the remaining key=value args against that module's schema."""
     argv = sys.argv[1:] if argv is None else argv
     try:
         if any(a in ("-h", "--help") for a in argv):
-            print(f"usage: {command} run=RUN_DIR [checkpoint=best|last] [key=value ...]")
-            return
+            print(tool_help(command, function, schema,
+                            dict(a.split("=", 1) for a in argv if "=" in a)))
+            return None
         values = dict(a.split("=", 1) for a in argv if "=" in a)
         if function == "watch" and "run" not in values and "env" in values:
             from envs.by_hand import play_env_by_hand
 
             play_env_by_hand(argv)
-            return
+            return None
         if "run" not in values:
             raise UserError("pass run=RUN_DIR, a run dir made by rlgen-train (see runs/)")
         path = checkpoint_path(values["run"], values.get("checkpoint", "best"))
@@ -254,7 +339,7 @@ def run_tool(command: str, function: str, schema: str, argv: list[str] | None = 
         if getattr(args, "import_env_module", False):
             env_cfg = (payload.get("config") or {}).get("env") or {}
             allow_module_of(str(env_cfg.get("id", "")))
-        getattr(trainer, function)(payload, args)
+        return getattr(trainer, function)(payload, args)
     except UserError as err:
         fail(command, str(err))
 

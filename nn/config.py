@@ -1,5 +1,6 @@
 """Config helpers: trusted instantiation, one-line config errors, `key=value` CLI args."""
 
+import dataclasses
 import difflib
 import importlib
 import re
@@ -146,3 +147,60 @@ def parse_key_values(schema: type, argv: list[str]) -> DictConfig:
     if problem:
         raise UserError(problem)
     return config
+
+
+def key_comments(schema: type) -> dict[str, str]:
+    """Each field's description, read from the class's source: its trailing comment, or
+    the comment lines just above it (the schemas document their keys that way)."""
+    import inspect
+
+    comments: dict[str, str] = {}
+    for cls in reversed(schema.__mro__[:-1]):  # a subclass's comment wins
+        try:
+            lines = inspect.getsource(cls).splitlines()
+        except (OSError, TypeError):
+            continue
+        above: list[str] = []
+        for line in lines[1:]:
+            text = line.strip()
+            if text.startswith("#"):
+                above.append(text.lstrip("# "))
+                continue
+            match = re.match(r"^([A-Za-z_]\w*)\s*:", text)
+            if match and not text.startswith(("def ", "class ")):
+                trailing = text.split("  # ", 1)[1] if "  # " in text else ""
+                comments[match.group(1)] = " ".join([*above, trailing]).strip()
+            above = []
+    return comments
+
+
+def describe_keys(schema: type, values: Any = None, prefix: str = "",
+                  leave_out: tuple[str, ...] = ()) -> str:
+    """`key=default  description` lines for a dataclass's fields: the default from
+    `values` (a config) or the field, the allowed range, the description from the code."""
+    comments = key_comments(schema)
+    rows = []
+    for item in fields(schema):
+        if item.name.startswith("_") or item.name in leave_out:
+            continue
+        if values is not None and item.name in values:
+            value = OmegaConf.select(values, item.name, throw_on_missing=False)
+            value = OmegaConf.to_container(value) if isinstance(value, (DictConfig, ListConfig)) \
+                else value
+        elif item.default is not dataclasses.MISSING:
+            value = item.default
+        elif item.default_factory is not dataclasses.MISSING:
+            value = item.default_factory()
+        else:
+            value = "???"
+        if value == "???":
+            shown = "(required)" if values is None else "???"
+        else:
+            shown = "null" if value is None else str(value).replace(", ", ",")
+        rule = item.metadata.get("rule", "")
+        about = "; ".join(part for part in (rule, comments.get(item.name, "")) if part)
+        if isinstance(value, dict) and value and "_target_" in value:
+            continue  # a nested group (optimizer): see --cfg job
+        rows.append((f"{prefix}{item.name}={shown}", about))
+    width = min(34, max((len(key) for key, _ in rows), default=0))
+    return "\n".join(f"  {key:<{width}}  {about}".rstrip() for key, about in rows)

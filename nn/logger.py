@@ -51,6 +51,12 @@ class RunLogger:
         for tag, value in values.items():
             self.writer.add_scalar(tag, value, step)
 
+    def video(self, tag: str, frames: list, step: int, fps: float) -> None:
+        """Frames as an animated GIF in TensorBoard's Images tab (see nn/media.py)."""
+        from nn.media import video_summary
+
+        self.writer.file_writer.add_summary(video_summary(tag, frames, fps), step)
+
     def progress(self, live: dict[str, float], advance: int = 1) -> None:
         """Advance the bar; `live` figures show beside it."""
         self.bar.set_postfix({k: f"{v:.4g}" for k, v in live.items()}, refresh=False)

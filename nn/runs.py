@@ -9,6 +9,12 @@ from pathlib import Path
 
 import yaml
 
+from nn.errors import UserError
+
+
+class UnknownMetric(UserError):
+    """The same in every run of a sweep: a search stops at the first one."""
+
 
 def find_runs(roots: list[Path]) -> list[Path]:
     """Every folder holding a `.hydra/config.yaml` (a run dir), sorted by path."""
@@ -28,6 +34,24 @@ def best_metric(metrics: dict) -> tuple[str | None, float | None]:
     return None, None
 
 
+def optimized_value(metrics: dict, name: str | None) -> float:
+    """The figure a sweep optimises: metrics[name], or the headline `best_*` when None."""
+    numeric = sorted(k for k, v in metrics.items() if isinstance(v, (int, float))
+                     and not isinstance(v, bool))
+    if name is None:
+        name, value = best_metric(metrics)
+        if name is None:
+            raise UserError(f"this run reports no best_* figure; set optimized_metric to "
+                            f"one of: {', '.join(numeric)}")
+        return float(value)
+    if name not in metrics:
+        raise UnknownMetric(f"optimized_metric={name} is not in the run's metrics.json; it "
+                            f"has: {', '.join(numeric)}")
+    if metrics[name] is None:
+        raise UserError(f"{name} is null in this run (e.g. a target it never reached)")
+    return float(metrics[name])
+
+
 def describe(run: Path) -> dict:
     config = yaml.safe_load((run / ".hydra" / "config.yaml").read_text()) or {}
     overrides_file = run / ".hydra" / "overrides.yaml"
@@ -41,10 +65,24 @@ def describe(run: Path) -> dict:
         status = "stopped"  # saved at least once, no final metrics (yet)
     else:
         status = "no checkpoint"
-    return {"run": str(run), "experiment": config.get("name"), "seed": config.get("seed"),
+    return {"run": str(run), "experiment": config.get("name"), "trainer": config.get("trainer"),
+            "seed": config.get("seed"),
             "overrides": [o for o in overrides or [] if not o.startswith(("seed=", "hydra"))],
             "status": status, "metric": metric, "best": value,
             "train_seconds": metrics.get("train_seconds")}
+
+
+def read_runs(roots: list[Path]) -> list[dict]:
+    """`describe` of every run dir under the roots; an unreadable one says so in `status`."""
+    rows = []
+    for run in find_runs(roots):
+        try:
+            rows.append(describe(run))
+        except (OSError, ValueError, yaml.YAMLError) as err:
+            rows.append({"run": str(run), "experiment": None, "trainer": None, "seed": None,
+                         "overrides": [], "status": f"unreadable ({type(err).__name__})",
+                         "metric": None, "best": None, "train_seconds": None})
+    return rows
 
 
 def differing(rows: list[dict]) -> None:
@@ -79,14 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     if missing:
         print(f"rlgen-runs: error: no such folder: {', '.join(missing)}", file=sys.stderr)
         sys.exit(2)
-    rows = []
-    for run in find_runs(roots):
-        try:
-            rows.append(describe(run))
-        except (OSError, ValueError, yaml.YAMLError) as err:
-            rows.append({"run": str(run), "experiment": None, "seed": None, "overrides": [],
-                         "status": f"unreadable ({type(err).__name__})", "metric": None,
-                         "best": None, "train_seconds": None})
+    rows = read_runs(roots)
     differing(rows)
     if args.json:
         print(json.dumps(rows, indent=2))

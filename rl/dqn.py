@@ -28,6 +28,7 @@ import copy
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -45,12 +46,16 @@ from rl.play import (
     EvalArgs,
     WatchArgs,
     check_model_fits,
+    log_game_video,
     play_batched,
     rebuild_agent,
     report,
     watch_agent,
 )
 from rl.replay import NStepWindow, PrioritizedReplayMemory, ReplayMemory, check_memory_fits
+
+# rlgen-plot's default curve: the first of these tags a run logged (the book's reward over the last 100 games)
+CURVES = ("cumulativeReward100", "eval/mean_return")
 
 __all__ = ["EvalArgs", "WatchArgs", "train", "evaluate", "watch"]
 
@@ -293,6 +298,7 @@ class LoopState:
     best: float | None = None  # best cumulativeReward100 over 100 full games
     best_frame: int | None = None
     evals: int = 0  # greedy evaluations so far
+    videos: int = 0  # greedy games logged to TensorBoard so far
     best_eval: float | None = None  # best greedy mean return
     eval_seconds: float = 0.0  # time spent in greedy evaluations
     eval_history: list = field(default_factory=list)
@@ -388,6 +394,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                 loop.updates += updates
             if loop.due(algo.sync_every_frames, "syncs"):
                 sync(online, target)
+        if loop.due(algo.video_every_frames, "videos"):
+            log_video(run, cfg, online, algo, loop.frame, device)
         if loop.due(algo.eval_every_frames, "evals"):
             record = evaluate_greedily(env, online, algo, cfg.seed, device, loop, clock, autocast)
             keep_best_eval(run, loop, record, online)
@@ -526,6 +534,15 @@ def evaluate_greedily(env, online, algo, seed: int, device: torch.device, loop: 
     return record
 
 
+def log_video(run: Run, cfg, online, algo, frame: int, device: torch.device) -> None:
+    """A greedy game of a fresh env as a TensorBoard video (Snake: Q values shaded), as
+    long as an evaluation game may last."""
+    set_training(online, False)
+    log_game_video(run.logger, partial(instantiate, cfg.env), make_choose(online, device),
+                   frame, cfg.seed, max_frames=algo.eval_max_steps,
+                   max_steps_without_reward=algo.eval_max_steps_without_reward)
+
+
 def log_games(run: Run, loop: LoopState, stats: GameStats, algo, epsilon: float, loss,
               q_mean, clock: Clock) -> dict:
     """After games finished: scalars, progress bar and history. The means logged."""
@@ -647,12 +664,17 @@ def watch(payload: dict, args) -> dict:
     """Greedy play in a window, each move's Q values shaded on the board (Snake)."""
     cfg, _, q_network = load_q_network(payload, torch.device("cpu"))
     env_cfg = OmegaConf.merge(cfg.env, {"max_steps_per_game": args.max_steps})
+    return watch_agent(partial(instantiate, env_cfg), make_choose(q_network, torch.device("cpu")),
+                       args, own_window=is_gymnasium(env_cfg))
+
+
+def make_choose(q_network, device: torch.device):
+    """The greedy move in one unbatched game (watching, videos)."""
 
     @torch.no_grad()
     def choose(env, obs):
-        q = q_network(torch.as_tensor(obs, dtype=torch.float32)[None])[0]
+        q = q_network(torch.as_tensor(obs, dtype=torch.float32, device=device)[None])[0]
         env.q_values = q.tolist()  # Snake shades them on the board
         return int(q.argmax())
 
-    return watch_agent(lambda render_mode: instantiate(env_cfg, render_mode=render_mode),
-                       choose, args, own_window=is_gymnasium(env_cfg))
+    return choose

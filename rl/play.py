@@ -8,7 +8,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from omegaconf import MISSING, OmegaConf
 
@@ -16,18 +15,19 @@ from conf.schemas import at_least
 from nn.checkpoint import load_weights
 from nn.config import instantiate
 from nn.errors import UserError
+from nn.media import FORMATS, save_frames
 from nn.viewer import Viewer
 
 
 @dataclass
 class EvalArgs:
-    run: str = MISSING
+    run: str = MISSING  # a run dir made by rlgen-train (or one of its checkpoint files)
     # a run whose env.id is module:EnvId imports that module only when this is true
     import_env_module: bool = False
     checkpoint: str = "best"  # best | last
     episodes: int = at_least(1, 100)
-    seed: int = 0
-    device: str = "auto"
+    seed: int = 0  # seeds the games played here
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     greedy: bool = False  # policy-gradient agents: False samples, as the book's Test button
     max_steps: int | None = at_least(1, None)  # per game; default: the run's max_steps_per_game
     # end a game after this many steps without a positive reward (Snake: without a fruit);
@@ -37,17 +37,17 @@ class EvalArgs:
 
 @dataclass
 class WatchArgs:
-    run: str = MISSING
+    run: str = MISSING  # a run dir made by rlgen-train (or one of its checkpoint files)
     # a run whose env.id is module:EnvId imports that module only when this is true
     import_env_module: bool = False
-    checkpoint: str = "best"
-    seed: int = 0
-    greedy: bool = False
+    checkpoint: str = "best"  # best | last (the kept or the latest weights)
+    seed: int = 0  # seeds the games played here
+    greedy: bool = False  # policy-gradient agents: the likeliest move instead of a sampled one
     fps: int | None = at_least(1, None)  # default: the env's own speed
     max_steps: int | None = at_least(1, None)  # per game; default: no limit, like the book's Test
     games: int | None = at_least(1, None)  # stop after this many games (default: until closed)
     frames: int | None = at_least(1, None)  # stop after this many frames (recording default: 300)
-    record: str | None = None  # write frames to this .gif (or the last one to a .png)
+    record: str | None = None  # write the frames to this .mp4 or .gif (or the last one to a .png)
 
 
 @torch.no_grad()
@@ -105,18 +105,35 @@ def report(summary: dict) -> None:
     print(json.dumps(summary), flush=True)
 
 
-def save_recording(frames: list[np.ndarray], path: Path, fps: int) -> None:
-    from PIL import Image
+VIDEO_MAX_FRAMES = 1000  # a game logged to TensorBoard stops here (a greedy agent may loop)
 
-    if not frames:
-        raise UserError("nothing was recorded")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() == ".gif":
-        images = [Image.fromarray(f) for f in frames]
-        images[0].save(path, save_all=True, append_images=images[1:],
-                       duration=max(1, round(1000 / fps)), loop=0)
-    else:
-        Image.fromarray(frames[-1]).save(path)
+
+@torch.no_grad()
+def game_frames(make_env, choose, seed: int, max_frames: int = VIDEO_MAX_FRAMES,
+                max_steps_without_reward: int | None = None):
+    """One game from a fresh env: the frame before each move, at most `max_frames` and,
+    if given, at most `max_steps_without_reward` since the last positive reward (as
+    `play_batched`). Also the env's frame rate."""
+    env = make_env(render_mode="rgb_array")
+    try:
+        obs, _ = env.reset(seed=seed)
+        frames, since_reward = [], 0
+        while len(frames) < max_frames:
+            frames.append(env.render())
+            obs, reward, terminated, truncated, _ = env.step(choose(env, obs))
+            since_reward = 0 if reward > 0 else since_reward + 1
+            if terminated or truncated or since_reward == max_steps_without_reward:
+                break
+        return frames, env.metadata.get("render_fps") or 30
+    finally:
+        env.close()
+
+
+def log_game_video(logger, make_env, choose, step: int, seed: int, **limits) -> None:
+    """A greedy game as a video in TensorBoard (tag `game`), at the training step;
+    `limits`: those of `game_frames`."""
+    frames, fps = game_frames(make_env, choose, seed, **limits)
+    logger.video("game", frames, step, fps)
 
 
 class OwnWindowKeys:
@@ -153,8 +170,9 @@ def watch_agent(make_env, choose, args, own_window: bool = False) -> dict:
     import pygame
 
     recording = args.record is not None
-    if recording and Path(args.record).suffix.lower() not in (".gif", ".png"):
-        raise UserError(f"record={args.record}: use a .gif (all frames) or .png (last frame)")
+    if recording and Path(args.record).suffix.lower() not in FORMATS:
+        raise UserError(f"record={args.record}: use a .mp4 or .gif (all frames) or .png "
+                        "(last frame)")
     frame_limit = args.frames if args.frames is not None else (300 if recording else None)
     own_window = own_window and not recording
     try:
@@ -203,7 +221,7 @@ def watch_agent(make_env, choose, args, own_window: bool = False) -> dict:
         if viewer is not None:
             viewer.close()
     if recording:
-        save_recording(frames, Path(args.record), fps)
+        save_frames(frames, Path(args.record), fps)
     print(f"watched {frame_count} frames, {games} finished games {lengths}"
           + (f"; wrote {args.record}" if recording else ""))
     return {"frames": frame_count, "games_finished": games, "game_steps": lengths}

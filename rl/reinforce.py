@@ -15,6 +15,7 @@ equals the original's per-step gradients).
 
 import math
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -32,11 +33,15 @@ from rl.play import (
     EvalArgs,
     WatchArgs,
     check_model_fits,
+    log_game_video,
     play_batched,
     rebuild_agent,
     report,
     watch_agent,
 )
+
+# rlgen-plot's default curve: the first of these tags a run logged (steps per game, each iteration)
+CURVES = ("mean_steps",)
 
 __all__ = ["EvalArgs", "WatchArgs", "train", "evaluate", "watch"]
 
@@ -204,6 +209,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         history.append(record)
         logger.scalars(iteration, {k: record[k] for k in
                                    ("mean_steps", "max_steps", "steps_per_second", "loss")})
+        if algo.video_every and iteration % algo.video_every == 0:
+            log_game_video(logger, partial(instantiate, cfg.env),
+                           make_choose(policy, True, None, device), iteration, cfg.seed)
         if record["mean_steps"] > best:
             best = record["mean_steps"]
             save("best", iteration)
@@ -224,6 +232,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         "device": str(device), "iterations": last.get("iteration", 0),
         "final_mean_steps": last.get("mean_steps"),
         "best_mean_steps": best if history else None,
+        # the area under the learning curve: mean steps averaged over the iterations run,
+        # a search objective that keeps ranking runs after they reach the cap
+        "mean_steps_auc": sum(h["mean_steps"] for h in history) / len(history) if history else None,
         "target_mean_steps": algo.target_mean_steps,
         "solved_iteration": solved_at["iteration"] if solved_at else None,
         "solved_train_seconds": solved_at["train_seconds"] if solved_at else None,
@@ -273,6 +284,16 @@ def make_act(policy, greedy: bool, generator: torch.Generator | None):
     return act
 
 
+def make_choose(policy, greedy: bool, generator: torch.Generator | None, device):
+    """The move in one unbatched game (watching, videos)."""
+    act = make_act(policy, greedy, generator)
+
+    def choose(env, obs):
+        return act(torch.as_tensor(obs, device=device)[None])[0].item()
+
+    return choose
+
+
 def evaluate(payload: dict, args) -> dict:
     device = select_device(args.device)
     cfg, env, policy = load_policy(payload, device)
@@ -298,10 +319,7 @@ def evaluate(payload: dict, args) -> dict:
 def watch(payload: dict, args) -> dict:
     cfg, _, policy = load_policy(payload, torch.device("cpu"))
     env_cfg = OmegaConf.merge(cfg.env, {"max_steps_per_game": args.max_steps})
-    act = make_act(policy, args.greedy, make_generator(args.seed + 1, torch.device("cpu")))
-
-    def choose(env, obs):
-        return act(torch.as_tensor(obs)[None])[0].item()
-
+    cpu = torch.device("cpu")
+    choose = make_choose(policy, args.greedy, make_generator(args.seed + 1, cpu), cpu)
     return watch_agent(lambda render_mode: instantiate(env_cfg, render_mode=render_mode),
                        choose, args, own_window=is_gymnasium(env_cfg))

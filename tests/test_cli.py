@@ -13,6 +13,7 @@ import torch
 from conftest import BIN, TINY, compose, error_line, run_cli
 from PIL import Image
 
+from nn.cli import run_tool
 from nn.config import import_trainer, instantiate
 
 EXPERIMENTS = sorted(p.stem for p in Path("conf/experiment").glob("*.yaml"))
@@ -68,10 +69,12 @@ def test_eval_prints_one_json_line(trained_run):
 
 
 def test_watch_records_gif_and_png_and_runs_in_a_headless_window(trained_run, tmp_path):
-    run_cli("rlgen-watch", f"run={trained_run}", f"record={tmp_path / 'a.gif'}", "frames=20")
+    run_tool("rlgen-watch", "watch", "WatchArgs",
+             [f"run={trained_run}", f"record={tmp_path / 'a.gif'}", "frames=20"])
     gif = Image.open(tmp_path / "a.gif")
     assert gif.n_frames == 20 and gif.size == (600, 400)
-    run_cli("rlgen-watch", f"run={trained_run}", f"record={tmp_path / 'last.png'}", "games=1")
+    run_tool("rlgen-watch", "watch", "WatchArgs",
+             [f"run={trained_run}", f"record={tmp_path / 'last.png'}", "games=1"])
     assert Image.open(tmp_path / "last.png").size == (600, 400)
     result = run_cli("rlgen-watch", f"run={trained_run}", "frames=30", "fps=1000")
     assert "watched 30 frames" in result.stdout
@@ -115,30 +118,38 @@ def test_resume_of_another_experiments_run_is_refused(trained_run):
     assert "belongs to experiment 'cartpole_reinforce'" in error_line(result)
 
 
-def test_bad_tool_input_is_one_clear_line(trained_run, tmp_path):
+def tool_error(capsys, command: str, *args: str) -> str:
+    """A tool's error called in-process (the console script's path, without a new
+    interpreter): exactly one line on stderr, exit 2."""
+    function, schema = {"rlgen-eval": ("evaluate", "EvalArgs"),
+                        "rlgen-watch": ("watch", "WatchArgs")}[command]
+    with pytest.raises(SystemExit) as stop:
+        run_tool(command, function, schema, list(args))
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert stop.value.code == 2 and len(lines) == 1, lines
+    return lines[0]
+
+
+def test_bad_tool_input_is_one_clear_line(trained_run, tmp_path, capsys):
     assert "pass run=RUN_DIR" in error_line(run_cli("rlgen-eval", check=False))
-    missing = run_cli("rlgen-eval", f"run={tmp_path / 'nope'}", check=False)
-    assert "does not exist" in error_line(missing)
+    assert "does not exist" in tool_error(capsys, "rlgen-eval", f"run={tmp_path / 'nope'}")
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert "holds no checkpoints/best.pt" in error_line(
-        run_cli("rlgen-watch", f"run={empty}", check=False))
+    assert "holds no checkpoints/best.pt" in tool_error(capsys, "rlgen-watch", f"run={empty}")
     corrupt = tmp_path / "corrupt"
     shutil.copytree(trained_run, corrupt)
     best = corrupt / "checkpoints" / "best.pt"
     best.write_bytes(best.read_bytes()[:200])
-    assert "not a readable rlgen checkpoint" in error_line(
-        run_cli("rlgen-eval", f"run={corrupt}", check=False))
+    assert "not a readable rlgen checkpoint" in tool_error(capsys, "rlgen-eval", f"run={corrupt}")
     foreign = tmp_path / "foreign.pt"
     torch.save({"state_dict": {"w": torch.zeros(3)}}, foreign)
-    assert "not an rlgen checkpoint" in error_line(
-        run_cli("rlgen-eval", f"run={foreign}", check=False))
-    typo = run_cli("rlgen-eval", f"run={trained_run}", "episods=3", check=False)
-    assert "did you mean 'episodes'" in error_line(typo)
-    none = run_cli("rlgen-eval", f"run={trained_run}", "episodes=0", check=False)
-    assert "episodes=0 is out of range: it must be >= 1" in error_line(none)
-    wrong = run_cli("rlgen-watch", f"run={trained_run}", "record=out.mp4", check=False)
-    assert ".gif" in error_line(wrong)
+    assert "not an rlgen checkpoint" in tool_error(capsys, "rlgen-eval", f"run={foreign}")
+    typo = tool_error(capsys, "rlgen-eval", f"run={trained_run}", "episods=3")
+    assert "did you mean 'episodes'" in typo
+    none = tool_error(capsys, "rlgen-eval", f"run={trained_run}", "episodes=0")
+    assert "episodes=0 is out of range: it must be >= 1" in none
+    wrong = tool_error(capsys, "rlgen-watch", f"run={trained_run}", "record=out.avi")
+    assert "use a .mp4 or .gif" in wrong
 
 
 def test_render_during_training_draws_the_games_headless(tmp_path):

@@ -1,0 +1,171 @@
+"""`rlgen-plot DIR ... [--metric TAG] [--x step|time] [--out curves.png]`: learning
+curves from run dirs or sweep dirs, as a PNG and an SVG.
+
+Runs that share every override but the seed form one group, drawn as one line: the
+mean over its seeds, with a band from the lowest to the highest seed (or +- one
+standard deviation). The curves are the TensorBoard scalars each run logged, so any
+tag can be plotted; the default is the experiment's headline (its trainer's
+`CURVES`, the first one the runs logged).
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from nn.config import import_trainer
+from nn.errors import UserError
+from nn.runs import differing, read_runs
+
+POINTS = 200  # the common x grid each group's seeds are interpolated onto
+# overrides that change how a run ran, not what it learnt: runs differing only in these
+# are seeds of one group
+OPERATIONAL = ("threads=", "device=", "resume=", "render=")
+
+
+def read_scalars(run: Path) -> dict[str, np.ndarray]:
+    """Every scalar tag of a run's event files: tag -> rows of (step, wall seconds, value)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run), size_guidance={"scalars": 0}).Reload()
+    curves = {}
+    for tag in events.Tags()["scalars"]:
+        rows = np.array([(e.step, e.wall_time, e.value) for e in events.Scalars(tag)])
+        if len(rows) > 1:  # a lone value (a final summary figure) is no curve
+            rows[:, 1] -= rows[0, 1]
+            curves[tag] = rows[np.argsort(rows[:, 0], kind="stable")]
+    return curves
+
+
+def headline(trainer: str, tags: set[str]) -> str | None:
+    """The first of the trainer's headline curves that the runs logged."""
+    return next((t for t in getattr(import_trainer(trainer), "CURVES", ()) if t in tags), None)
+
+
+def group_runs(runs: list[dict]) -> dict[str, list[dict]]:
+    """Runs keyed by a label of the overrides that tell the groups apart (seed aside)."""
+    for run in runs:
+        run["overrides"] = [o for o in run["overrides"] if not o.startswith(OPERATIONAL)]
+    differing(runs)
+    groups: dict[str, list[dict]] = {}
+    for run in runs:
+        label = " ".join(run["overrides"]) or run["experiment"]
+        groups.setdefault(label, []).append(run)
+    return groups
+
+
+def smooth(values: np.ndarray, weight: float) -> np.ndarray:
+    """TensorBoard's exponential moving average (weight 0: the raw values)."""
+    out, last = np.empty_like(values), values[0]
+    for i, v in enumerate(values):
+        last = weight * last + (1 - weight) * v
+        out[i] = last
+    return out
+
+
+def group_curve(curves: list[np.ndarray], x_column: int, weight: float):
+    """The seeds of one group on a common x grid, up to where the shortest one ends (so
+    every point is a mean over all seeds): x, mean, low, high, std."""
+    start = max(c[0, x_column] for c in curves)
+    end = min(c[-1, x_column] for c in curves)
+    if end <= start:
+        end = start
+    x = np.linspace(start, end, POINTS) if end > start else np.array([start])
+    ys = np.stack([np.interp(x, c[:, x_column], smooth(c[:, 2], weight)) for c in curves])
+    return x, ys.mean(0), ys.min(0), ys.max(0), ys.std(0)
+
+
+def plot_runs(dirs: list[Path], metric: str | None = None, x: str = "step",
+              band: str = "minmax", smoothing: float = 0.0, mixed: bool = False,
+              title: str | None = None):
+    """The figure for these run dirs (see the module docstring) and what it shows."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = [r for r in read_runs(dirs) if r["experiment"] is not None]
+    if not runs:
+        raise UserError(f"no run dirs under {', '.join(map(str, dirs))}")
+    experiments = sorted({str(r["experiment"]) for r in runs})
+    if len(experiments) > 1 and not mixed:
+        raise UserError(f"these runs are of {len(experiments)} experiments "
+                        f"({', '.join(experiments)}); plot one, or pass --mixed to compare them")
+    for run in runs:
+        run["curves"] = read_scalars(Path(run["run"]))
+    runs = [r for r in runs if r["curves"]]
+    if not runs:
+        raise UserError("none of these runs has logged a curve yet")
+    shared = set.intersection(*(set(r["curves"]) for r in runs))
+    if metric is None:
+        trainers = {r["trainer"] for r in runs}
+        metric = next((m for m in (headline(t, shared) for t in sorted(trainers)) if m), None)
+        if metric is None:
+            raise UserError(f"no headline curve in these runs; pick one with --metric "
+                            f"(they all have: {', '.join(sorted(shared)) or 'none'})")
+    if metric not in shared:
+        raise UserError(f"--metric {metric}: not logged by {'these runs' if len(runs) > 1 else 'this run'}"
+                        f"; {'they all have' if len(runs) > 1 else 'it has'}: "
+                        f"{', '.join(sorted(shared)) or 'none'}")
+    x_column, x_label = (0, "step") if x == "step" else (1, "wall time (s)")
+
+    figure, axes = plt.subplots(figsize=(7.5, 4.5), dpi=120)
+    groups = group_runs(runs)
+    for label, members in groups.items():
+        xs, mean, low, high, std = group_curve(
+            [r["curves"][metric] for r in members], x_column, smoothing)
+        seeds = sorted(r["seed"] for r in members)
+        line, = axes.plot(xs, mean, label=f"{label} ({len(seeds)} seed{'s' * (len(seeds) > 1)})",
+                          linewidth=1.6)
+        if len(members) > 1:
+            lower, upper = (low, high) if band == "minmax" else (mean - std, mean + std)
+            axes.fill_between(xs, lower, upper, color=line.get_color(), alpha=0.2, linewidth=0)
+    axes.set_xlabel(x_label)
+    axes.set_ylabel(metric)
+    axes.set_title(title or " vs ".join(experiments))
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7, loc="best")
+    figure.tight_layout()
+    return figure, {"metric": metric, "groups": {k: len(v) for k, v in groups.items()}}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="rlgen-plot", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("dirs", nargs="*", default=["runs"],
+                        help="run dirs, sweep dirs or folders of them (default: runs)")
+    parser.add_argument("--metric", help="the TensorBoard tag to plot (default: the "
+                        "experiment's headline, e.g. mean_steps, cumulativeReward100, val_loss)")
+    parser.add_argument("--x", choices=("step", "time"), default="step",
+                        help="x axis: the logged step (iteration, frame, epoch) or wall time")
+    parser.add_argument("--band", choices=("minmax", "std"), default="minmax",
+                        help="the band around a group's mean: lowest to highest seed, or +- 1 std")
+    parser.add_argument("--smooth", type=float, default=0.0, metavar="W",
+                        help="TensorBoard's smoothing weight in [0, 1) (default 0: raw values)")
+    parser.add_argument("--out", default="curves.png",
+                        help="the PNG to write; an SVG is written beside it (default curves.png)")
+    parser.add_argument("--title", help="the plot's title (default: the experiment)")
+    parser.add_argument("--mixed", action="store_true",
+                        help="allow runs of different experiments in one plot")
+    args = parser.parse_args(argv)
+    try:
+        missing = [d for d in args.dirs if not Path(d).is_dir()]
+        if missing:
+            raise UserError(f"no such folder: {', '.join(missing)}")
+        if not 0 <= args.smooth < 1:
+            raise UserError(f"--smooth {args.smooth:g} is out of range: it must be in [0, 1)")
+        out = Path(args.out)
+        if out.suffix.lower() != ".png":
+            raise UserError(f"--out {out}: name a .png (the .svg is written beside it)")
+        figure, shown = plot_runs([Path(d) for d in args.dirs], args.metric, args.x,
+                                  args.band, args.smooth, args.mixed, args.title)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(out)
+        figure.savefig(out.with_suffix(".svg"))
+    except UserError as err:
+        print(f"rlgen-plot: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    groups = ", ".join(f"{label} ({n})" for label, n in shown["groups"].items())
+    print(f"wrote {out} and {out.with_suffix('.svg')}: {shown['metric']} of "
+          f"{len(shown['groups'])} group(s): {groups}")

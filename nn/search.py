@@ -1,0 +1,310 @@
+"""`rlgen-search hparams_search=PRESET [override ...]`: hyperparameter search with Optuna.
+
+A preset in conf/hparams_search/ picks the experiment, the figure to optimise
+(`optimized_metric`, a key of the run's metrics.json) and `search:` (direction, trials,
+parallel jobs, the space in Hydra's sweep syntax, the fresh seeds of the re-run). Each
+trial is a plain `rlgen-train` run in SEARCH_DIR/trial_NNN, so `rlgen-runs` and
+`rlgen-plot` read the trials like any sweep; the best trial's settings, and the
+experiment's own, are then re-run on fresh seeds (SEARCH_DIR/best_seedS, default_seedS),
+so the winner is judged on seeds the search never saw. SEARCH_DIR/search.json holds every
+trial and the re-runs, search.png the search at a glance.
+
+Why not Hydra's Optuna sweeper plugin: its latest release pins optuna<3, and a plugin of
+rlgen's own would need a top-level `hydra_plugins` package. `rlgen-train -m
+hparams_search=PRESET ...` runs this same search.
+"""
+
+import copy
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import MISSING, OmegaConf
+
+from conf.compose import compose
+from conf.schemas import at_least, check_ranges, one_of
+from nn.checkpoint import write_json
+from nn.config import explain_config_error
+from nn.errors import UserError
+from nn.runs import UnknownMetric, optimized_value
+
+
+@dataclass
+class SearchConfig:
+    direction: str = one_of("maximize", "minimize")
+    trials: int = at_least(1)
+    jobs: int = at_least(1)  # trials run at once, each with threads=1
+    # setting -> Hydra sweep: interval(a, b), tag(log, interval(a, b)), range(a, b), choice(...)
+    params: dict[str, str] = field(default_factory=dict)
+    rerun_seeds: list[int] = field(default_factory=list)  # fresh seeds for the best trial
+    sampler_seed: int = 0  # TPE's own seed: the same search twice proposes the same trials
+    dir: str = MISSING  # where the trials go
+
+
+class TrialFailed(Exception):
+    pass
+
+
+def train_command() -> list[str]:
+    """The `rlgen-train` of this installation (beside the running interpreter)."""
+    beside = Path(sys.executable).with_name("rlgen-train")
+    return [str(beside)] if beside.is_file() else ["rlgen-train"]
+
+
+def failure_cause(stderr: str, returncode: int) -> str:
+    """The line that says why a trial failed: rlgen's one-line error, else the last line."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("rlgen-train: error:")]
+    if errors:
+        return errors[-1].removeprefix("rlgen-train: error: ")
+    return lines[-1] if lines else f"rlgen-train exited with status {returncode}"
+
+
+def run_trial(overrides: list[str], run_dir: Path, metric: str | None) -> float:
+    """One `rlgen-train` run in `run_dir`; its metrics.json's `metric` figure."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([*train_command(), *overrides, "threads=1", f"hydra.run.dir={run_dir}"],
+                          capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise TrialFailed(failure_cause(done.stderr, done.returncode))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    return optimized_value(metrics, metric)
+
+
+def parse_space(params: dict[str, str], cfg) -> dict[str, Any]:
+    """Each searched setting's Hydra sweep, checked against the experiment's config."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
+
+    parser = OverridesParser.create()
+    space = {}
+    for key, spec in params.items():
+        if OmegaConf.select(cfg, key, default=MISSING) is MISSING:
+            raise UserError(f"search.params: {key} is not a setting of experiment {cfg.name}")
+        try:
+            override = parser.parse_overrides([f"{key}={spec}"])[0]
+        except Exception as err:
+            raise UserError(f"search.params.{key}: {explain_config_error(err)}") from err
+        sweep = override.value()
+        if not isinstance(sweep, (ChoiceSweep, IntervalSweep, RangeSweep)):
+            raise UserError(f"search.params.{key}={spec} is not a sweep: use interval(a, b), "
+                            "tag(log, interval(a, b)), range(a, b) or choice(x, y, ...)")
+        integer = isinstance(OmegaConf.select(cfg, key), int)
+        if isinstance(sweep, IntervalSweep):
+            choices, ends = None, [sweep.start, sweep.end]
+            ends = [int(v) for v in ends] if integer else ends
+        else:
+            choices = list(override.sweep_string_iterator())
+            ends = [yaml.safe_load(c) for c in choices]
+        for value in ends:  # the space's edges inside the settings' ranges, before any trial
+            trial_cfg = copy.deepcopy(cfg)
+            OmegaConf.update(trial_cfg, key, value)
+            problem = check_ranges(trial_cfg)
+            if problem:
+                raise UserError(f"search.params.{key}={spec} reaches outside its range: {problem}")
+        space[key] = (sweep, choices, integer)
+    return space
+
+
+def suggest(trial, space: dict[str, Any]) -> list[str]:
+    """The trial's settings as overrides."""
+    from hydra.core.override_parser.types import IntervalSweep
+
+    overrides = []
+    for key, (sweep, choices, integer) in space.items():
+        if isinstance(sweep, IntervalSweep):
+            log = "log" in sweep.tags
+            value = (trial.suggest_int(key, int(sweep.start), int(sweep.end), log=log) if integer
+                     else trial.suggest_float(key, sweep.start, sweep.end, log=log))
+        else:
+            value = trial.suggest_categorical(key, choices)
+        overrides.append(f"{key}={value}")
+    return overrides
+
+
+def settings_of(trial) -> list[str]:
+    return [f"{key}={value}" for key, value in trial.params.items()]
+
+
+def plot_search(trials: list[dict], space: dict, direction: str, metric: str, path: Path) -> None:
+    """The objective per trial with the best so far, and against each searched setting."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = [t for t in trials if t["value"] is not None]
+    figure, axes = plt.subplots(1, 1 + len(space), figsize=(3.6 * (1 + len(space)), 3.4),
+                                dpi=120, squeeze=False)
+    history = axes[0][0]
+    numbers, values = [t["number"] for t in done], [t["value"] for t in done]
+    pick = max if direction == "maximize" else min
+    best_so_far = [pick(values[:i + 1]) for i in range(len(values))]
+    history.scatter(numbers, values, s=14, label="trial")
+    history.step(numbers, best_so_far, where="post", color="C3", label="best so far")
+    history.set_xlabel("trial")
+    history.set_ylabel(metric)
+    history.legend(fontsize=7)
+    for axis, (key, (sweep, choices, _)) in zip(axes[0][1:], space.items(), strict=True):
+        xs = [t["params"][key] for t in done]
+        if choices is not None:  # categories at evenly spaced places, in the space's order
+            axis.set_xticks(range(len(choices)), choices, fontsize=7)
+            xs = [choices.index(x) for x in xs]
+        elif "log" in sweep.tags:
+            axis.set_xscale("log")
+        axis.scatter(xs, values, s=14, c=numbers, cmap="viridis")
+        axis.set_xlabel(key)
+    for axis in axes[0]:
+        axis.grid(alpha=0.3)
+    figure.suptitle(f"{len(done)} trials, {direction} {metric}", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def rerun(label: str, settings: list[str], seeds: list[int], base: list[str], search_dir: Path,
+          metric: str | None, jobs: int) -> dict:
+    """The settings again on each fresh seed, `jobs` at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(seed: int):
+        try:
+            return run_trial([*base, *settings, f"seed={seed}"],
+                             search_dir / f"{label}_seed{seed}", metric)
+        except TrialFailed as err:
+            return str(err)
+
+    with ThreadPoolExecutor(jobs) as pool:
+        results = dict(zip(seeds, pool.map(one, seeds), strict=True))
+    values = [v for v in results.values() if isinstance(v, float)]
+    return {"settings": settings, "per_seed": results,
+            "mean": sum(values) / len(values) if values else None}
+
+
+def search(overrides: list[str]) -> dict:
+    import optuna
+
+    try:
+        cfg = compose(overrides)
+    except Exception as err:
+        raise UserError(explain_config_error(err)) from err
+    if cfg.get("search") is None:
+        raise UserError("no search settings: pick a preset, hparams_search=NAME (see "
+                        "conf/hparams_search/)")
+    try:
+        settings = OmegaConf.merge(OmegaConf.structured(SearchConfig),
+                                   OmegaConf.to_container(cfg.search, resolve=True))
+    except Exception as err:
+        raise UserError(f"search: {explain_config_error(err)}") from err
+    from nn.cli import check_config, check_writable
+
+    problem = check_ranges(settings, "search.")
+    if problem:
+        raise UserError(problem)
+    check_config(cfg)  # the experiment as configured trains (env, model, ranges)
+    space = parse_space(dict(settings.params), cfg)
+    if not space:
+        raise UserError("search.params is empty: name at least one setting to search")
+    if cfg.seed in settings.rerun_seeds:
+        raise UserError(f"search.rerun_seeds holds the search's own seed {cfg.seed}: "
+                        "re-run on seeds the search never saw")
+    search_dir = Path(settings.dir)
+    check_writable(search_dir)
+    if search_dir.exists() and any(search_dir.iterdir()):
+        raise UserError(f"{search_dir} is not empty; choose another search.dir")
+    metric = cfg.get("optimized_metric")
+    # every run of the search composes as the preset does; the searched settings come last
+    base = [o for o in overrides if not o.startswith(("search.", "threads=", "hydra."))]
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # failed trials: our own line
+    study = optuna.create_study(direction=settings.direction,
+                                sampler=optuna.samplers.TPESampler(seed=settings.sampler_seed))
+    trials: list[dict] = []
+    lock = threading.Lock()
+    started = time.perf_counter()
+
+    def objective(trial) -> float:
+        run_dir = search_dir / f"trial_{trial.number:03d}"
+        params = suggest(trial, space)
+        record = {"number": trial.number, "params": dict(trial.params), "run": str(run_dir),
+                  "value": None, "error": None}
+        try:
+            record["value"] = run_trial([*base, *params], run_dir, metric)
+        except UnknownMetric:
+            raise  # every trial would fail alike: the search ends here
+        except (TrialFailed, UserError) as err:
+            record["error"] = str(err)
+        with lock:
+            trials.append(record)
+            shown = (f"{record['value']:.4g}" if record["error"] is None
+                     else f"failed: {record['error']}")
+            print(f"trial {trial.number}: {' '.join(params)} -> {shown}", flush=True)
+        if record["error"] is not None:
+            raise TrialFailed(record["error"])
+        return record["value"]
+
+    study.optimize(objective, n_trials=settings.trials, n_jobs=settings.jobs,
+                   catch=(TrialFailed,))
+    trials.sort(key=lambda t: t["number"])
+    completed = [t for t in trials if t["error"] is None]
+    if not completed:
+        raise UserError(f"all {len(trials)} trials failed; the first: {trials[0]['error']}")
+    search_seconds = time.perf_counter() - started
+    best = study.best_trial
+    summary = {"experiment": cfg.name, "metric": metric or "best_*", "direction":
+               settings.direction, "trials": trials, "failed": len(trials) - len(completed),
+               "search_seconds": round(search_seconds, 1),
+               "best": {"number": best.number, "value": best.value, "params": best.params}}
+    if settings.rerun_seeds:
+        summary["best_rerun"] = rerun("best", settings_of(best), list(settings.rerun_seeds),
+                                      base, search_dir, metric, settings.jobs)
+        summary["default_rerun"] = rerun("default", [], list(settings.rerun_seeds), base,
+                                         search_dir, metric, settings.jobs)
+    summary["total_seconds"] = round(time.perf_counter() - started, 1)
+    write_json(search_dir / "search.json", summary)
+    plot_search(trials, space, settings.direction, metric or "headline", search_dir / "search.png")
+    return summary
+
+
+def describe_rerun(name: str, rerun_result: dict) -> str:
+    seeds = ", ".join(f"{seed}: {v:.4g}" if isinstance(v, float) else f"{seed}: failed"
+                      for seed, v in rerun_result["per_seed"].items())
+    mean = rerun_result["mean"]
+    return f"{name} on fresh seeds: mean {mean:.4g} ({seeds})" if mean is not None else \
+        f"{name} on fresh seeds: every run failed ({seeds})"
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if any(a in ("-h", "--help") for a in argv):
+        print(__doc__)
+        print("search settings (search.KEY=VALUE):")
+        from nn.config import describe_keys
+
+        print(describe_keys(SearchConfig))
+        return
+    bad = [a for a in argv if "=" not in a]
+    try:
+        if bad:
+            raise UserError(f"argument {bad[0]!r} is not key=value (e.g. "
+                            "hparams_search=cartpole_reinforce_fast search.trials=20)")
+        summary = search(argv)
+    except UserError as err:
+        print(f"rlgen-search: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    best = summary["best"]
+    search_dir = Path(summary["trials"][0]["run"]).parent
+    print(f"{len(summary['trials'])} trials ({summary['failed']} failed) in "
+          f"{summary['search_seconds']:.0f}s; best: trial {best['number']} "
+          f"{' '.join(f'{k}={v}' for k, v in best['params'].items())} -> {best['value']:.4g}")
+    for name in ("best_rerun", "default_rerun"):
+        if name in summary:
+            print(describe_rerun(name.split("_")[0], summary[name]))
+    print(f"wrote {search_dir / 'search.json'} and {search_dir / 'search.png'}")

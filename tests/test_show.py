@@ -1,0 +1,148 @@
+"""Showing the work: learning-curve plots, agent videos, TensorBoard media, the Optuna
+search and the help texts."""
+
+import io
+import json
+from pathlib import Path
+
+import imageio_ffmpeg
+import pytest
+from conftest import TINY, compose, error_line, run_cli
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from nn.cli import run_tool, tool_help, train_help
+from nn.errors import UserError
+from nn.plot import plot_runs
+from nn.runs import UnknownMetric, optimized_value
+
+SEARCH = ["hparams_search=cartpole_reinforce_fast", "search.trials=2", "algo.iterations=3",
+          "algo.games_per_iteration=8", "search.rerun_seeds=[1]"]
+
+
+@pytest.fixture(scope="module")
+def search_dir(tmp_path_factory) -> Path:
+    """A real 2-trial search through the CLI: two trials, the best and the defaults re-run
+    on one fresh seed."""
+    where = tmp_path_factory.mktemp("search") / "s"
+    result = run_cli("rlgen-search", *SEARCH, f"search.dir={where}")
+    assert "2 trials (0 failed)" in result.stdout and "best on fresh seeds" in result.stdout
+    return where
+
+
+def test_a_search_returns_its_metric_per_trial_and_reruns_the_best(search_dir):
+    summary = json.loads((search_dir / "search.json").read_text())
+    assert summary["metric"] == "mean_steps_auc" and summary["direction"] == "maximize"
+    assert [t["number"] for t in summary["trials"]] == [0, 1]
+    for trial in summary["trials"]:
+        metrics = json.loads((Path(trial["run"]) / "metrics.json").read_text())
+        assert trial["value"] == pytest.approx(metrics["mean_steps_auc"])
+        history = [h["mean_steps"] for h in metrics["history"]]
+        assert metrics["mean_steps_auc"] == pytest.approx(sum(history) / 3)
+    best = max(summary["trials"], key=lambda t: t["value"])
+    assert summary["best"]["number"] == best["number"]
+    assert set(summary["best_rerun"]["per_seed"]) == {"1"}
+    rerun = json.loads((search_dir / "best_seed1" / "metrics.json").read_text())
+    assert rerun["seed"] == 1 and summary["best_rerun"]["per_seed"]["1"] == rerun["mean_steps_auc"]
+    assert Image.open(search_dir / "search.png").size[0] > 400
+
+
+def test_the_plot_has_one_line_per_group_and_a_band_where_seeds_differ(search_dir):
+    figure, shown = plot_runs([search_dir])
+    axes = figure.axes[0]
+    # trial 0, trial 1 (the best one, with its re-run seed) and the defaults' re-run
+    assert len(axes.get_lines()) == 3 and shown["metric"] == "mean_steps"
+    assert sorted(shown["groups"].values()) == [1, 1, 2]
+    assert len(axes.collections) == 1  # the band of the one group with two seeds
+    assert any("(2 seeds)" in text.get_text() for text in axes.get_legend().get_texts())
+    figure, _ = plot_runs([search_dir], metric="loss", x="time")
+    assert figure.axes[0].get_xlabel() == "wall time (s)"
+
+
+def test_plot_bad_input_is_one_line(search_dir, trained_run, tmp_path):
+    with pytest.raises(UserError, match="it has: .*mean_steps"):
+        plot_runs([search_dir / "trial_000"], metric="reward")
+    other = tmp_path / "dqn"
+    (other / ".hydra").mkdir(parents=True)
+    (other / ".hydra" / "config.yaml").write_text("name: snake_dqn\ntrainer: rl.dqn\nseed: 0\n")
+    with pytest.raises(UserError, match="2 experiments .*--mixed"):
+        plot_runs([search_dir, other])
+    wrong = run_cli("rlgen-plot", str(search_dir), "--metric", "nope", "--out",
+                    str(tmp_path / "c.png"), check=False)
+    assert "they all have: " in error_line(wrong) and not (tmp_path / "c.png").exists()
+    done = run_cli("rlgen-plot", str(search_dir), "--out", str(tmp_path / "c.png"))
+    assert (tmp_path / "c.png").is_file() and (tmp_path / "c.svg").is_file(), done.stdout
+
+
+def test_searches_that_cannot_work_end_in_one_line(search_dir, tmp_path):
+    diverging = run_cli("rlgen-train", "-m", *SEARCH, f"search.dir={tmp_path / 'a'}",
+                        'search.params={algo.lr: "interval(1e30, 1e31)"}', check=False)
+    line = error_line(diverging)
+    assert line.startswith("rlgen-search: error: all 2 trials failed; the first: loss became "
+                           "nan at iteration 2") and "trial_000" in line
+    with pytest.raises(UnknownMetric, match="optimized_metric=speed is not in the run's "
+                       "metrics.json; it has: .*mean_steps_auc"):
+        optimized_value(json.loads((search_dir / "trial_000" / "metrics.json").read_text()),
+                        "speed")
+    outside = run_cli("rlgen-search", *SEARCH, 'search.params={algo.lr: "interval(-1, 1)"}',
+                      f"search.dir={tmp_path / 'c'}", check=False)
+    assert "reaches outside its range: algo.lr=-1.0" in error_line(outside)
+    assert not (tmp_path / "c").exists()
+
+
+def test_the_preset_composes_with_its_objective_and_space():
+    cfg = compose("hparams_search=cartpole_reinforce_fast")
+    assert cfg.name == "cartpole_reinforce_fast" and cfg.optimized_metric == "mean_steps_auc"
+    assert cfg.search.direction == "maximize" and cfg.search.trials == 20
+    assert set(cfg.search.params) == {"algo.lr", "algo.gamma", "model.hidden_sizes"}
+
+
+def test_watch_records_an_mp4_with_one_frame_per_move(trained_run, tmp_path):
+    out = tmp_path / "games.mp4"
+    watched = run_tool("rlgen-watch", "watch", "WatchArgs",
+                       [f"run={trained_run}", f"record={out}", "games=1"])
+    frames, _ = imageio_ffmpeg.count_frames_and_secs(str(out))
+    assert watched["games_finished"] == 1 and frames == watched["game_steps"][0] == watched["frames"]
+
+
+def test_a_greedy_game_goes_to_tensorboard_as_a_video(tmp_path):
+    from rl import reinforce
+
+    reinforce.train(compose(*TINY, "algo.video_every=2", "algo.iterations=4"), tmp_path)
+    images = EventAccumulator(str(tmp_path)).Reload().Images("game")
+    assert [image.step for image in images] == [2, 4]
+    gif = Image.open(io.BytesIO(images[-1].encoded_image_string))
+    assert gif.format == "GIF" and gif.n_frames > 1 and gif.size == (320, 213)
+
+
+def test_a_dqn_game_goes_to_tensorboard_as_a_video(tmp_path):
+    from test_dqn import TINY_SNAKE
+
+    from rl import dqn
+
+    dqn.train(compose(*TINY_SNAKE, "algo.video_every_frames=200", "algo.eval_max_steps=40"),
+              tmp_path)
+    images = EventAccumulator(str(tmp_path)).Reload().Images("game")
+    assert [image.step for image in images] == [200, 400]
+    game = Image.open(io.BytesIO(images[-1].encoded_image_string))
+    assert 1 < game.n_frames <= 40
+
+
+def test_train_help_lists_real_choices_and_every_setting_with_its_description():
+    text = train_help(["experiment=cartpole_reinforce"])
+    assert "_schema" not in text and "experiment: acgan," in text
+    assert "hparams_search: cartpole_reinforce_fast" in text
+    assert "algo.gamma=0.95" in text and "in [0, 1]" in text
+    snake = train_help(["experiment=snake_dqn"])
+    assert "algo.replay_warmup=10000" in snake and "transitions in memory before" in snake
+    result = run_cli("rlgen-train", "experiment=vae", "--help")
+    assert "algo.likelihood=mse784" in result.stdout and "_schema" not in result.stdout
+
+
+def test_tool_help_lists_the_keys_of_the_runs_trainer(trained_run):
+    text = tool_help("rlgen-eval", "evaluate", "EvalArgs", {"run": str(trained_run)})
+    assert "episodes=100" in text and "experiment=NAME --help" in text
+    text = tool_help("rlgen-generate", "generate", "GenerateArgs", {"experiment": "lstm_text"})
+    assert "temperature=0.5" in text and "0: always the likeliest character" in text
+    result = run_cli("rlgen-watch", "--help")
+    assert "record=null" in result.stdout and ".mp4" in result.stdout
