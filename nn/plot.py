@@ -9,6 +9,7 @@ tag can be plotted; the default is the experiment's headline (its trainer's
 """
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -25,7 +26,8 @@ OPERATIONAL = ("threads=", "device=", "resume=", "render=")
 
 
 def read_scalars(run: Path) -> dict[str, np.ndarray]:
-    """Every scalar tag of a run's event files: tag -> rows of (step, wall seconds, value)."""
+    """Every scalar tag of a run's event files: tag -> rows of (step, seconds since the
+    run's first scalar, value)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = EventAccumulator(str(run), size_guidance={"scalars": 0}).Reload()
@@ -33,8 +35,10 @@ def read_scalars(run: Path) -> dict[str, np.ndarray]:
     for tag in events.Tags()["scalars"]:
         rows = np.array([(e.step, e.wall_time, e.value) for e in events.Scalars(tag)])
         if len(rows) > 1:  # a lone value (a final summary figure) is no curve
-            rows[:, 1] -= rows[0, 1]
             curves[tag] = rows[np.argsort(rows[:, 0], kind="stable")]
+    start = min((rows[:, 1].min() for rows in curves.values()), default=0.0)
+    for rows in curves.values():
+        rows[:, 1] -= start
     return curves
 
 
@@ -51,6 +55,8 @@ def group_runs(runs: list[dict]) -> dict[str, list[dict]]:
     groups: dict[str, list[dict]] = {}
     for run in runs:
         label = " ".join(run["overrides"]) or run["experiment"]
+        # a searched float's 17 digits say no more than its first 4
+        label = re.sub(r"\d+\.\d{5,}(e-?\d+)?", lambda m: f"{float(m.group()):.4g}", label)
         groups.setdefault(label, []).append(run)
     return groups
 

@@ -17,13 +17,34 @@ class UnknownMetric(UserError):
 
 
 def find_runs(roots: list[Path]) -> list[Path]:
-    """Every folder holding a `.hydra/config.yaml` (a run dir), sorted by path."""
+    """Every run dir under the roots, sorted by path: a folder holding `.hydra/config.yaml`
+    (made by rlgen-train) or `checkpoints/last.pt` (a run a script started in-process)."""
     found = set()
     for root in roots:
-        if (root / ".hydra" / "config.yaml").is_file():
-            found.add(root)
-        found.update(p.parent.parent for p in root.glob("**/.hydra/config.yaml"))
+        for marker in (".hydra/config.yaml", "checkpoints/last.pt"):
+            if (root / marker).is_file():
+                found.add(root)
+            found.update(p.parent.parent for p in root.glob(f"**/{marker}"))
     return sorted(found)
+
+
+def config_and_overrides(run: Path) -> tuple[dict, list[str]]:
+    """The run's config and the overrides it was started with. A run started in-process
+    has no record of its overrides: every config value stands in for them (the ones all
+    listed runs share are dropped from the table)."""
+    hydra_dir = run / ".hydra"
+    if (hydra_dir / "config.yaml").is_file():
+        config = yaml.safe_load((hydra_dir / "config.yaml").read_text()) or {}
+        overrides_file = hydra_dir / "overrides.yaml"
+        overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
+        return config, overrides or []
+    from omegaconf import OmegaConf
+
+    from nn.checkpoint import load_checkpoint
+    from nn.logger import flat_hparams
+
+    config = load_checkpoint(run / "checkpoints" / "last.pt", mmap=True).get("config") or {}
+    return config, [f"{k}={v}" for k, v in flat_hparams(OmegaConf.create(config)).items()]
 
 
 def best_metric(metrics: dict) -> tuple[str | None, float | None]:
@@ -53,9 +74,7 @@ def optimized_value(metrics: dict, name: str | None) -> float:
 
 
 def describe(run: Path) -> dict:
-    config = yaml.safe_load((run / ".hydra" / "config.yaml").read_text()) or {}
-    overrides_file = run / ".hydra" / "overrides.yaml"
-    overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
+    config, overrides = config_and_overrides(run)
     metrics_file = run / "metrics.json"
     metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
     metric, value = best_metric(metrics)
@@ -67,7 +86,7 @@ def describe(run: Path) -> dict:
         status = "no checkpoint"
     return {"run": str(run), "experiment": config.get("name"), "trainer": config.get("trainer"),
             "seed": config.get("seed"),
-            "overrides": [o for o in overrides or [] if not o.startswith(("seed=", "hydra"))],
+            "overrides": [o for o in overrides if not o.startswith(("seed=", "hydra"))],
             "status": status, "metric": metric, "best": value,
             "train_seconds": metrics.get("train_seconds")}
 
@@ -78,7 +97,7 @@ def read_runs(roots: list[Path]) -> list[dict]:
     for run in find_runs(roots):
         try:
             rows.append(describe(run))
-        except (OSError, ValueError, yaml.YAMLError) as err:
+        except (OSError, ValueError, yaml.YAMLError, UserError) as err:
             rows.append({"run": str(run), "experiment": None, "trainer": None, "seed": None,
                          "overrides": [], "status": f"unreadable ({type(err).__name__})",
                          "metric": None, "best": None, "train_seconds": None})

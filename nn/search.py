@@ -52,6 +52,10 @@ class TrialFailed(Exception):
     pass
 
 
+class SearchStopped(UserError):
+    """A trial stopped by a signal (the user's Ctrl-C reaches every trial too)."""
+
+
 def train_command() -> list[str]:
     """The `rlgen-train` of this installation (beside the running interpreter)."""
     beside = Path(sys.executable).with_name("rlgen-train")
@@ -75,6 +79,9 @@ def run_trial(overrides: list[str], run_dir: Path, metric: str | None) -> float:
     if done.returncode != 0:
         raise TrialFailed(failure_cause(done.stderr, done.returncode))
     metrics = json.loads((run_dir / "metrics.json").read_text())
+    if metrics.get("status") == "stopped":
+        raise SearchStopped(f"{run_dir.name} was stopped by a signal; the search ends here "
+                            f"(its trials so far: {run_dir.parent / 'search.json'})")
     return optimized_value(metrics, metric)
 
 
@@ -178,7 +185,9 @@ def rerun(label: str, settings: list[str], seeds: list[int], base: list[str], se
         try:
             return run_trial([*base, *settings, f"seed={seed}"],
                              search_dir / f"{label}_seed{seed}", metric)
-        except TrialFailed as err:
+        except SearchStopped:
+            raise
+        except (TrialFailed, UserError) as err:
             return str(err)
 
     with ThreadPoolExecutor(jobs) as pool:
@@ -188,8 +197,9 @@ def rerun(label: str, settings: list[str], seeds: list[int], base: list[str], se
             "mean": sum(values) / len(values) if values else None}
 
 
-def search(overrides: list[str]) -> dict:
-    import optuna
+def prepare(overrides: list[str]):
+    """The search's config, settings and space, all checked before any trial runs."""
+    from nn.cli import check_config, check_writable
 
     try:
         cfg = compose(overrides)
@@ -203,8 +213,6 @@ def search(overrides: list[str]) -> dict:
                                    OmegaConf.to_container(cfg.search, resolve=True))
     except Exception as err:
         raise UserError(f"search: {explain_config_error(err)}") from err
-    from nn.cli import check_config, check_writable
-
     problem = check_ranges(settings, "search.")
     if problem:
         raise UserError(problem)
@@ -219,14 +227,21 @@ def search(overrides: list[str]) -> dict:
     check_writable(search_dir)
     if search_dir.exists() and any(search_dir.iterdir()):
         raise UserError(f"{search_dir} is not empty; choose another search.dir")
+    return cfg, settings, space, search_dir
+
+
+def search(overrides: list[str]) -> dict:
+    import optuna
+
+    cfg, settings, space, search_dir = prepare(overrides)
     metric = cfg.get("optimized_metric")
     # every run of the search composes as the preset does; the searched settings come last
     base = [o for o in overrides if not o.startswith(("search.", "threads=", "hydra."))]
-
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # failed trials: our own line
     study = optuna.create_study(direction=settings.direction,
                                 sampler=optuna.samplers.TPESampler(seed=settings.sampler_seed))
-    trials: list[dict] = []
+    summary = {"experiment": cfg.name, "metric": metric or "best_*",
+               "direction": settings.direction, "trials": []}
     lock = threading.Lock()
     started = time.perf_counter()
 
@@ -237,12 +252,13 @@ def search(overrides: list[str]) -> dict:
                   "value": None, "error": None}
         try:
             record["value"] = run_trial([*base, *params], run_dir, metric)
-        except UnknownMetric:
-            raise  # every trial would fail alike: the search ends here
+        except (UnknownMetric, SearchStopped):
+            raise  # every further trial would fail alike, or the user asked to stop
         except (TrialFailed, UserError) as err:
             record["error"] = str(err)
-        with lock:
-            trials.append(record)
+        with lock:  # the record on disk after every trial, so a stopped search keeps it
+            summary["trials"] = sorted([*summary["trials"], record], key=lambda t: t["number"])
+            write_json(search_dir / "search.json", summary)
             shown = (f"{record['value']:.4g}" if record["error"] is None
                      else f"failed: {record['error']}")
             print(f"trial {trial.number}: {' '.join(params)} -> {shown}", flush=True)
@@ -252,16 +268,13 @@ def search(overrides: list[str]) -> dict:
 
     study.optimize(objective, n_trials=settings.trials, n_jobs=settings.jobs,
                    catch=(TrialFailed,))
-    trials.sort(key=lambda t: t["number"])
-    completed = [t for t in trials if t["error"] is None]
-    if not completed:
+    trials = summary["trials"]
+    failed = sum(t["error"] is not None for t in trials)
+    if failed == len(trials):
         raise UserError(f"all {len(trials)} trials failed; the first: {trials[0]['error']}")
-    search_seconds = time.perf_counter() - started
     best = study.best_trial
-    summary = {"experiment": cfg.name, "metric": metric or "best_*", "direction":
-               settings.direction, "trials": trials, "failed": len(trials) - len(completed),
-               "search_seconds": round(search_seconds, 1),
-               "best": {"number": best.number, "value": best.value, "params": best.params}}
+    summary |= {"failed": failed, "search_seconds": round(time.perf_counter() - started, 1),
+                "best": {"number": best.number, "value": best.value, "params": best.params}}
     if settings.rerun_seeds:
         summary["best_rerun"] = rerun("best", settings_of(best), list(settings.rerun_seeds),
                                       base, search_dir, metric, settings.jobs)

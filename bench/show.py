@@ -1,0 +1,193 @@
+"""Showing the work, measured: learning-curve plots, the Optuna search on
+cartpole_reinforce_fast (20 trials within 5 minutes on a 2-core CPU), agent videos (mp4
+and in TensorBoard, photographed in headless Chromium), and which TensorBoard tab each
+trainer fills. Writes bench/results/show.json and the PNGs beside it.
+
+    python -m bench.show                       # everything, about 15 minutes on 2 cores
+    python -m bench.show --only search curves  # some parts
+    python -m bench.show --snake-runs runs/bench_snake   # also plot these Snake runs
+
+Every run goes through the console scripts a user types, into runs/bench_show/.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+from bench import common
+
+OUT = Path("runs/bench_show")
+BIN = Path(sys.executable).parent
+PARTS = ("search", "curves", "videos", "tabs")
+
+
+def cli(command: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "SDL_VIDEODRIVER": "dummy", "PYGAME_HIDE_SUPPORT_PROMPT": "1"}
+    done = subprocess.run([str(BIN / command), *args], capture_output=True, text=True, env=env)
+    if check and done.returncode != 0:
+        raise SystemExit(f"{command} {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+    return done
+
+
+def fresh(path: Path) -> Path:
+    shutil.rmtree(path, ignore_errors=True)
+    return path
+
+
+def search() -> dict:
+    """The preset as a user runs it; wall time of the whole command, re-runs included."""
+    where = fresh(OUT / "search")
+    began = time.perf_counter()
+    done = cli("rlgen-search", "hparams_search=cartpole_reinforce_fast", f"search.dir={where}")
+    seconds = time.perf_counter() - began
+    print(done.stdout)
+    summary = json.loads((where / "search.json").read_text())
+    shutil.copy(where / "search.png", common.RESULTS / "search_cartpole_reinforce_fast.png")
+    cli("rlgen-plot", str(where), "--out", str(common.RESULTS / "search_curves.png"),
+        "--title", "cartpole_reinforce_fast: 20 search trials (seed 0) and the re-runs")
+    return {"command": "rlgen-search hparams_search=cartpole_reinforce_fast",
+            "wall_seconds": round(seconds, 1), "within_5_minutes": seconds <= 300,
+            "trials": len(summary["trials"]), "failed": summary["failed"],
+            "metric": summary["metric"], "direction": summary["direction"],
+            "best": summary["best"], "best_rerun": summary.get("best_rerun"),
+            "default_rerun": summary.get("default_rerun"),
+            "values": [t["value"] for t in summary["trials"]]}
+
+
+def curves(snake_runs: str | None) -> dict:
+    """The book's REINFORCE against rlgen's, three seeds each, through a Hydra sweep."""
+    where = fresh(OUT / "curves")
+    cli("rlgen-train", "-m", "experiment=cartpole_reinforce,cartpole_reinforce_fast",
+        "seed=0,1,2", "threads=1", f"hydra.sweep.dir={where}")
+    made = {}
+    for name, extra in (("curves_cartpole_steps", []), ("curves_cartpole_time", ["--x", "time"])):
+        done = cli("rlgen-plot", str(where), "--mixed", "--out",
+                   str(common.RESULTS / f"{name}.png"), *extra,
+                   "--title", "REINFORCE on cart-pole: the book's recipe and rlgen's, 3 seeds")
+        made[name] = done.stdout.strip()
+    if snake_runs:
+        done = cli("rlgen-plot", snake_runs, "--mixed", "--metric", "eval/mean_fruits", "--x",
+                   "time", "--out", str(common.RESULTS / "curves_snake.png"), "--title",
+                   "Snake 9x9: greedy fruits per game over training, per recipe")
+        made["curves_snake"] = done.stdout.strip()
+    return made
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def screenshot_tensorboard(logdir: Path, out: Path, page: str = "images") -> None:
+    """TensorBoard on 127.0.0.1 and Debian's Chromium, headless, photographing one tab."""
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        raise SystemExit("the TensorBoard picture needs Debian's chromium (apt install chromium)")
+    port = free_port()
+    server = subprocess.Popen([str(BIN / "tensorboard"), "--logdir", str(logdir), "--host",
+                               "127.0.0.1", "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(60):  # until it answers
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.5)
+        time.sleep(3)  # its first scan of the event files
+        subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu",
+                        "--hide-scrollbars", "--window-size=1280,1000",
+                        "--virtual-time-budget=20000", f"--screenshot={out}",
+                        f"http://127.0.0.1:{port}/#{page}"],
+                       capture_output=True, check=True, timeout=120)
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def videos() -> dict:
+    """Greedy games in TensorBoard while training (cart-pole and Snake), a game as mp4."""
+    where = fresh(OUT / "videos")
+    cli("rlgen-train", "experiment=cartpole_reinforce_fast", "algo.video_every=10",
+        f"hydra.run.dir={where / 'cartpole_reinforce_fast'}")
+    cli("rlgen-train", "experiment=snake_dqn_fast", "algo.max_frames=60000",
+        "algo.video_every_frames=20000", f"hydra.run.dir={where / 'snake_dqn_fast'}")
+    mp4 = where / "cartpole_game.mp4"
+    watched = cli("rlgen-watch", f"run={where / 'cartpole_reinforce_fast'}", f"record={mp4}",
+                  "games=1", "frames=600").stdout.strip()
+    import imageio_ffmpeg
+
+    frames, seconds = imageio_ffmpeg.count_frames_and_secs(str(mp4))
+    screenshot_tensorboard(where, common.RESULTS / "tensorboard_game_videos.png")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logged = {run: [i.step for i in EventAccumulator(str(where / run)).Reload().Images("game")]
+              for run in ("cartpole_reinforce_fast", "snake_dqn_fast")}
+    return {"watch": watched, "mp4_frames": frames, "mp4_seconds": seconds,
+            "mp4_bytes": mp4.stat().st_size, "tensorboard_video_steps": logged}
+
+
+TAB_RUNS = {  # the smallest run of each trainer with every option that adds a tab
+    "rl.reinforce": ["experiment=cartpole_reinforce", "algo.iterations=2", "algo.video_every=1"],
+    "rl.dqn": ["experiment=snake_dqn", "algo.max_frames=400", "algo.replay_warmup=100",
+               "algo.eval_every_frames=200", "algo.eval_games=2", "algo.eval_max_steps=30",
+               "algo.video_every_frames=200"],
+    "generative.lstm_text": ["experiment=lstm_text", "algo.epochs=1",
+                             "algo.examples_per_epoch=64", "algo.val_positions=64",
+                             "algo.display_length=20"],
+    "generative.vae": ["experiment=vae_mnist5k", "algo.epochs=1"],
+    "generative.classifier": ["experiment=mnist_cnn", "algo.epochs=1"],
+    "generative.acgan": ["experiment=acgan_mnist5k", "algo.epochs=1", "algo.epoch_images=256"],
+}
+
+
+def tabs() -> dict:
+    """Which TensorBoard tab holds what, read back from a real tiny run of each trainer."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    found = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        judge = Path(tmp) / "judge"
+        for trainer, overrides in TAB_RUNS.items():
+            run = Path(tmp) / trainer
+            extra = [f"algo.judge={judge}", "algo.judge_per_class=20"] \
+                if trainer == "generative.acgan" else []
+            cli("rlgen-train", *overrides, *extra, f"hydra.run.dir={run}")
+            if trainer == "generative.classifier":
+                shutil.copytree(run, judge)
+            tags = EventAccumulator(str(run)).Reload().Tags()
+            found[trainer] = {"overrides": overrides + extra,
+                              "scalars": sorted(tags["scalars"]), "images": sorted(tags["images"]),
+                              "text": sorted(t.removesuffix("/text_summary")
+                                             for t in tags["tensors"] if t.endswith("text_summary")),
+                              "hparams": any(t.startswith("_hparams_") for t in tags["tensors"])}
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS))
+    parser.add_argument("--snake-runs", help="a folder of Snake runs to plot as well")
+    args = parser.parse_args()
+    path = common.RESULTS / "show.json"
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    results["started"] = datetime.now().isoformat(timespec="seconds")
+    common.RESULTS.mkdir(exist_ok=True)
+    for part in args.only:
+        print(f"\n# {part}", flush=True)
+        results[part] = curves(args.snake_runs) if part == "curves" else globals()[part]()
+        common.write("show", {k: v for k, v in results.items() if k not in ("date", "machine")})
+
+
+if __name__ == "__main__":
+    main()
