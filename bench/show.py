@@ -26,7 +26,7 @@ from bench import common
 
 OUT = Path("runs/bench_show")
 BIN = Path(sys.executable).parent
-PARTS = ("search", "curves", "videos", "tabs")
+PARTS = ("search", "search_two_seeds", "curves", "videos", "mp4", "tabs", "plots")
 
 
 def cli(command: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -42,18 +42,17 @@ def fresh(path: Path) -> Path:
     return path
 
 
-def search() -> dict:
+def search(name: str = "search", *extra: str) -> dict:
     """The preset as a user runs it; wall time of the whole command, re-runs included."""
-    where = fresh(OUT / "search")
+    where = fresh(OUT / name)
     began = time.perf_counter()
-    done = cli("rlgen-search", "hparams_search=cartpole_reinforce_fast", f"search.dir={where}")
+    done = cli("rlgen-search", "hparams_search=cartpole_reinforce_fast", *extra,
+               f"search.dir={where}")
     seconds = time.perf_counter() - began
     print(done.stdout)
     summary = json.loads((where / "search.json").read_text())
-    shutil.copy(where / "search.png", common.RESULTS / "search_cartpole_reinforce_fast.png")
-    cli("rlgen-plot", str(where), "--out", str(common.RESULTS / "search_curves.png"),
-        "--title", "cartpole_reinforce_fast: 20 search trials (seed 0) and the re-runs")
-    return {"command": "rlgen-search hparams_search=cartpole_reinforce_fast",
+    shutil.copy(where / "search.png", common.RESULTS / f"{name}_cartpole_reinforce_fast.png")
+    return {"command": " ".join(["rlgen-search hparams_search=cartpole_reinforce_fast", *extra]),
             "wall_seconds": round(seconds, 1), "within_5_minutes": seconds <= 300,
             "trials": len(summary["trials"]), "failed": summary["failed"],
             "metric": summary["metric"], "direction": summary["direction"],
@@ -62,22 +61,39 @@ def search() -> dict:
             "values": [t["value"] for t in summary["trials"]]}
 
 
-def curves(snake_runs: str | None) -> dict:
+def search_two_seeds() -> dict:
+    """The same search with each trial judged on the mean of two seeds."""
+    return search("search_two_seeds", "search.trial_seeds=[0,1]")
+
+
+def curves() -> dict:
     """The book's REINFORCE against rlgen's, three seeds each, through a Hydra sweep."""
     where = fresh(OUT / "curves")
+    began = time.perf_counter()
     cli("rlgen-train", "-m", "experiment=cartpole_reinforce,cartpole_reinforce_fast",
         "seed=0,1,2", "threads=1", f"hydra.sweep.dir={where}")
-    made = {}
-    for name, extra in (("curves_cartpole_steps", []), ("curves_cartpole_time", ["--x", "time"])):
-        done = cli("rlgen-plot", str(where), "--mixed", "--out",
-                   str(common.RESULTS / f"{name}.png"), *extra,
-                   "--title", "REINFORCE on cart-pole: the book's recipe and rlgen's, 3 seeds")
-        made[name] = done.stdout.strip()
+    return {"sweep_seconds": round(time.perf_counter() - began, 1)}
+
+
+def plots(snake_runs: str | None) -> dict:
+    """Every curve PNG (and SVG) from the run dirs the other parts left."""
+    wanted = {
+        "curves_cartpole_steps": [str(OUT / "curves"), "--mixed", "--title",
+                                  "REINFORCE on cart-pole: the book's recipe and rlgen's, 3 seeds"],
+        "curves_cartpole_time": [str(OUT / "curves"), "--mixed", "--x", "time", "--title",
+                                 "REINFORCE on cart-pole: the book's recipe and rlgen's, 3 seeds"],
+        "search_curves": [str(OUT / "search"), "--title",
+                          "cartpole_reinforce_fast: 20 search trials (seed 0), best and default "
+                          "re-run on seeds 100-102"],
+    }
     if snake_runs:
-        done = cli("rlgen-plot", snake_runs, "--mixed", "--metric", "eval/mean_fruits", "--x",
-                   "time", "--out", str(common.RESULTS / "curves_snake.png"), "--title",
-                   "Snake 9x9: greedy fruits per game over training, per recipe")
-        made["curves_snake"] = done.stdout.strip()
+        wanted["curves_snake"] = [snake_runs, "--mixed", "--metric", "eval/mean_fruits", "--x",
+                                  "time", "--title", "Snake: greedy fruits a game over training"]
+    made = {}
+    for name, args in wanted.items():
+        if Path(args[0]).is_dir():
+            out = common.RESULTS / f"{name}.png"
+            made[name] = cli("rlgen-plot", *args, "--out", str(out)).stdout.strip()
     return made
 
 
@@ -121,19 +137,24 @@ def videos() -> dict:
         f"hydra.run.dir={where / 'cartpole_reinforce_fast'}")
     cli("rlgen-train", "experiment=snake_dqn_fast", "algo.max_frames=60000",
         "algo.video_every_frames=20000", f"hydra.run.dir={where / 'snake_dqn_fast'}")
-    mp4 = where / "cartpole_game.mp4"
-    watched = cli("rlgen-watch", f"run={where / 'cartpole_reinforce_fast'}", f"record={mp4}",
-                  "games=1", "frames=600").stdout.strip()
-    import imageio_ffmpeg
-
-    frames, seconds = imageio_ffmpeg.count_frames_and_secs(str(mp4))
     screenshot_tensorboard(where, common.RESULTS / "tensorboard_game_videos.png")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     logged = {run: [i.step for i in EventAccumulator(str(where / run)).Reload().Images("game")]
               for run in ("cartpole_reinforce_fast", "snake_dqn_fast")}
+    return {"tensorboard_video_steps": logged}
+
+
+def mp4() -> dict:
+    """Two games of the trained cart-pole agent (the videos part's run) as an mp4."""
+    import imageio_ffmpeg
+
+    out = OUT / "videos" / "cartpole_games.mp4"
+    watched = cli("rlgen-watch", f"run={OUT / 'videos' / 'cartpole_reinforce_fast'}",
+                  f"record={out}", "games=2", "max_steps=500").stdout.strip()
+    frames, seconds = imageio_ffmpeg.count_frames_and_secs(str(out))
     return {"watch": watched, "mp4_frames": frames, "mp4_seconds": seconds,
-            "mp4_bytes": mp4.stat().st_size, "tensorboard_video_steps": logged}
+            "mp4_bytes": out.stat().st_size}
 
 
 TAB_RUNS = {  # the smallest run of each trainer with every option that adds a tab
@@ -164,12 +185,13 @@ def tabs() -> dict:
             cli("rlgen-train", *overrides, *extra, f"hydra.run.dir={run}")
             if trainer == "generative.classifier":
                 shutil.copytree(run, judge)
-            tags = EventAccumulator(str(run)).Reload().Tags()
+            events = EventAccumulator(str(run)).Reload()
+            tags = events.Tags()
             found[trainer] = {"overrides": overrides + extra,
                               "scalars": sorted(tags["scalars"]), "images": sorted(tags["images"]),
                               "text": sorted(t.removesuffix("/text_summary")
                                              for t in tags["tensors"] if t.endswith("text_summary")),
-                              "hparams": any(t.startswith("_hparams_") for t in tags["tensors"])}
+                              "hparams": bool(events.PluginTagToContent("hparams"))}
     return found
 
 
@@ -185,7 +207,7 @@ def main() -> None:
     common.RESULTS.mkdir(exist_ok=True)
     for part in args.only:
         print(f"\n# {part}", flush=True)
-        results[part] = curves(args.snake_runs) if part == "curves" else globals()[part]()
+        results[part] = plots(args.snake_runs) if part == "plots" else globals()[part]()
         common.write("show", {k: v for k, v in results.items() if k not in ("date", "machine")})
 
 

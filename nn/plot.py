@@ -116,14 +116,16 @@ def plot_runs(dirs: list[Path], metric: str | None = None, x: str = "step",
                         f"{', '.join(sorted(shared)) or 'none'}")
     x_column, x_label = (0, "step") if x == "step" else (1, "wall time (s)")
 
-    figure, axes = plt.subplots(figsize=(7.5, 4.5), dpi=120)
     groups = group_runs(runs)
-    for label, members in groups.items():
+    many = len(groups) > 6  # then the legend goes beside the axes, not over the curves
+    figure, axes = plt.subplots(figsize=(12 if many else 7.5, 4.5), dpi=120)
+    colours = plt.get_cmap("tab10" if len(groups) <= 10 else "tab20")
+    for index, (label, members) in enumerate(groups.items()):
         xs, mean, low, high, std = group_curve(
             [r["curves"][metric] for r in members], x_column, smoothing)
         seeds = sorted(r["seed"] for r in members)
         line, = axes.plot(xs, mean, label=f"{label} ({len(seeds)} seed{'s' * (len(seeds) > 1)})",
-                          linewidth=1.6)
+                          linewidth=1.6, color=colours(index % colours.N))
         if len(members) > 1:
             lower, upper = (low, high) if band == "minmax" else (mean - std, mean + std)
             axes.fill_between(xs, lower, upper, color=line.get_color(), alpha=0.2, linewidth=0)
@@ -131,7 +133,10 @@ def plot_runs(dirs: list[Path], metric: str | None = None, x: str = "step",
     axes.set_ylabel(metric)
     axes.set_title(title or " vs ".join(experiments))
     axes.grid(alpha=0.3)
-    axes.legend(fontsize=7, loc="best")
+    if many:
+        axes.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    else:
+        axes.legend(fontsize=7, loc="best")
     figure.tight_layout()
     return figure, {"metric": metric, "groups": {k: len(v) for k, v in groups.items()}}
 

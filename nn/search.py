@@ -2,8 +2,9 @@
 
 A preset in conf/hparams_search/ picks the experiment, the figure to optimise
 (`optimized_metric`, a key of the run's metrics.json) and `search:` (direction, trials,
-parallel jobs, the space in Hydra's sweep syntax, the fresh seeds of the re-run). Each
-trial is a plain `rlgen-train` run in SEARCH_DIR/trial_NNN, so `rlgen-runs` and
+parallel jobs, the space in Hydra's sweep syntax, the trials' seeds, the fresh seeds of
+the re-run). A trial is one plain `rlgen-train` run per trial seed, in
+SEARCH_DIR/trial_NNN_seedS, its value the mean over them, so `rlgen-runs` and
 `rlgen-plot` read the trials like any sweep; the best trial's settings, and the
 experiment's own, are then re-run on fresh seeds (SEARCH_DIR/best_seedS, default_seedS),
 so the winner is judged on seeds the search never saw. SEARCH_DIR/search.json holds every
@@ -43,8 +44,12 @@ class SearchConfig:
     jobs: int = at_least(1)  # trials run at once, each with threads=1
     # setting -> Hydra sweep: interval(a, b), tag(log, interval(a, b)), range(a, b), choice(...)
     params: dict[str, str] = field(default_factory=dict)
+    # each trial's seeds, its value the mean over them (null: the run's seed alone)
+    trial_seeds: list[int] | None = None
     rerun_seeds: list[int] = field(default_factory=list)  # fresh seeds for the best trial
-    sampler_seed: int = 0  # TPE's own seed: the same search twice proposes the same trials
+    # TPE's own seed: one trial at a time, the same search proposes the same trials (with
+    # several at once, later proposals depend on which trial finishes first)
+    sampler_seed: int = 0
     dir: str = MISSING  # where the trials go
 
 
@@ -220,9 +225,14 @@ def prepare(overrides: list[str]):
     space = parse_space(dict(settings.params), cfg)
     if not space:
         raise UserError("search.params is empty: name at least one setting to search")
-    if cfg.seed in settings.rerun_seeds:
-        raise UserError(f"search.rerun_seeds holds the search's own seed {cfg.seed}: "
-                        "re-run on seeds the search never saw")
+    if settings.trial_seeds is None:
+        settings.trial_seeds = [cfg.seed]
+    if not settings.trial_seeds:
+        raise UserError("search.trial_seeds is empty: give each trial at least one seed")
+    seen = sorted(set(settings.trial_seeds) & set(settings.rerun_seeds))
+    if seen:
+        raise UserError(f"search.rerun_seeds holds the trials' own seed {seen[0]}: re-run on "
+                        "seeds the search never saw")
     search_dir = Path(settings.dir)
     check_writable(search_dir)
     if search_dir.exists() and any(search_dir.iterdir()):
@@ -246,12 +256,17 @@ def search(overrides: list[str]) -> dict:
     started = time.perf_counter()
 
     def objective(trial) -> float:
-        run_dir = search_dir / f"trial_{trial.number:03d}"
         params = suggest(trial, space)
-        record = {"number": trial.number, "params": dict(trial.params), "run": str(run_dir),
-                  "value": None, "error": None}
+        runs = {seed: search_dir / f"trial_{trial.number:03d}_seed{seed}"
+                for seed in settings.trial_seeds}
+        record = {"number": trial.number, "params": dict(trial.params),
+                  "runs": [str(r) for r in runs.values()], "value": None, "per_seed": {},
+                  "error": None}
         try:
-            record["value"] = run_trial([*base, *params], run_dir, metric)
+            for seed, run_dir in runs.items():
+                record["per_seed"][seed] = run_trial([*base, *params, f"seed={seed}"], run_dir,
+                                                     metric)
+            record["value"] = sum(record["per_seed"].values()) / len(runs)
         except (UnknownMetric, SearchStopped):
             raise  # every further trial would fail alike, or the user asked to stop
         except (TrialFailed, UserError) as err:
@@ -297,11 +312,16 @@ def describe_rerun(name: str, rerun_result: dict) -> str:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if any(a in ("-h", "--help") for a in argv):
-        print(__doc__)
-        print("search settings (search.KEY=VALUE):")
+        from conf.compose import CONF_DIR
         from nn.config import describe_keys
 
-        print(describe_keys(SearchConfig))
+        chosen = [a for a in argv if a.startswith("hparams_search=")]
+        values = OmegaConf.create(OmegaConf.to_container(compose(chosen).search, resolve=True)) \
+            if chosen else None
+        presets = sorted(p.stem for p in (CONF_DIR / "hparams_search").glob("*.yaml"))
+        print(f"{__doc__}\npresets (hparams_search=NAME): {', '.join(presets)}\n")
+        print(f"search settings (search.KEY=VALUE){' of ' + chosen[0] if chosen else ''}:")
+        print(describe_keys(SearchConfig, values))
         return
     bad = [a for a in argv if "=" not in a]
     try:
@@ -313,7 +333,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"rlgen-search: error: {err}", file=sys.stderr)
         sys.exit(2)
     best = summary["best"]
-    search_dir = Path(summary["trials"][0]["run"]).parent
+    search_dir = Path(summary["trials"][0]["runs"][0]).parent
     print(f"{len(summary['trials'])} trials ({summary['failed']} failed) in "
           f"{summary['search_seconds']:.0f}s; best: trial {best['number']} "
           f"{' '.join(f'{k}={v}' for k, v in best['params'].items())} -> {best['value']:.4g}")

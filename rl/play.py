@@ -46,7 +46,8 @@ class WatchArgs:
     fps: int | None = at_least(1, None)  # default: the env's own speed
     max_steps: int | None = at_least(1, None)  # per game; default: no limit, like the book's Test
     games: int | None = at_least(1, None)  # stop after this many games (default: until closed)
-    frames: int | None = at_least(1, None)  # stop after this many frames (recording default: 300)
+    # stop after this many frames (recording default: 300, or 10,000 with games=N)
+    frames: int | None = at_least(1, None)
     record: str | None = None  # write the frames to this .mp4 or .gif (or the last one to a .png)
 
 
@@ -173,7 +174,10 @@ def watch_agent(make_env, choose, args, own_window: bool = False) -> dict:
     if recording and Path(args.record).suffix.lower() not in FORMATS:
         raise UserError(f"record={args.record}: use a .mp4 or .gif (all frames) or .png "
                         "(last frame)")
-    frame_limit = args.frames if args.frames is not None else (300 if recording else None)
+    # a recording stops at 300 frames, or with games=N after N games (a game that never
+    # ends still stops at 10,000 frames: every frame is held in memory until written)
+    frame_limit = args.frames if args.frames is not None else (
+        (300 if args.games is None else 10_000) if recording else None)
     own_window = own_window and not recording
     try:
         env = make_env(render_mode="human" if own_window else "rgb_array")

@@ -35,7 +35,7 @@ def test_a_search_returns_its_metric_per_trial_and_reruns_the_best(search_dir):
     assert summary["metric"] == "mean_steps_auc" and summary["direction"] == "maximize"
     assert [t["number"] for t in summary["trials"]] == [0, 1]
     for trial in summary["trials"]:
-        metrics = json.loads((Path(trial["run"]) / "metrics.json").read_text())
+        metrics = json.loads((Path(trial["runs"][0]) / "metrics.json").read_text())
         assert trial["value"] == pytest.approx(metrics["mean_steps_auc"])
         history = [h["mean_steps"] for h in metrics["history"]]
         assert metrics["mean_steps_auc"] == pytest.approx(sum(history) / 3)
@@ -61,7 +61,7 @@ def test_the_plot_has_one_line_per_group_and_a_band_where_seeds_differ(search_di
 
 def test_plot_bad_input_is_one_line(search_dir, trained_run, tmp_path):
     with pytest.raises(UserError, match="it has: .*mean_steps"):
-        plot_runs([search_dir / "trial_000"], metric="reward")
+        plot_runs([search_dir / "trial_000_seed0"], metric="reward")
     other = tmp_path / "dqn"
     (other / ".hydra").mkdir(parents=True)
     (other / ".hydra" / "config.yaml").write_text("name: snake_dqn\ntrainer: rl.dqn\nseed: 0\n")
@@ -79,10 +79,10 @@ def test_searches_that_cannot_work_end_in_one_line(search_dir, tmp_path):
                         'search.params={algo.lr: "interval(1e30, 1e31)"}', check=False)
     line = error_line(diverging)
     assert line.startswith("rlgen-search: error: all 2 trials failed; the first: loss became "
-                           "nan at iteration 2") and "trial_000" in line
+                           "nan at iteration 2") and "trial_000_seed0" in line
     with pytest.raises(UnknownMetric, match="optimized_metric=speed is not in the run's "
                        "metrics.json; it has: .*mean_steps_auc"):
-        optimized_value(json.loads((search_dir / "trial_000" / "metrics.json").read_text()),
+        optimized_value(json.loads((search_dir / "trial_000_seed0" / "metrics.json").read_text()),
                         "speed")
     outside = run_cli("rlgen-search", *SEARCH, 'search.params={algo.lr: "interval(-1, 1)"}',
                       f"search.dir={tmp_path / 'c'}", check=False)
@@ -113,6 +113,9 @@ def test_a_greedy_game_goes_to_tensorboard_as_a_video(tmp_path):
     assert [image.step for image in images] == [2, 4]
     gif = Image.open(io.BytesIO(images[-1].encoded_image_string))
     assert gif.format == "GIF" and gif.n_frames > 1 and gif.size == (320, 213)
+    # a run started in-process (no .hydra/) is plotted from its checkpoint's config
+    figure, shown = plot_runs([tmp_path])
+    assert len(figure.axes[0].get_lines()) == 1 and shown["metric"] == "mean_steps"
 
 
 def test_a_dqn_game_goes_to_tensorboard_as_a_video(tmp_path):
