@@ -181,25 +181,31 @@ def plot_search(trials: list[dict], space: dict, direction: str, metric: str, pa
     plt.close(figure)
 
 
-def rerun(label: str, settings: list[str], seeds: list[int], base: list[str], search_dir: Path,
+def rerun(settings: dict[str, list[str]], seeds: list[int], base: list[str], search_dir: Path,
           metric: str | None, jobs: int) -> dict:
-    """The settings again on each fresh seed, `jobs` at a time."""
+    """Each labelled group of settings again on every fresh seed, `jobs` runs at a time:
+    label -> its settings, each seed's figure (or why it failed) and their mean."""
     from concurrent.futures import ThreadPoolExecutor
 
-    def one(seed: int):
+    def one(label: str, seed: int):
         try:
-            return run_trial([*base, *settings, f"seed={seed}"],
+            return run_trial([*base, *settings[label], f"seed={seed}"],
                              search_dir / f"{label}_seed{seed}", metric)
         except SearchStopped:
             raise
         except (TrialFailed, UserError) as err:
             return str(err)
 
+    runs = [(label, seed) for label in settings for seed in seeds]
     with ThreadPoolExecutor(jobs) as pool:
-        results = dict(zip(seeds, pool.map(one, seeds), strict=True))
-    values = [v for v in results.values() if isinstance(v, float)]
-    return {"settings": settings, "per_seed": results,
-            "mean": sum(values) / len(values) if values else None}
+        done = dict(zip(runs, pool.map(lambda run: one(*run), runs), strict=True))
+    results = {}
+    for label in settings:
+        per_seed = {seed: done[label, seed] for seed in seeds}
+        values = [v for v in per_seed.values() if isinstance(v, float)]
+        results[label] = {"settings": settings[label], "per_seed": per_seed,
+                          "mean": sum(values) / len(values) if values else None}
+    return results
 
 
 def prepare(overrides: list[str]):
@@ -290,11 +296,10 @@ def search(overrides: list[str]) -> dict:
     best = study.best_trial
     summary |= {"failed": failed, "search_seconds": round(time.perf_counter() - started, 1),
                 "best": {"number": best.number, "value": best.value, "params": best.params}}
-    if settings.rerun_seeds:
-        summary["best_rerun"] = rerun("best", settings_of(best), list(settings.rerun_seeds),
-                                      base, search_dir, metric, settings.jobs)
-        summary["default_rerun"] = rerun("default", [], list(settings.rerun_seeds), base,
-                                         search_dir, metric, settings.jobs)
+    if settings.rerun_seeds:  # the winner beside the experiment's own settings
+        reruns = rerun({"best": settings_of(best), "default": []}, list(settings.rerun_seeds),
+                       base, search_dir, metric, settings.jobs)
+        summary["best_rerun"], summary["default_rerun"] = reruns["best"], reruns["default"]
     summary["total_seconds"] = round(time.perf_counter() - started, 1)
     write_json(search_dir / "search.json", summary)
     plot_search(trials, space, settings.direction, metric or "headline", search_dir / "search.png")

@@ -1,3 +1,5 @@
+import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -23,6 +25,27 @@ def run_cli(command: str, *args: str, cwd: Path | None = None, check: bool = Tru
     if check and result.returncode != 0:
         raise AssertionError(f"{command} {args} failed ({result.returncode}):\n"
                              f"{result.stdout}\n{result.stderr}")
+    return result
+
+
+TOOLS = {"rlgen-eval": ("evaluate", "EvalArgs"), "rlgen-watch": ("watch", "WatchArgs"),
+         "rlgen-generate": ("generate", "GenerateArgs")}
+
+
+def call_tool(command: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """A key=value tool run in this process: its console script's own code path, without
+    the seconds a new interpreter spends importing torch. Returns what `run_cli` does."""
+    from nn.cli import run_tool
+
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            run_tool(command, *TOOLS[command], list(args))
+        except SystemExit as stop:
+            code = stop.code or 0
+    result = subprocess.CompletedProcess([command, *args], code, out.getvalue(), err.getvalue())
+    if check and code != 0:
+        raise AssertionError(f"{command} {args} failed ({code}):\n{result.stdout}\n{result.stderr}")
     return result
 
 

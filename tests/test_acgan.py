@@ -9,7 +9,7 @@ from PIL import Image
 
 from generative import acgan, classifier
 from nn.errors import UserError
-from tests.conftest import compose, error_line, run_cli
+from tests.conftest import call_tool, compose, error_line, run_cli
 
 BOOK = compose("experiment=acgan").algo
 SHARP = compose("experiment=acgan_sharp").algo
@@ -211,7 +211,7 @@ def test_sharp_run_keeps_the_lowest_frechet_and_stops_on_its_time_budget(judge_r
 
 
 def test_eval_prints_judged_scores(gan_run, judge_run):
-    out = run_cli("rlgen-eval", f"run={gan_run}", f"judge={judge_run}", "per_class=20",
+    out = call_tool("rlgen-eval", f"run={gan_run}", f"judge={judge_run}", "per_class=20",
                   "device=cpu").stdout
     summary = json.loads(out)
     assert {"class_accuracy", "judge_confidence", "frechet_distance", "frechet_to_train",
@@ -225,7 +225,7 @@ def test_eval_prints_judged_scores(gan_run, judge_run):
     full = acgan.evaluate(payload, acgan.EvalArgs(run=str(gan_run), judge=str(judge_run),
                                                   device="cpu"))
     assert full["generated"] == full["frechet_sample"] == 1000  # as many as held out
-    wrong = run_cli("rlgen-eval", f"run={gan_run}", f"judge={gan_run}", check=False)
+    wrong = call_tool("rlgen-eval", f"run={gan_run}", f"judge={gan_run}", check=False)
     assert "not a classifier" in error_line(wrong)
     with pytest.raises(UserError, match="trained on mnist_5k, these images are fashion_mnist"):
         classifier.load_judge(str(judge_run), torch.device("cpu"), "fashion_mnist")
@@ -234,15 +234,15 @@ def test_eval_prints_judged_scores(gan_run, judge_run):
 
 def test_generate_writes_a_digit_grid(gan_run, tmp_path):
     out = tmp_path / "digits.png"
-    run_cli("rlgen-generate", f"run={gan_run}", "digits=357", "n=4", f"out={out}")
+    call_tool("rlgen-generate", f"run={gan_run}", "digits=357", "n=4", f"out={out}")
     assert Image.open(out).size == (4 * 28, 3 * 28)
-    bad = run_cli("rlgen-generate", f"run={gan_run}", "digits=3a", f"out={out}", check=False)
+    bad = call_tool("rlgen-generate", f"run={gan_run}", "digits=3a", f"out={out}", check=False)
     assert "digits='3a'" in error_line(bad)
 
 
 def test_digit_viewer_headless(gan_run, tmp_path):
     shot = tmp_path / "viewer.png"
-    out = run_cli("rlgen-watch", f"run={gan_run}", "frames=2", f"record={shot}").stdout
+    out = call_tool("rlgen-watch", f"run={gan_run}", "frames=2", f"record={shot}").stdout
     assert "showed 2 frames" in out and shot.exists()
 
 

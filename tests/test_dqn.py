@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import compose, run_cli
+from conftest import call_tool, compose, run_cli
 from PIL import Image
 
 from nn.blocks import MLP, ConvNet
@@ -165,7 +165,7 @@ def test_snake_run_logs_the_books_tags(snake_run):
 
 
 def test_snake_eval_prints_the_fruit_figures(snake_run):
-    result = run_cli("rlgen-eval", f"run={snake_run}", "episodes=5", "max_steps=200",
+    result = call_tool("rlgen-eval", f"run={snake_run}", "episodes=5", "max_steps=200",
                      "device=cpu")
     summary = json.loads(result.stdout)
     for key in ("mean_fruits", "max_fruits", "mean_return", "mean_length", "episodes"):
@@ -174,18 +174,18 @@ def test_snake_eval_prints_the_fruit_figures(snake_run):
 
 
 def test_snake_watch_draws_the_q_overlay(snake_run, tmp_path):
-    run_cli("rlgen-watch", f"run={snake_run}", f"record={tmp_path / 'snake.png'}", "frames=3")
+    call_tool("rlgen-watch", f"run={snake_run}", f"record={tmp_path / 'snake.png'}", "frames=3")
     frame = np.asarray(Image.open(tmp_path / "snake.png").convert("RGB")).reshape(-1, 3)
     shaded = (frame[:, 2] == 110) & (frame[:, 0] != frame[:, 1])  # the Q colours
     assert shaded.sum() > 500
-    result = run_cli("rlgen-watch", f"run={snake_run}", "frames=5", "fps=200")
+    result = call_tool("rlgen-watch", f"run={snake_run}", "frames=5", "fps=200")
     assert "watched 5 frames" in result.stdout
 
 
 def test_another_board_trains_and_evaluates_without_code_changes(tmp_path):
     run_cli("rlgen-train", *TINY_SNAKE, "env.height=12", "env.width=12", "env.num_fruits=2",
             f"hydra.run.dir={tmp_path}")
-    summary = json.loads(run_cli("rlgen-eval", f"run={tmp_path}", "episodes=3",
+    summary = json.loads(call_tool("rlgen-eval", f"run={tmp_path}", "episodes=3",
                                  "max_steps=100").stdout)
     assert summary["episodes"] == 3
 
@@ -202,7 +202,7 @@ def test_greedy_evaluation_keeps_its_best_and_can_stop_the_run(tmp_path):
     assert metrics["best_eval_return"] == record["mean_return"]
     tags = EventAccumulator(str(tmp_path)).Reload().Tags()["scalars"]
     assert {"eval/mean_return", "eval/mean_fruits", "eval/mean_steps"} <= set(tags)
-    summary = json.loads(run_cli("rlgen-eval", f"run={tmp_path}", "checkpoint=best_eval",
+    summary = json.loads(call_tool("rlgen-eval", f"run={tmp_path}", "checkpoint=best_eval",
                                  "episodes=2", "max_steps=20").stdout)
     assert summary["checkpoint"] == "best_eval" and summary["frame"] == 150
 

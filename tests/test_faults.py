@@ -13,7 +13,7 @@ import sys
 import time
 
 import torch
-from conftest import BIN, TINY, error_line, run_cli
+from conftest import BIN, TINY, call_tool, error_line, run_cli
 
 from nn.checkpoint import load_checkpoint
 
@@ -119,7 +119,7 @@ def test_a_newer_format_or_another_experiments_checkpoint_is_refused(trained_run
     payload["format_version"] = 2
     torch.save(payload, best)
     assert "newer than this rlgen reads (1); upgrade rlgen" in error_line(
-        run_cli("rlgen-eval", f"run={newer}", check=False))
+        call_tool("rlgen-eval", f"run={newer}", check=False))
     other = run_cli("rlgen-train", "experiment=cartpole_reinforce_fast", f"resume={trained_run}",
                     check=False)
     assert "belongs to experiment 'cartpole_reinforce'" in error_line(other)

@@ -16,7 +16,7 @@ import envs  # noqa: F401  (registers the rlgen/ ids)
 from envs.gymnasium_env import GymnasiumEnv
 from nn.errors import UserError
 from rl.reinforce import build_policy, reinforce_loss, rollout
-from tests.conftest import compose, error_line, run_cli
+from tests.conftest import call_tool, compose, error_line, run_cli
 
 IDS = {"rlgen/CartPole-v0": ((4,), 2), "rlgen/Snake-v0": ((9, 9, 2), 3)}
 
@@ -166,17 +166,17 @@ def test_reinforce_and_dqn_train_on_a_classic_control_env_through_the_cli(
     run_cli("rlgen-train", *args)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["status"] == "finished"
-    out = run_cli("rlgen-eval", f"run={run_dir}", "checkpoint=last", "episodes=4")
+    out = call_tool("rlgen-eval", f"run={run_dir}", "checkpoint=last", "episodes=4")
     summary = json.loads(out.stdout.strip().splitlines()[-1])
     assert summary["episodes"] == 4
     assert -200 <= summary.get("mean_return", -summary.get("mean_steps", 0)) <= 0
     if experiment == "cartpole_reinforce":
         gif = tmp_path / "games.gif"
-        run_cli("rlgen-watch", f"run={run_dir}", f"record={gif}", "frames=12")
+        call_tool("rlgen-watch", f"run={run_dir}", f"record={gif}", "frames=12")
         assert gif.stat().st_size > 0
         return
     # the env's own window (render_mode="human"), headless here
-    out = run_cli("rlgen-watch", f"run={run_dir}", "frames=15")
+    out = call_tool("rlgen-watch", f"run={run_dir}", "frames=15")
     assert "watched 15 frames" in out.stdout
     # resume goes on from the saved run (new games: gymnasium envs are not saved mid-game)
     run_cli("rlgen-train", f"resume={run_dir}", "algo.max_frames=900")

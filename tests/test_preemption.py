@@ -13,10 +13,11 @@ from tests.conftest import BIN, run_cli
 
 REINFORCE = ["experiment=cartpole_reinforce", "algo.iterations=60", "algo.games_per_iteration=8",
              "env.max_steps_per_game=100", "device=cpu"]
-VAE = ["experiment=vae_mnist5k", "algo.epochs=8", "device=cpu"]
+VAE = ["experiment=vae_mnist5k", "algo.epochs=6", "device=cpu"]
 DQN = ["experiment=snake_dqn", "device=cpu", "model.channels=[8,8]", "model.hidden_sizes=[16]",
        "algo.replay_size=2000", "algo.replay_warmup=200", "algo.num_envs=8",
-       "algo.train_every_frames=8", "algo.n_step=2", "algo.max_frames=6000"]
+       "algo.train_every_frames=8", "algo.n_step=2", "algo.max_frames=4000",
+       "algo.history_every_frames=500"]
 
 
 def train_until_signalled(args, run_dir, sig):

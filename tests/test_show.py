@@ -7,7 +7,7 @@ from pathlib import Path
 
 import imageio_ffmpeg
 import pytest
-from conftest import TINY, compose, error_line, run_cli
+from conftest import TINY, call_tool, compose, error_line, run_cli
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -147,5 +147,5 @@ def test_tool_help_lists_the_keys_of_the_runs_trainer(trained_run):
     assert "episodes=100" in text and "experiment=NAME --help" in text
     text = tool_help("rlgen-generate", "generate", "GenerateArgs", {"experiment": "lstm_text"})
     assert "temperature=0.5" in text and "0: always the likeliest character" in text
-    result = run_cli("rlgen-watch", "--help")
+    result = call_tool("rlgen-watch", "--help")
     assert "record=null" in result.stdout and ".mp4" in result.stdout

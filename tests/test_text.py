@@ -11,7 +11,7 @@ from generative import corpus as corpora
 from generative import lstm_text as lt
 from nn.checkpoint import checkpoint_path, load_checkpoint
 from nn.errors import UserError
-from tests.conftest import compose, error_line, run_cli
+from tests.conftest import call_tool, compose, error_line, run_cli
 
 
 def data_cfg(**overrides):
@@ -240,26 +240,26 @@ def test_text_training_writes_metrics_checkpoints_and_tensorboard(text_run):
 
 
 def test_generate_prints_text_and_streams(text_run):
-    out = run_cli("rlgen-generate", f"run={text_run}", "length=40", "temperature=0.75",
+    out = call_tool("rlgen-generate", f"run={text_run}", "length=40", "temperature=0.75",
                   "seed_text=ROMEO.").stdout
     assert len(out.rstrip("\n")) == 40
-    again = run_cli("rlgen-generate", f"run={text_run}", "length=40", "temperature=0.75",
+    again = call_tool("rlgen-generate", f"run={text_run}", "length=40", "temperature=0.75",
                     "seed_text=ROMEO.", "stream=true").stdout
     assert again.rstrip("\n") == out.rstrip("\n")  # same seed, same text, streamed
 
 
 def test_generate_refuses_unknown_seed_characters(text_run):
-    result = run_cli("rlgen-generate", f"run={text_run}", "seed_text=héllo~€", check=False)
+    result = call_tool("rlgen-generate", f"run={text_run}", "seed_text=héllo~€", check=False)
     assert "'€'" in error_line(result) and "outside this corpus" in error_line(result)
 
 
 def test_a_negative_sampling_temperature_is_one_line(text_run):
-    result = run_cli("rlgen-generate", f"run={text_run}", "temperature=-0.5", check=False)
+    result = call_tool("rlgen-generate", f"run={text_run}", "temperature=-0.5", check=False)
     assert "temperature=-0.5 is out of range: it must be >= 0" in error_line(result)
 
 
 def test_eval_reports_validation_loss(text_run):
-    summary = json.loads(run_cli("rlgen-eval", f"run={text_run}", "device=cpu").stdout)
+    summary = json.loads(call_tool("rlgen-eval", f"run={text_run}", "device=cpu").stdout)
     metrics = json.loads((text_run / "metrics.json").read_text())
     assert summary["loss"] == pytest.approx(metrics["best_val_loss"], abs=1e-3)
 
@@ -270,7 +270,7 @@ def test_eval_scores_any_text_file_like_the_validation_text(text_run, tmp_path):
     held_out.write_text(corpus.val_text)
     payload = load_checkpoint(checkpoint_path(text_run, "best"))
     validation = lt.evaluate(payload, lt.EvalArgs(run=str(text_run), device="cpu"))
-    on_file = json.loads(run_cli("rlgen-eval", f"run={text_run}", f"text={held_out}",
+    on_file = json.loads(call_tool("rlgen-eval", f"run={text_run}", f"text={held_out}",
                                  "device=cpu").stdout)
     assert on_file["text"] == "held_out.txt" and on_file["context"] == "full"
     assert on_file["scored"] == len(corpus.val_text) - 1
@@ -283,7 +283,7 @@ def test_eval_scores_any_text_file_like_the_validation_text(text_run, tmp_path):
     with pytest.raises(UserError, match="cannot read text file"):
         lt.evaluate(payload, lt.EvalArgs(run=str(text_run), text=str(tmp_path / "missing.txt")))
     (tmp_path / "other.txt").write_text("Ωμέγα and ASCII\n" * 20)
-    result = run_cli("rlgen-eval", f"run={text_run}", f"text={tmp_path / 'other.txt'}",
+    result = call_tool("rlgen-eval", f"run={text_run}", f"text={tmp_path / 'other.txt'}",
                      check=False)
     assert "characters outside this corpus's set: 'Ω'" in error_line(result)
 

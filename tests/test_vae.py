@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from generative import vae
-from tests.conftest import compose, error_line, run_cli
+from tests.conftest import call_tool, compose, error_line, run_cli
 
 
 def book_model():
@@ -83,22 +83,22 @@ def test_training_reports_held_out_elbo_terms(vae_run):
 
 def test_generate_writes_the_latent_grid(vae_run, tmp_path):
     out = tmp_path / "latent.png"
-    run_cli("rlgen-generate", f"run={vae_run}", "grid=5", "range=3", f"out={out}")
+    call_tool("rlgen-generate", f"run={vae_run}", "grid=5", "range=3", f"out={out}")
     assert Image.open(out).size == (140, 140)
-    result = run_cli("rlgen-generate", f"run={vae_run}", f"out={tmp_path}/no/such/dir.png",
+    result = call_tool("rlgen-generate", f"run={vae_run}", f"out={tmp_path}/no/such/dir.png",
                      check=False)
     assert "does not exist" in error_line(result)
 
 
 def test_eval_prints_test_terms(vae_run):
-    summary = json.loads(run_cli("rlgen-eval", f"run={vae_run}", "device=cpu").stdout)
+    summary = json.loads(call_tool("rlgen-eval", f"run={vae_run}", "device=cpu").stdout)
     assert {"test_loss", "test_reconstruction", "test_kl", "test_images"} <= summary.keys()
     assert math.isfinite(summary["test_loss"])
 
 
 def test_latent_explorer_headless(vae_run, tmp_path):
     shot = tmp_path / "explorer.png"
-    out = run_cli("rlgen-watch", f"run={vae_run}", "frames=3", f"record={shot}").stdout
+    out = call_tool("rlgen-watch", f"run={vae_run}", "frames=3", f"record={shot}").stdout
     assert "showed 3 frames" in out
     assert Image.open(shot).size == (800, 520)
 
