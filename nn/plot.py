@@ -119,13 +119,17 @@ def plot_runs(dirs: list[Path], metric: str | None = None, x: str = "step",
     groups = group_runs(runs)
     many = len(groups) > 6  # then the legend goes beside the axes, not over the curves
     figure, axes = plt.subplots(figsize=(12 if many else 7.5, 4.5), dpi=120)
-    colours = plt.get_cmap("tab10" if len(groups) <= 10 else "tab20")
+    if len(groups) <= 20:  # distinct colours while a qualitative palette lasts
+        palette = plt.get_cmap("tab10" if len(groups) <= 10 else "tab20")
+        colours = [palette(i) for i in range(len(groups))]
+    else:
+        colours = [plt.get_cmap("turbo")(i / (len(groups) - 1)) for i in range(len(groups))]
     for index, (label, members) in enumerate(groups.items()):
         xs, mean, low, high, std = group_curve(
             [r["curves"][metric] for r in members], x_column, smoothing)
         seeds = sorted(r["seed"] for r in members)
         line, = axes.plot(xs, mean, label=f"{label} ({len(seeds)} seed{'s' * (len(seeds) > 1)})",
-                          linewidth=1.6, color=colours(index % colours.N))
+                          linewidth=1.6, color=colours[index])
         if len(members) > 1:
             lower, upper = (low, high) if band == "minmax" else (mean - std, mean + std)
             axes.fill_between(xs, lower, upper, color=line.get_color(), alpha=0.2, linewidth=0)
