@@ -100,20 +100,20 @@ def plot_runs(dirs: list[Path], metric: str | None = None, x: str = "step",
                         f"({', '.join(experiments)}); plot one, or pass --mixed to compare them")
     for run in runs:
         run["curves"] = read_scalars(Path(run["run"]))
-    runs = [r for r in runs if r["curves"]]
-    if not runs:
-        raise UserError("none of these runs has logged a curve yet")
-    shared = set.intersection(*(set(r["curves"]) for r in runs))
+    logged = sorted(set().union(*(r["curves"] for r in runs)))
     if metric is None:
         trainers = {r["trainer"] for r in runs}
-        metric = next((m for m in (headline(t, shared) for t in sorted(trainers)) if m), None)
+        metric = next((m for m in (headline(t, set(logged)) for t in sorted(trainers)) if m), None)
         if metric is None:
-            raise UserError(f"no headline curve in these runs; pick one with --metric "
-                            f"(they all have: {', '.join(sorted(shared)) or 'none'})")
-    if metric not in shared:
+            raise UserError(f"no headline curve in these runs; pick one with --metric (they "
+                            f"have: {', '.join(logged) or 'none: nothing logged yet'})")
+    having = [r for r in runs if metric in r["curves"]]
+    if not having:
         raise UserError(f"--metric {metric}: not logged by {'these runs' if len(runs) > 1 else 'this run'}"
-                        f"; {'they all have' if len(runs) > 1 else 'it has'}: "
-                        f"{', '.join(sorted(shared)) or 'none'}")
+                        f"; {'they have' if len(runs) > 1 else 'it has'}: "
+                        f"{', '.join(logged) or 'none: nothing logged yet'}")
+    # a run that has not logged this curve yet (just started) is left out, and said so
+    left_out, runs = [r["run"] for r in runs if metric not in r["curves"]], having
     x_column, x_label = (0, "step") if x == "step" else (1, "wall time (s)")
 
     groups = group_runs(runs)
@@ -142,7 +142,8 @@ def plot_runs(dirs: list[Path], metric: str | None = None, x: str = "step",
     else:
         axes.legend(fontsize=7, loc="best")
     figure.tight_layout()
-    return figure, {"metric": metric, "groups": {k: len(v) for k, v in groups.items()}}
+    return figure, {"metric": metric, "groups": {k: len(v) for k, v in groups.items()},
+                    "left_out": left_out}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -184,3 +185,5 @@ def main(argv: list[str] | None = None) -> None:
     groups = ", ".join(f"{label} ({n})" for label, n in shown["groups"].items())
     print(f"wrote {out} and {out.with_suffix('.svg')}: {shown['metric']} of "
           f"{len(shown['groups'])} group(s): {groups}")
+    if shown["left_out"]:
+        print(f"left out (no {shown['metric']} yet): {', '.join(shown['left_out'])}")

@@ -3,6 +3,7 @@ search and the help texts."""
 
 import io
 import json
+import shutil
 from pathlib import Path
 
 import imageio_ffmpeg
@@ -67,9 +68,14 @@ def test_plot_bad_input_is_one_line(search_dir, trained_run, tmp_path):
     (other / ".hydra" / "config.yaml").write_text("name: snake_dqn\ntrainer: rl.dqn\nseed: 0\n")
     with pytest.raises(UserError, match="2 experiments .*--mixed"):
         plot_runs([search_dir, other])
+    # a run that has logged nothing yet is left out of the plot, and said so
+    started = search_dir.parent / "started"
+    shutil.copytree(search_dir / "trial_000_seed0" / ".hydra", started / ".hydra")
+    figure, shown = plot_runs([search_dir, started])
+    assert shown["left_out"] == [str(started)] and len(figure.axes[0].get_lines()) == 3
     wrong = run_cli("rlgen-plot", str(search_dir), "--metric", "nope", "--out",
                     str(tmp_path / "c.png"), check=False)
-    assert "they all have: " in error_line(wrong) and not (tmp_path / "c.png").exists()
+    assert "they have: " in error_line(wrong) and not (tmp_path / "c.png").exists()
     done = run_cli("rlgen-plot", str(search_dir), "--out", str(tmp_path / "c.png"))
     assert (tmp_path / "c.png").is_file() and (tmp_path / "c.svg").is_file(), done.stdout
 
