@@ -118,7 +118,7 @@ def plot_runs(dirs: list[Path], metric: str | None = None, x: str = "step",
 
     groups = group_runs(runs)
     many = len(groups) > 6  # then the legend goes beside the axes, not over the curves
-    figure, axes = plt.subplots(figsize=(12 if many else 7.5, 4.5), dpi=120)
+    figure, axes = plt.subplots(figsize=(12 if many else 7.5, 4.5), dpi=120, layout="constrained")
     if len(groups) <= 20:  # distinct colours while a qualitative palette lasts
         palette = plt.get_cmap("tab10" if len(groups) <= 10 else "tab20")
         colours = [palette(i) for i in range(len(groups))]
@@ -141,7 +141,6 @@ def plot_runs(dirs: list[Path], metric: str | None = None, x: str = "step",
         axes.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     else:
         axes.legend(fontsize=7, loc="best")
-    figure.tight_layout()
     return figure, {"metric": metric, "groups": {k: len(v) for k, v in groups.items()},
                     "left_out": left_out}
 
