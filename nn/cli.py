@@ -316,12 +316,11 @@ def run_tool(command: str, function: str, schema: str, argv: list[str] | None = 
     """Shared body of eval/watch/generate: load the run's checkpoint, dispatch to its
     trainer module, parse the remaining key=value args against that module's schema."""
     argv = sys.argv[1:] if argv is None else argv
+    values = dict(a.split("=", 1) for a in argv if "=" in a)
     try:
         if any(a in ("-h", "--help") for a in argv):
-            print(tool_help(command, function, schema,
-                            dict(a.split("=", 1) for a in argv if "=" in a)))
+            print(tool_help(command, function, schema, values))
             return None
-        values = dict(a.split("=", 1) for a in argv if "=" in a)
         if function == "watch" and "run" not in values and "env" in values:
             from envs.by_hand import play_env_by_hand
 

@@ -51,27 +51,29 @@ def gif_bytes(frames: list[np.ndarray], fps: float) -> bytes:
     return out.getvalue()
 
 
+def check_record_path(path: Path) -> None:
+    """A recording's file name says its format; refused before anything is played."""
+    if Path(path).suffix.lower() not in FORMATS:
+        raise UserError(f"record={path}: use a .mp4 or .gif (all frames) or .png (last frame)")
+
+
 def save_frames(frames: list[np.ndarray], path: Path, fps: float) -> None:
-    """.mp4 or .gif: every frame; .png: the last one."""
+    """.mp4 or .gif: every frame; .png: the last one. Written atomically (a file already
+    there stays whole until the new one is complete)."""
     from PIL import Image
+
+    from nn.checkpoint import atomic_write
 
     if not frames:
         raise UserError("nothing was recorded")
+    check_record_path(path)
     suffix = path.suffix.lower()
-    if suffix not in FORMATS:
-        raise UserError(f"record={path}: use a .mp4 or .gif (all frames) or .png (last frame)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")  # a file already there stays whole
-    try:
-        if suffix == ".mp4":
-            write_mp4(frames, partial, fps)
-        elif suffix == ".gif":
-            partial.write_bytes(gif_bytes(frames, fps))
-        else:
-            Image.fromarray(frames[-1]).save(partial, format="PNG")
-        partial.replace(path)
-    finally:
-        partial.unlink(missing_ok=True)
+    if suffix == ".mp4":
+        atomic_write(path, lambda tmp: write_mp4(frames, tmp, fps))
+    elif suffix == ".gif":
+        atomic_write(path, lambda tmp: Path(tmp).write_bytes(gif_bytes(frames, fps)))
+    else:
+        atomic_write(path, lambda tmp: Image.fromarray(frames[-1]).save(tmp, format="PNG"))
 
 
 def shrink(frame: np.ndarray, max_width: int) -> np.ndarray:

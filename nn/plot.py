@@ -75,8 +75,6 @@ def group_curve(curves: list[np.ndarray], x_column: int, weight: float):
     every point is a mean over all seeds): x, mean, low, high, std."""
     start = max(c[0, x_column] for c in curves)
     end = min(c[-1, x_column] for c in curves)
-    if end <= start:
-        end = start
     x = np.linspace(start, end, POINTS) if end > start else np.array([start])
     ys = np.stack([np.interp(x, c[:, x_column], smooth(c[:, 2], weight)) for c in curves])
     return x, ys.mean(0), ys.min(0), ys.max(0), ys.std(0)

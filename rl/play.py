@@ -15,7 +15,7 @@ from conf.schemas import at_least
 from nn.checkpoint import load_weights
 from nn.config import instantiate
 from nn.errors import UserError
-from nn.media import FORMATS, save_frames
+from nn.media import check_record_path, save_frames
 from nn.viewer import Viewer
 
 
@@ -171,9 +171,8 @@ def watch_agent(make_env, choose, args, own_window: bool = False) -> dict:
     import pygame
 
     recording = args.record is not None
-    if recording and Path(args.record).suffix.lower() not in FORMATS:
-        raise UserError(f"record={args.record}: use a .mp4 or .gif (all frames) or .png "
-                        "(last frame)")
+    if recording:
+        check_record_path(args.record)
     # a recording stops at 300 frames, or with games=N after N games (a game that never
     # ends still stops at 10,000 frames: every frame is held in memory until written)
     frame_limit = args.frames if args.frames is not None else (

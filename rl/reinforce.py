@@ -321,5 +321,5 @@ def watch(payload: dict, args) -> dict:
     env_cfg = OmegaConf.merge(cfg.env, {"max_steps_per_game": args.max_steps})
     cpu = torch.device("cpu")
     choose = make_choose(policy, args.greedy, make_generator(args.seed + 1, cpu), cpu)
-    return watch_agent(lambda render_mode: instantiate(env_cfg, render_mode=render_mode),
-                       choose, args, own_window=is_gymnasium(env_cfg))
+    return watch_agent(partial(instantiate, env_cfg), choose, args,
+                       own_window=is_gymnasium(env_cfg))
