@@ -182,6 +182,7 @@ class BatchedCartPole:
         self.variables = list(torch.zeros(4, num_envs, dtype=dtype, device=device))
         self.steps = torch.zeros(num_envs, dtype=torch.long, device=device)
         self.observation_dtype = dtype
+        self.numpy_dtype = self.variables[0].numpy().dtype if self.numpy_steps else None
         self.observation_size = 4
         self.num_actions = 2
 
@@ -235,18 +236,11 @@ class BatchedCartPole:
 
     def step(self, push_right: torch.Tensor):
         """Returns (obs, reward, terminated, truncated), each with a leading N dimension."""
-        if self.device.type == "cpu" and self.num_envs < 32768:
-            # NumPy on views of the same memory: its small-array operations cost less
-            # than PyTorch's, and a step is some twenty of them; from 32,768 games on
-            # PyTorch spreads each operation over threads and is faster
-            *variables, failed = physics_step(
-                *(v.numpy() for v in self.variables), push_right.to(self.dtype).numpy(),
-                self.float_physics, np.cos, np.sin)
-            self.variables = [torch.from_numpy(v) for v in variables]
-            failed = torch.from_numpy(failed)
-        else:
-            *self.variables, failed = physics_step(*self.variables, push_right.to(self.dtype),
-                                                   self.physics, torch.cos, torch.sin)
+        if self.numpy_steps:
+            return tuple(torch.from_numpy(array) for array in self.step_arrays(
+                push_right.to(self.dtype).numpy()))
+        *self.variables, failed = physics_step(*self.variables, push_right.to(self.dtype),
+                                               self.physics, torch.cos, torch.sin)
         self.steps += 1
         alive = ~failed
         reward = alive.to(self.dtype)
@@ -255,3 +249,27 @@ class BatchedCartPole:
         else:
             truncated = alive & (self.steps >= self.max_steps_per_game)
         return self.state, reward, failed, truncated
+
+    @property
+    def numpy_steps(self) -> bool:
+        """On the CPU below 32,768 games a step runs in NumPy on views of the same memory:
+        its small-array operations cost less than PyTorch's, and a step is some twenty
+        of them; from 32,768 games on PyTorch spreads each operation over threads."""
+        return self.device.type == "cpu" and self.num_envs < 32768
+
+    def step_arrays(self, push_right: np.ndarray):
+        """`step` in NumPy (when `numpy_steps`), arrays in and out: `push_right` 1 or 0 a
+        game. The gymnasium vector env calls it directly."""
+        push_right = push_right.astype(self.numpy_dtype, copy=False)
+        *variables, failed = physics_step(*(v.numpy() for v in self.variables), push_right,
+                                          self.float_physics, np.cos, np.sin)
+        self.variables = [torch.from_numpy(v) for v in variables]
+        steps = self.steps.numpy()
+        steps += 1  # in place: the tensor shares this memory
+        alive = ~failed
+        if self.max_steps_per_game is None:
+            truncated = np.zeros_like(failed)
+        else:
+            truncated = alive & (steps >= self.max_steps_per_game)
+        # the observation laid out as `state` lays it out (rows stacked, viewed transposed)
+        return np.stack(variables).T, alive.astype(variables[0].dtype), failed, truncated

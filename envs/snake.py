@@ -349,15 +349,19 @@ class BatchedSnake:
     def reset_done(self, done: torch.Tensor) -> torch.Tensor:
         """Start new games where `done` is true; only those games are built afresh."""
         if self.kernel:
-            new_games = int(done.sum())
-            if new_games:
-                uniform = torch.rand(new_games, 2 + self.num_fruits, generator=self.generator)
-                snake_kernel.start(*self._arrays, done.contiguous().numpy(),
-                                   uniform.numpy(), self.width, self.init_len,
-                                   self.num_fruits)
-            return self.observation()
-        self._start(done)
+            self.start_arrays(done.contiguous().numpy())
+        else:
+            self._start(done)
         return self.observation()
+
+    def start_arrays(self, done: np.ndarray) -> None:
+        """`reset_done` with the compiled loop (CPU), on a NumPy mask, without building
+        the observation (the gymnasium vector env calls it directly)."""
+        new_games = np.count_nonzero(done)
+        if new_games:
+            uniform = torch.rand(new_games, 2 + self.num_fruits, generator=self.generator)
+            snake_kernel.start(*self._arrays, done, uniform.numpy(), self.width,
+                               self.init_len, self.num_fruits)
 
     def state_dict(self) -> dict:
         """Every game's state and the random stream, for a checkpoint."""
@@ -376,12 +380,18 @@ class BatchedSnake:
         self.generator.set_state(state["generator"])
 
     def observation(self) -> torch.Tensor:
-        """[N, *observation_shape] uint8 through the env's view (see `view_offsets`). A copy."""
+        """[N, *observation_shape] through the env's view (see `view_offsets`), a copy in
+        `observation_dtype` (uint8; a consumer that wants floats sets it, which saves a
+        second copy)."""
         if self.view == "board":
-            return self.board[:, :self.spare].clone().view(self.num_envs, *self.observation_shape)
+            out = torch.empty(self.num_envs, self.spare, dtype=self.observation_dtype,
+                              device=self.device)
+            return out.copy_(self.board[:, :self.spare]).view(self.num_envs,
+                                                               *self.observation_shape)
         centred = self.view == "centred"
         if self.kernel:
-            out = torch.empty(self.num_envs, self.view_rows.shape[1], 2, dtype=torch.uint8)
+            out = torch.empty(self.num_envs, self.view_rows.shape[1], 2,
+                              dtype=self.observation_dtype)
             snake_kernel.viewed_boards(self.board.numpy(), self.head.numpy(),
                                        self.heading.numpy(), self.view_rows.numpy(),
                                        self.view_cols.numpy(), self.width, centred, out.numpy())
@@ -395,14 +405,15 @@ class BatchedSnake:
             out = torch.stack([self.board.gather(1, 2 * square),
                                self.board.gather(1, 2 * square + 1)], 2)
             out[~inside] = self.off_board
+            out = out.to(self.observation_dtype)
         return out.view(self.num_envs, *self.observation_shape)
 
     def step(self, actions: torch.Tensor):
         """Returns (obs, reward, terminated, truncated). A finished game's obs is its last
         board; call `reset_done` to start new games where needed."""
         if self.kernel:
-            reward, dead, truncated = self._move_compiled(actions)
-            return self.observation(), reward, dead, truncated
+            moved = self.move_arrays(actions.to(torch.long).contiguous().numpy())
+            return self.observation(), *(torch.from_numpy(array) for array in moved)
         reward, dead, ate, truncated = self._move(actions)
         self._place_fruit(ate)  # new fruit only where one was eaten
         return self.observation(), reward, dead, truncated
@@ -412,17 +423,18 @@ class BatchedSnake:
         once: the state tensors are only ever changed in place, or replaced by a load)."""
         self._arrays = [getattr(self, name).numpy() for name in self.GAME_STATE]
 
-    def _move_compiled(self, actions: torch.Tensor):
-        """`_move` and the new fruits as one compiled loop (CPU); returns (reward,
-        terminated, truncated)."""
+    def move_arrays(self, actions: np.ndarray):
+        """`_move` and the new fruits as one compiled loop (CPU), NumPy in and out: int64
+        actions; returns (reward, terminated, truncated). The gymnasium vector env calls
+        it directly, which spares a round trip of every array through torch."""
         n = self.num_envs
         uniform = torch.rand(n, generator=self.generator)  # for the fruits eaten
         reward, dead, truncated = np.empty(n, np.float32), np.empty(n, bool), np.empty(n, bool)
-        snake_kernel.move(*self._arrays, actions.to(torch.long).contiguous().numpy(),
-                          *self._tables, uniform.numpy(), self.reward_values,
+        snake_kernel.move(*self._arrays, actions, *self._tables, uniform.numpy(),
+                          self.reward_values,
                           -1 if self.max_steps_per_game is None else self.max_steps_per_game,
                           reward, dead, truncated)
-        return torch.from_numpy(reward), torch.from_numpy(dead), torch.from_numpy(truncated)
+        return reward, dead, truncated
 
     def _move(self, actions: torch.Tensor):
         """Every game's move, without the new fruit: the same few tensor operations for

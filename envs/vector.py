@@ -56,23 +56,30 @@ class BatchedVectorEnv(gymnasium.vector.VectorEnv):
         self.action_space = batch_space(self.single_action_space, num_envs)
         self.obs_torch_dtype = torch.from_numpy(
             np.zeros(0, self.single_observation_space.dtype)).dtype
+        # Snake's twin then writes its boards as floats once, instead of uint8 boards
+        # converted after the fact (a second copy)
+        self.twin.observation_dtype = self.obs_torch_dtype
         self.every_game = np.ones(num_envs, dtype=bool)  # the infos' masks: all games report
         self.views = {}
-        self.info_names = {"steps": "steps", **{name: name for name in self.twin.counters}}
-        if "eaten" in self.info_names:  # the single game's info name
-            self.info_names["eaten"] = "fruits_eaten"
+        # (the twin's counter, its info name as the single game reports it, its mask name)
+        names = {"steps": "steps", **{name: name for name in self.twin.counters}}
+        if "eaten" in names:
+            names["eaten"] = "fruits_eaten"
+        self.info_keys = [(attribute, name, f"_{name}") for attribute, name in names.items()]
 
-    def _observations(self, obs: torch.Tensor) -> np.ndarray:
-        """The space's dtype (Snake's uint8 boards as float32, converted by torch, which
-        does it faster than NumPy); the twin hands out fresh tensors, so no copy."""
-        return obs.to(self.obs_torch_dtype).numpy()
+    def _observations(self, obs: torch.Tensor | np.ndarray) -> np.ndarray:
+        """In the space's dtype (a no-op where the twin already hands it out); the twin
+        hands out fresh arrays, so no copy."""
+        if isinstance(obs, torch.Tensor):
+            obs = obs.numpy()
+        return obs.astype(self.single_observation_space.dtype, copy=False)
 
     def _infos(self) -> dict:
         """Every game's counters (copies: the twin changes them in place)."""
         infos = {}
-        for attribute, name in self.info_names.items():
+        for attribute, name, mask_name in self.info_keys:
             infos[name] = self._array(attribute).copy()
-            infos[f"_{name}"] = self.every_game
+            infos[mask_name] = self.every_game
         return infos
 
     def _array(self, attribute: str) -> np.ndarray:
@@ -96,24 +103,35 @@ class BatchedVectorEnv(gymnasium.vector.VectorEnv):
             if mask.shape != (self.num_envs,) or mask.dtype != np.bool_:
                 raise ValueError(f"options['reset_mask'] must be a bool array of shape "
                                  f"({self.num_envs},), not {mask.dtype} {mask.shape}")
-            obs = self.twin.reset_done(torch.from_numpy(mask))
+            if getattr(self.twin, "kernel", False):  # Snake's compiled loop works on NumPy
+                self.twin.start_arrays(mask)
+                obs = self.twin.observation()
+            else:
+                obs = self.twin.reset_done(torch.from_numpy(mask))
         return self._observations(obs), self._infos()
 
     def step(self, actions):
         actions = np.asarray(actions)
         if actions.shape != (self.num_envs,):
             raise ValueError(f"actions must have shape ({self.num_envs},), not {actions.shape}")
-        obs, reward, terminated, truncated = self.twin.step(torch.from_numpy(actions).long())
-        terminated, truncated = terminated.numpy(), truncated.numpy()
-        ended = terminated | truncated
-        if self.autoreset_mode == AutoresetMode.SAME_STEP and ended.any():
-            final = {"final_obs": self._observations(obs), "_final_obs": ended.copy(),
-                     "final_info": self._infos(), "_final_info": ended.copy()}
-            obs = self.twin.reset_done(torch.from_numpy(ended))
-            infos = {**self._infos(), **final}
+        actions = np.ascontiguousarray(actions, dtype=np.int64)
+        if getattr(self.twin, "kernel", False):  # Snake's compiled move works on NumPy
+            reward, terminated, truncated = self.twin.move_arrays(actions)
+            obs = self.twin.observation()
+        elif getattr(self.twin, "numpy_steps", False):  # so does cart-pole's CPU step
+            obs, reward, terminated, truncated = self.twin.step_arrays(actions)
         else:
-            infos = self._infos()
-        return self._observations(obs), reward.numpy(), terminated, truncated, infos
+            obs, reward, terminated, truncated = self.twin.step(torch.from_numpy(actions))
+            reward, terminated, truncated = reward.numpy(), terminated.numpy(), truncated.numpy()
+        if self.autoreset_mode == AutoresetMode.SAME_STEP:
+            ended = terminated | truncated
+            if ended.any():
+                final = {"final_obs": self._observations(obs), "_final_obs": ended.copy(),
+                         "final_info": self._infos(), "_final_info": ended.copy()}
+                obs = self.twin.reset_done(torch.from_numpy(ended))
+                return self._observations(obs), reward, terminated, truncated, {
+                    **self._infos(), **final}
+        return self._observations(obs), reward, terminated, truncated, self._infos()
 
     def close_extras(self, **kwargs):
         self.single_env.close()
