@@ -380,18 +380,12 @@ class BatchedSnake:
         self.generator.set_state(state["generator"])
 
     def observation(self) -> torch.Tensor:
-        """[N, *observation_shape] through the env's view (see `view_offsets`), a copy in
-        `observation_dtype` (uint8; a consumer that wants floats sets it, which saves a
-        second copy)."""
+        """[N, *observation_shape] uint8 through the env's view (see `view_offsets`). A copy."""
         if self.view == "board":
-            out = torch.empty(self.num_envs, self.spare, dtype=self.observation_dtype,
-                              device=self.device)
-            return out.copy_(self.board[:, :self.spare]).view(self.num_envs,
-                                                               *self.observation_shape)
+            return self.board[:, :self.spare].clone().view(self.num_envs, *self.observation_shape)
         centred = self.view == "centred"
         if self.kernel:
-            out = torch.empty(self.num_envs, self.view_rows.shape[1], 2,
-                              dtype=self.observation_dtype)
+            out = torch.empty(self.num_envs, self.view_rows.shape[1], 2, dtype=torch.uint8)
             snake_kernel.viewed_boards(self.board.numpy(), self.head.numpy(),
                                        self.heading.numpy(), self.view_rows.numpy(),
                                        self.view_cols.numpy(), self.width, centred, out.numpy())
@@ -405,7 +399,6 @@ class BatchedSnake:
             out = torch.stack([self.board.gather(1, 2 * square),
                                self.board.gather(1, 2 * square + 1)], 2)
             out[~inside] = self.off_board
-            out = out.to(self.observation_dtype)
         return out.view(self.num_envs, *self.observation_shape)
 
     def step(self, actions: torch.Tensor):

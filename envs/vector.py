@@ -54,11 +54,6 @@ class BatchedVectorEnv(gymnasium.vector.VectorEnv):
         self.single_action_space = self.single_env.action_space
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
-        self.obs_torch_dtype = torch.from_numpy(
-            np.zeros(0, self.single_observation_space.dtype)).dtype
-        # Snake's twin then writes its boards as floats once, instead of uint8 boards
-        # converted after the fact (a second copy)
-        self.twin.observation_dtype = self.obs_torch_dtype
         self.every_game = np.ones(num_envs, dtype=bool)  # the infos' masks: all games report
         self.views = {}
         # (the twin's counter, its info name as the single game reports it, its mask name)

@@ -59,6 +59,28 @@ def test_make_vec_gives_a_vector_env_with_gymnasiums_contract(env_id):
     vector.close()
 
 
+@pytest.mark.parametrize("env_id", IDS)
+def test_the_vector_env_plays_the_same_games_as_the_twin_it_wraps(env_id):
+    """The vector env's NumPy path (the compiled Snake loop and cart-pole's NumPy step
+    called directly) against the twin's own tensor step, with masked resets."""
+    vector = gymnasium.make_vec(env_id, num_envs=16, vectorization_mode="vector_entry_point")
+    twin = gymnasium.make(env_id).unwrapped.batched(16, "cpu")
+    obs, _ = vector.reset(seed=3)
+    twin.generator.manual_seed(3)
+    np.testing.assert_array_equal(obs, twin.reset().numpy())
+    generator = np.random.default_rng(1)
+    for _ in range(300):
+        actions = random_actions(vector, generator)
+        obs, reward, terminated, truncated, _ = vector.step(actions)
+        expected = twin.step(torch.from_numpy(actions))
+        for got, want in zip((obs, reward, terminated, truncated), expected, strict=True):
+            np.testing.assert_array_equal(got, want.numpy())
+        ended = terminated | truncated
+        if ended.any():
+            obs, _ = vector.reset(options={"reset_mask": ended})
+            np.testing.assert_array_equal(obs, twin.reset_done(torch.from_numpy(ended)).numpy())
+
+
 def test_snake_vector_env_reports_the_single_games_infos():
     vector = gymnasium.make_vec("rlgen/Snake-v0", num_envs=4, height=6, width=7)
     assert vector.single_observation_space.shape == (6, 7, 2)
