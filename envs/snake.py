@@ -423,10 +423,12 @@ class BatchedSnake:
         n = self.num_envs
         uniform = torch.rand(n, generator=self.generator)  # for the fruits eaten
         reward, dead, truncated = np.empty(n, np.float32), np.empty(n, bool), np.empty(n, bool)
-        snake_kernel.move(*self._arrays, actions, *self._tables, uniform.numpy(),
-                          self.reward_values,
-                          -1 if self.max_steps_per_game is None else self.max_steps_per_game,
-                          reward, dead, truncated)
+        bad = snake_kernel.move(*self._arrays, actions, *self._tables, uniform.numpy(),
+                                self.reward_values,
+                                -1 if self.max_steps_per_game is None else self.max_steps_per_game,
+                                reward, dead, truncated)
+        if bad >= 0:  # no game has moved
+            raise ValueError(f"actions must be in [0, 3), got [{actions[bad]}] (game {bad})")
         return reward, dead, truncated
 
     def _move(self, actions: torch.Tensor):

@@ -15,8 +15,13 @@ import numba
 def move(board, body, head, head_ptr, tail_ptr, heading, length, steps, eaten, actions,
          move_table, turn_table, uniform, rewards, max_steps,
          reward_out, dead_out, truncated_out):
-    """Every game's move and new fruit; `max_steps` < 0 means no step limit."""
+    """Every game's move and new fruit; `max_steps` < 0 means no step limit. Returns -1,
+    or the first game whose action is not 0, 1 or 2, before any game has moved (the
+    table lookups below do not check their indices)."""
     num_games = board.shape[0]
+    for i in range(num_games):
+        if actions[i] < 0 or actions[i] > 2:
+            return i
     spare = board.shape[1] - 1  # the flat board holds two columns per square
     squares = spare // 2
     reward_fruit, reward_step, reward_death = rewards[0], rewards[1], rewards[2]
@@ -49,6 +54,7 @@ def move(board, body, head, head_ptr, tail_ptr, heading, length, steps, eaten, a
         else:
             reward_out[i] = reward_step
         truncated_out[i] = max_steps >= 0 and steps[i] >= max_steps
+    return -1
 
 
 @numba.njit(cache=True, nogil=True)

@@ -111,13 +111,23 @@ class BatchedVectorEnv(gymnasium.vector.VectorEnv):
             raise ValueError(f"actions must have shape ({self.num_envs},), not {actions.shape}")
         actions = np.ascontiguousarray(actions, dtype=np.int64)
         if getattr(self.twin, "kernel", False):  # Snake's compiled move works on NumPy
-            reward, terminated, truncated = self.twin.move_arrays(actions)
+            reward, terminated, truncated = self.twin.move_arrays(actions)  # (and checks them)
             obs = self.twin.observation()
-        elif getattr(self.twin, "numpy_steps", False):  # so does cart-pole's CPU step
+            return self._ended(obs, reward, terminated, truncated)
+        # checked before any game moves; one reduction: negatives read as unsigned are huge
+        if actions.view(np.uint64).max(initial=0) >= self.single_action_space.n:
+            bad = actions[(actions < 0) | (actions >= self.single_action_space.n)]
+            raise ValueError(f"actions must be in [0, {self.single_action_space.n}), "
+                             f"got {bad[:5].tolist()}")
+        if getattr(self.twin, "numpy_steps", False):  # cart-pole's CPU step works on NumPy
             obs, reward, terminated, truncated = self.twin.step_arrays(actions)
         else:
             obs, reward, terminated, truncated = self.twin.step(torch.from_numpy(actions))
             reward, terminated, truncated = reward.numpy(), terminated.numpy(), truncated.numpy()
+        return self._ended(obs, reward, terminated, truncated)
+
+    def _ended(self, obs, reward: np.ndarray, terminated: np.ndarray, truncated: np.ndarray):
+        """What `step` returns, games that ended restarted first in same-step mode."""
         if self.autoreset_mode == AutoresetMode.SAME_STEP:
             ended = terminated | truncated
             if ended.any():

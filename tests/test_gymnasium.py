@@ -81,6 +81,19 @@ def test_the_vector_env_plays_the_same_games_as_the_twin_it_wraps(env_id):
             np.testing.assert_array_equal(obs, twin.reset_done(torch.from_numpy(ended)).numpy())
 
 
+@pytest.mark.parametrize("env_id", IDS)
+def test_actions_outside_the_space_are_refused_before_any_game_moves(env_id):
+    vector = gymnasium.make_vec(env_id, num_envs=4, vectorization_mode="vector_entry_point")
+    obs, infos = vector.reset(seed=0)
+    n = vector.single_action_space.n
+    for bad in ([0, n, 1, 0], [0, -1, 1, 0]):
+        with pytest.raises(ValueError, match=rf"actions must be in \[0, {n}\), got \[{bad[1]}\]"):
+            vector.step(np.array(bad))
+    again, infos_again = vector.reset(options={"reset_mask": np.zeros(4, dtype=bool)})
+    np.testing.assert_array_equal(again, obs)  # no game moved
+    assert (infos_again["steps"] == 0).all()
+
+
 def test_snake_vector_env_reports_the_single_games_infos():
     vector = gymnasium.make_vec("rlgen/Snake-v0", num_envs=4, height=6, width=7)
     assert vector.single_observation_space.shape == (6, 7, 2)
