@@ -91,25 +91,37 @@ def explain_config_error(err: BaseException) -> str:
             return (f"unknown {group} '{choice}'{_suggest(choice, options)}; "
                     f"choose one of: {', '.join(options)}")
         return str(err).strip().splitlines()[0]
+    # Hydra links the OmegaConf error as the cause, or (for a config file it is
+    # composing) only as the context; "In 'experiment/x'" names that file
     cause = err
-    while cause.__cause__ is not None and not isinstance(cause, OmegaConfBaseException):
-        cause = cause.__cause__
+    while not isinstance(cause, OmegaConfBaseException):
+        linked = cause.__cause__ or cause.__context__
+        if linked is None:
+            break
+        cause = linked
+    found = re.match(r"In '([^']+)'", str(err))
+    where = f"{found.group(1)}.yaml: " if found else ""
     if isinstance(cause, (ConfigKeyError, ConfigAttributeError)):
         full_key = getattr(cause, "full_key", None) or getattr(cause, "key", "?")
         parent = getattr(cause, "parent_node", None)
         prefix, _, leaf = str(full_key).rpartition(".")
-        siblings = parent.keys() if isinstance(parent, DictConfig) else []
+        if isinstance(parent, DictConfig):
+            siblings = parent.keys()
+        elif is_dataclass(getattr(cause, "object_type", None)):
+            siblings = [f.name for f in fields(cause.object_type)]
+        else:
+            siblings = []
         keys = [f"{prefix}.{k}" if prefix else str(k) for k in siblings]
         if isinstance(parent, DictConfig) and OmegaConf.get_type(parent) is dict:
             # an open mapping such as env.kwargs: new keys are added with Hydra's `+`
             return f"'{full_key}' is a new key there: add it with a leading +, +{full_key}=..."
         hint = _suggest(str(full_key), keys)
-        return (f"unknown config key '{full_key}'{hint}; list the keys with "
+        return (f"{where}unknown config key '{full_key}'{hint}; list the keys with "
                 "`rlgen-train experiment=NAME --cfg job`")
     if isinstance(cause, ValidationError):
         full_key = getattr(cause, "full_key", None) or "?"
         message = str(cause.msg if hasattr(cause, "msg") else cause).strip().splitlines()[0]
-        return f"bad value for '{full_key}': {message}"
+        return f"{where}bad value for '{full_key}': {message}"
     lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
     return lines[0] if lines else type(err).__name__
 

@@ -13,8 +13,9 @@ import torch
 from conftest import BIN, TINY, compose, error_line, run_cli
 from PIL import Image
 
-from nn.cli import run_tool
+from nn.cli import run_tool, validate_overrides
 from nn.config import import_trainer, instantiate
+from nn.errors import UserError
 
 EXPERIMENTS = sorted(p.stem for p in Path("conf/experiment").glob("*.yaml"))
 
@@ -223,3 +224,24 @@ def test_a_stop_signal_ends_the_whole_sweep(tmp_path):
     jobs = sorted(p.parent.name for p in tmp_path.glob("*/metrics.json"))
     assert len(jobs) == 1, jobs
     assert json.loads((tmp_path / jobs[0] / "metrics.json").read_text())["status"] == "stopped"
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("algo:\n  iterationz: 3\n", "experiment/mine.yaml: unknown config key 'algo.iterationz' "
+                                 "(did you mean 'algo.iterations'?)"),
+    ("algo:\n  lr: fast\n", "experiment/mine.yaml: bad value for 'algo.lr': Value 'fast'"),
+])
+def test_a_mistake_in_a_users_own_experiment_file_is_one_line_naming_it(setting, message,
+                                                                         tmp_path):
+    """An experiment kept outside rlgen's tree (Hydra's search path) with a misspelt key
+    or a value of the wrong type: one line that names the file and the key."""
+    (tmp_path / "experiment").mkdir()
+    (tmp_path / "experiment" / "mine.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - cartpole_reinforce\n  - _self_\nname: mine\n"
+        + setting)
+    run_dir = tmp_path / "run"
+    with pytest.raises(UserError) as refused:
+        validate_overrides([f"hydra.searchpath=[file://{tmp_path}]", "experiment=mine",
+                            f"hydra.run.dir={run_dir}"])
+    assert message in str(refused.value) and "\n" not in str(refused.value)
+    assert not run_dir.exists()
