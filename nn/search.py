@@ -8,7 +8,8 @@ SEARCH_DIR/trial_NNN_seedS, its value the mean over them, so `rlgen-runs` and
 `rlgen-plot` read the trials like any sweep; the best trial's settings, and the
 experiment's own, are then re-run on fresh seeds (SEARCH_DIR/best_seedS, default_seedS),
 so the winner is judged on seeds the search never saw. SEARCH_DIR/search.json holds every
-trial and the re-runs, search.png the search at a glance.
+trial and the re-runs, search.png the search at a glance. A sweep among the overrides
+(`'algo.lr=interval(0.001, 0.1)'`, `algo.batch_size=32,64`) joins the preset's space.
 
 Why not Hydra's Optuna sweeper plugin: its latest release pins optuna<3, and a plugin of
 rlgen's own would need a top-level `hydra_plugins` package. `rlgen-train -m
@@ -208,10 +209,32 @@ def rerun(settings: dict[str, list[str]], seeds: list[int], base: list[str], sea
     return results
 
 
+def split_sweeps(overrides: list[str]) -> tuple[list[str], dict[str, str]]:
+    """Sweeps on the command line (`'algo.lr=interval(0.001, 0.1)'`, `algo.batch=8,16`)
+    join the preset's space, as with Hydra's Optuna sweeper; the rest set every run."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    plain, sweeps = [], {}
+    for override in overrides:
+        try:
+            parsed = parser.parse_overrides([override])[0]
+        except Exception:  # composing reports it, in one line
+            plain.append(override)
+            continue
+        if parsed.is_sweep_override():
+            sweeps[parsed.key_or_group] = override.split("=", 1)[1]
+        else:
+            plain.append(override)
+    return plain, sweeps
+
+
 def prepare(overrides: list[str]):
-    """The search's config, settings and space, all checked before any trial runs."""
+    """The search's config, settings and space, all checked before any trial runs; also
+    the overrides that set every run (the command line's sweeps left out)."""
     from nn.cli import check_config, check_writable
 
+    overrides, sweeps = split_sweeps(overrides)
     try:
         cfg = compose(overrides)
     except Exception as err:
@@ -228,6 +251,7 @@ def prepare(overrides: list[str]):
     if problem:
         raise UserError(problem)
     check_config(cfg)  # the experiment as configured trains (env, model, ranges)
+    settings.params = {**settings.params, **sweeps}
     space = parse_space(dict(settings.params), cfg)
     if not space:
         raise UserError("search.params is empty: name at least one setting to search")
@@ -243,13 +267,13 @@ def prepare(overrides: list[str]):
     check_writable(search_dir)
     if search_dir.exists() and any(search_dir.iterdir()):
         raise UserError(f"{search_dir} is not empty; choose another search.dir")
-    return cfg, settings, space, search_dir
+    return cfg, settings, space, search_dir, overrides
 
 
 def search(overrides: list[str]) -> dict:
     import optuna
 
-    cfg, settings, space, search_dir = prepare(overrides)
+    cfg, settings, space, search_dir, overrides = prepare(overrides)
     metric = cfg.get("optimized_metric")
     # every run of the search composes as the preset does; the searched settings come last
     base = [o for o in overrides if not o.startswith(("search.", "threads=", "hydra."))]

@@ -103,6 +103,22 @@ def test_the_preset_composes_with_its_objective_and_space():
     assert set(cfg.search.params) == {"algo.lr", "algo.gamma", "model.hidden_sizes"}
 
 
+def test_sweeps_on_the_command_line_join_the_presets_space(tmp_path):
+    from nn.search import prepare
+
+    cfg, settings, space, _, overrides = prepare([
+        "hparams_search=cartpole_reinforce_fast", "algo.games_per_iteration=choice(8,16)",
+        "algo.gamma=interval(0.95,0.99)", "algo.iterations=3", f"search.dir={tmp_path / 's'}"])
+    assert set(space) == {"algo.lr", "algo.gamma", "model.hidden_sizes",
+                          "algo.games_per_iteration"}
+    assert settings.params["algo.gamma"] == "interval(0.95,0.99)"  # replaces the preset's
+    assert overrides == ["hparams_search=cartpole_reinforce_fast", "algo.iterations=3",
+                         f"search.dir={tmp_path / 's'}"]
+    with pytest.raises(UserError, match="algo.nosuch is not a setting"):
+        prepare(["hparams_search=cartpole_reinforce_fast", "algo.nosuch=1,2",
+                 f"search.dir={tmp_path / 't'}"])
+
+
 def test_watch_records_an_mp4_with_one_frame_per_move(trained_run, tmp_path):
     out = tmp_path / "games.mp4"
     watched = run_tool("rlgen-watch", "watch", "WatchArgs",
