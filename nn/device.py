@@ -1,6 +1,6 @@
 """Pick the torch device a run uses: `auto` prefers cuda, then mps, then cpu."""
 
-import warnings
+import logging
 
 import torch
 
@@ -36,8 +36,9 @@ def mixed_precision(device: torch.device, bf16: bool):
     A CPU without bfloat16 instructions (AVX2 only) runs float32: oneDNN has no bfloat16
     LSTM there and refuses to build one."""
     if bf16 and device.type == "cpu" and not cpu_has_bf16():
-        warnings.warn("bf16=true: this CPU has no bfloat16 support; running in float32",
-                      stacklevel=2)
+        # a log line, not a Python warning: one line in the run's log and on the console
+        logging.getLogger("rlgen").warning(
+            "bf16=true: this CPU has no bfloat16 support; running in float32")
         bf16 = False
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 

@@ -32,12 +32,14 @@ def test_device_selection():
             select_device("cuda")
 
 
-def test_bf16_on_a_cpu_without_it_runs_float32_with_a_warning(monkeypatch):
+def test_bf16_on_a_cpu_without_it_runs_float32_with_a_warning(monkeypatch, caplog):
     import nn.device
 
     monkeypatch.setattr(nn.device, "cpu_has_bf16", lambda: False)
-    with pytest.warns(UserWarning, match="no bfloat16"):
+    with caplog.at_level("WARNING", logger="rlgen"):
         autocast = nn.device.mixed_precision(torch.device("cpu"), True)
+    assert [r.getMessage() for r in caplog.records] == [
+        "bf16=true: this CPU has no bfloat16 support; running in float32"]
     with autocast:
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
     monkeypatch.setattr(nn.device, "cpu_has_bf16", lambda: True)
