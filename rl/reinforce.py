@@ -170,6 +170,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     optimizer = instantiate(algo.optimizer)(policy.parameters(), lr=algo.lr)
     sampler = make_generator(cfg.seed + 1, device)
 
+    # the kept checkpoint is the iteration with the highest mean return: on cart-pole
+    # longer games are better, on Acrobot or MountainCar (-1 a step) they are worse
     start, best, history, elapsed = 0, -math.inf, [], 0.0
     if run.resumed:
         load_weights(policy, run.resumed, "policy")
@@ -177,14 +179,15 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         sampler.set_state(run.state["sampler_rng"])
         envs.load_state_dict(run.state["envs"])
         set_global_rng_state(run.state["torch_rng"])
-        start, best = run.meta["iteration"], run.meta["best_mean_steps"]
+        # (a run saved before returns were kept starts its best afresh)
+        start, best = run.meta["iteration"], run.meta.get("best_mean_return", -math.inf)
         history, elapsed = run.meta["history"], run.meta["train_seconds"]
 
     def save(name: str, iteration: int) -> None:
         state = {"policy": policy.state_dict(), "optimizer": optimizer.state_dict(),
                  "sampler_rng": sampler.get_state(), "envs": envs.state_dict(),
                  "torch_rng": global_rng_state()}
-        run.save(name, state, {"iteration": iteration, "best_mean_steps": best,
+        run.save(name, state, {"iteration": iteration, "best_mean_return": best,
                                "history": history, "train_seconds": elapsed})
 
     on_step = live_drawer(cfg) if cfg.render else None
@@ -207,16 +210,16 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         record = iteration_record(iteration, batch, loss.item(), seconds, elapsed)
         run.check_finite(record["loss"], f"iteration {iteration}")
         history.append(record)
-        logger.scalars(iteration, {k: record[k] for k in
-                                   ("mean_steps", "max_steps", "steps_per_second", "loss")})
+        logger.scalars(iteration, {k: record[k] for k in ("mean_steps", "max_steps", "mean_return",
+                                                          "steps_per_second", "loss")})
         if algo.video_every and iteration % algo.video_every == 0:
             log_game_video(logger, partial(instantiate, cfg.env),
                            make_choose(policy, True, None, device), iteration, cfg.seed)
-        if record["mean_steps"] > best:
-            best = record["mean_steps"]
+        if record["mean_return"] > best:
+            best = record["mean_return"]
             save("best", iteration)
         save("last", iteration)
-        logger.progress({"mean_steps": record["mean_steps"], "best": best})
+        logger.progress({"mean_steps": record["mean_steps"], "mean_return": record["mean_return"]})
         logger.info(f"iteration {iteration}: mean steps {record['mean_steps']:.1f}, "
                     f"max {record['max_steps']:.0f}, loss {record['loss']:.4f}, "
                     f"{record['steps_per_second']:.0f} steps/s")
@@ -231,7 +234,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     metrics = {
         "device": str(device), "iterations": last.get("iteration", 0),
         "final_mean_steps": last.get("mean_steps"),
-        "best_mean_steps": best if history else None,
+        "best_mean_steps": max(h["mean_steps"] for h in history) if history else None,
+        "final_mean_return": last.get("mean_return"),
+        "best_mean_return": best if history else None,
         # the area under the learning curve: mean steps averaged over the iterations run,
         # a search objective that keeps ranking runs after they reach the cap
         "mean_steps_auc": sum(h["mean_steps"] for h in history) / len(history) if history else None,
@@ -251,10 +256,11 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
 
 def iteration_record(iteration: int, batch: dict, loss: float, seconds: float,
                      elapsed: float) -> dict:
-    """One iteration's figures: steps per game (mean, max), loss, speed."""
+    """One iteration's figures: steps per game (mean, max), return per game, loss, speed."""
     steps = batch["alive"].sum(0).float()
     return {"iteration": iteration, "mean_steps": steps.mean().item(),
-            "max_steps": steps.max().item(), "loss": loss,
+            "max_steps": steps.max().item(),
+            "mean_return": batch["rewards"].sum(0).mean().item(), "loss": loss,
             "steps_per_second": steps.sum().item() / seconds, "train_seconds": round(elapsed, 4)}
 
 

@@ -125,4 +125,4 @@ def test_a_newer_format_or_another_experiments_checkpoint_is_refused(trained_run
     assert "belongs to experiment 'cartpole_reinforce'" in error_line(other)
     assert json.loads((trained_run / "metrics.json").read_text())["status"] == "finished"
     assert math.isfinite(load_checkpoint(trained_run / "checkpoints" / "last.pt")["meta"]
-                         ["best_mean_steps"])
+                         ["best_mean_return"])

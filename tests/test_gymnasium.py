@@ -187,6 +187,25 @@ def test_reinforce_takes_a_categorical_policy_for_more_than_two_actions():
     assert two(torch.zeros(1, 4)).shape == (1, 1)  # the book's sigmoid policy
 
 
+def test_reinforce_keeps_the_highest_return_where_longer_games_are_worse(tmp_path):
+    """Acrobot pays -1 a step: the kept checkpoint is the best mean return, which is
+    there the fewest steps, not the most."""
+    from nn.checkpoint import checkpoint_path, load_checkpoint
+    from rl import reinforce
+
+    cfg = compose("experiment=cartpole_reinforce", "env=gymnasium", "env.id=Acrobot-v1",
+                  "env.max_steps_per_game=500", "algo.iterations=4",
+                  "algo.games_per_iteration=4", "device=cpu")
+    metrics = reinforce.train(cfg, tmp_path)
+    history = metrics["history"]
+    for record in history:  # -1 a step until the goal, 0 on reaching it
+        assert -record["mean_steps"] <= record["mean_return"] <= 1 - record["mean_steps"]
+    best = max(history, key=lambda h: h["mean_return"])
+    assert metrics["best_mean_return"] == best["mean_return"]
+    assert load_checkpoint(checkpoint_path(tmp_path, "best"))["meta"]["iteration"] == \
+        best["iteration"]
+
+
 @pytest.mark.parametrize("experiment,extra", [
     ("cartpole_reinforce", ["algo.iterations=2", "algo.games_per_iteration=3"]),
     ("acrobot_dqn", ["algo.max_frames=600", "algo.replay_warmup=100"]),
