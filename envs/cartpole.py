@@ -237,7 +237,7 @@ class BatchedCartPole:
     def step(self, push_right: torch.Tensor):
         """Returns (obs, reward, terminated, truncated), each with a leading N dimension."""
         if self.numpy_steps:
-            return tuple(torch.from_numpy(array) for array in self.step_arrays(
+            return tuple(torch.from_numpy(array) for array in self._numpy_step(
                 push_right.to(self.dtype).numpy()))
         *self.variables, failed = physics_step(*self.variables, push_right.to(self.dtype),
                                                self.physics, torch.cos, torch.sin)
@@ -257,10 +257,23 @@ class BatchedCartPole:
         of them; from 32,768 games on PyTorch spreads each operation over threads."""
         return self.device.type == "cpu" and self.num_envs < 32768
 
-    def step_arrays(self, push_right: np.ndarray):
-        """`step` in NumPy (when `numpy_steps`), arrays in and out: `push_right` 1 or 0 a
-        game. The gymnasium vector env calls it directly."""
-        push_right = push_right.astype(self.numpy_dtype, copy=False)
+    def step_arrays(self, actions: np.ndarray):
+        """`step` for NumPy callers (the gymnasium vector env): int64 actions, checked
+        before any game moves, and NumPy arrays out."""
+        if actions.view(np.uint64).max(initial=0) > 1:  # negatives read as unsigned are huge
+            raise ValueError(f"actions must be in [0, 2), got "
+                             f"{actions[(actions < 0) | (actions > 1)][:5].tolist()}")
+        if self.numpy_steps:
+            return self._numpy_step(actions.astype(self.numpy_dtype))
+        return tuple(tensor.numpy() for tensor in self.step(torch.from_numpy(actions)))
+
+    def reset_arrays(self, done: np.ndarray) -> np.ndarray:
+        """`reset_done` for NumPy callers: a bool mask in, the observations out."""
+        return self.reset_done(torch.from_numpy(done)).numpy()
+
+    def _numpy_step(self, push_right: np.ndarray):
+        """The CPU step in NumPy (`numpy_steps`): `push_right` 1 or 0 a game, in the env's
+        float dtype; NumPy arrays out."""
         *variables, failed = physics_step(*(v.numpy() for v in self.variables), push_right,
                                           self.float_physics, np.cos, np.sin)
         self.variables = [torch.from_numpy(v) for v in variables]

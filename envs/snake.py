@@ -349,14 +349,19 @@ class BatchedSnake:
     def reset_done(self, done: torch.Tensor) -> torch.Tensor:
         """Start new games where `done` is true; only those games are built afresh."""
         if self.kernel:
-            self.start_arrays(done.contiguous().numpy())
+            self._start_compiled(done.contiguous().numpy())
         else:
             self._start(done)
         return self.observation()
 
-    def start_arrays(self, done: np.ndarray) -> None:
-        """`reset_done` with the compiled loop (CPU), on a NumPy mask, without building
-        the observation (the gymnasium vector env calls it directly)."""
+    def reset_arrays(self, done: np.ndarray) -> np.ndarray:
+        """`reset_done` for NumPy callers (the gymnasium vector env; the compiled loop, on
+        the CPU): a bool mask in, the observations out."""
+        self._start_compiled(done)
+        return self.observation().numpy()
+
+    def _start_compiled(self, done: np.ndarray) -> None:
+        """`_start` as one compiled loop (CPU) over the games where `done`."""
         new_games = np.count_nonzero(done)
         if new_games:
             uniform = torch.rand(new_games, 2 + self.num_fruits, generator=self.generator)
@@ -405,7 +410,7 @@ class BatchedSnake:
         """Returns (obs, reward, terminated, truncated). A finished game's obs is its last
         board; call `reset_done` to start new games where needed."""
         if self.kernel:
-            moved = self.move_arrays(actions.to(torch.long).contiguous().numpy())
+            moved = self._move_compiled(actions.to(torch.long).contiguous().numpy())
             return self.observation(), *(torch.from_numpy(array) for array in moved)
         reward, dead, ate, truncated = self._move(actions)
         self._place_fruit(ate)  # new fruit only where one was eaten
@@ -416,10 +421,16 @@ class BatchedSnake:
         once: the state tensors are only ever changed in place, or replaced by a load)."""
         self._arrays = [getattr(self, name).numpy() for name in self.GAME_STATE]
 
-    def move_arrays(self, actions: np.ndarray):
-        """`_move` and the new fruits as one compiled loop (CPU), NumPy in and out: int64
-        actions; returns (reward, terminated, truncated). The gymnasium vector env calls
-        it directly, which spares a round trip of every array through torch."""
+    def step_arrays(self, actions: np.ndarray):
+        """`step` for NumPy callers (the gymnasium vector env; the compiled loop, on the
+        CPU): int64 actions, checked before any game moves, and NumPy arrays out, with no
+        round trip of every array through torch."""
+        reward, dead, truncated = self._move_compiled(actions)
+        return self.observation().numpy(), reward, dead, truncated
+
+    def _move_compiled(self, actions: np.ndarray):
+        """`_move` and the new fruits as one compiled loop (CPU) on int64 actions; returns
+        NumPy (reward, terminated, truncated)."""
         n = self.num_envs
         uniform = torch.rand(n, generator=self.generator)  # for the fruits eaten
         reward, dead, truncated = np.empty(n, np.float32), np.empty(n, bool), np.empty(n, bool)

@@ -21,7 +21,6 @@ the device, which a NumPy interface cannot.
 
 import gymnasium
 import numpy as np
-import torch
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
@@ -62,13 +61,6 @@ class BatchedVectorEnv(gymnasium.vector.VectorEnv):
             names["eaten"] = "fruits_eaten"
         self.info_keys = [(attribute, name, f"_{name}") for attribute, name in names.items()]
 
-    def _observations(self, obs: torch.Tensor | np.ndarray) -> np.ndarray:
-        """In the space's dtype (a no-op where the twin already hands it out); the twin
-        hands out fresh arrays, so no copy."""
-        if isinstance(obs, torch.Tensor):
-            obs = obs.numpy()
-        return obs.astype(self.single_observation_space.dtype, copy=False)
-
     def _infos(self) -> dict:
         """Every game's counters (copies: the twin changes them in place)."""
         infos = {}
@@ -92,51 +84,32 @@ class BatchedVectorEnv(gymnasium.vector.VectorEnv):
             self.twin.generator.manual_seed(seed)
         mask = (options or {}).get("reset_mask")
         if mask is None:
-            obs = self.twin.reset()
+            obs = self.twin.reset().numpy()
         else:
             mask = np.asarray(mask)
             if mask.shape != (self.num_envs,) or mask.dtype != np.bool_:
                 raise ValueError(f"options['reset_mask'] must be a bool array of shape "
                                  f"({self.num_envs},), not {mask.dtype} {mask.shape}")
-            if getattr(self.twin, "kernel", False):  # Snake's compiled loop works on NumPy
-                self.twin.start_arrays(mask)
-                obs = self.twin.observation()
-            else:
-                obs = self.twin.reset_done(torch.from_numpy(mask))
-        return self._observations(obs), self._infos()
+            obs = self.twin.reset_arrays(mask)
+        return obs, self._infos()
 
     def step(self, actions):
         actions = np.asarray(actions)
         if actions.shape != (self.num_envs,):
             raise ValueError(f"actions must have shape ({self.num_envs},), not {actions.shape}")
-        actions = np.ascontiguousarray(actions, dtype=np.int64)
-        if getattr(self.twin, "kernel", False):  # Snake's compiled move works on NumPy
-            reward, terminated, truncated = self.twin.move_arrays(actions)  # (and checks them)
-            obs = self.twin.observation()
-            return self._ended(obs, reward, terminated, truncated)
-        # checked before any game moves; one reduction: negatives read as unsigned are huge
-        if actions.view(np.uint64).max(initial=0) >= self.single_action_space.n:
-            bad = actions[(actions < 0) | (actions >= self.single_action_space.n)]
-            raise ValueError(f"actions must be in [0, {self.single_action_space.n}), "
-                             f"got {bad[:5].tolist()}")
-        if getattr(self.twin, "numpy_steps", False):  # cart-pole's CPU step works on NumPy
-            obs, reward, terminated, truncated = self.twin.step_arrays(actions)
-        else:
-            obs, reward, terminated, truncated = self.twin.step(torch.from_numpy(actions))
-            reward, terminated, truncated = reward.numpy(), terminated.numpy(), truncated.numpy()
-        return self._ended(obs, reward, terminated, truncated)
-
-    def _ended(self, obs, reward: np.ndarray, terminated: np.ndarray, truncated: np.ndarray):
-        """What `step` returns, games that ended restarted first in same-step mode."""
+        # the twins' NumPy-level step (no round trip of every array through torch), which
+        # checks the actions before any game moves
+        obs, reward, terminated, truncated = self.twin.step_arrays(
+            np.ascontiguousarray(actions, dtype=np.int64))
+        infos = self._infos()
         if self.autoreset_mode == AutoresetMode.SAME_STEP:
             ended = terminated | truncated
             if ended.any():
-                final = {"final_obs": self._observations(obs), "_final_obs": ended.copy(),
-                         "final_info": self._infos(), "_final_info": ended.copy()}
-                obs = self.twin.reset_done(torch.from_numpy(ended))
-                return self._observations(obs), reward, terminated, truncated, {
-                    **self._infos(), **final}
-        return self._observations(obs), reward, terminated, truncated, self._infos()
+                final = {"final_obs": obs, "_final_obs": ended.copy(), "final_info": infos,
+                         "_final_info": ended.copy()}
+                obs = self.twin.reset_arrays(ended)
+                infos = {**self._infos(), **final}
+        return obs, reward, terminated, truncated, infos
 
     def close_extras(self, **kwargs):
         self.single_env.close()
