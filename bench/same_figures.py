@@ -24,7 +24,7 @@ from pathlib import Path
 from bench import common
 
 HERE = Path(__file__).resolve().parent.parent
-TRAIN = "import sys; from nn.cli import train_main; sys.argv[0] = 'rlgen-train'; train_main()"
+TRAIN = "import sys; from nn.tools.train import main; sys.argv[0] = 'rlgen-train'; main()"
 
 
 def train(checkout: Path, *overrides: str) -> dict:

@@ -78,22 +78,24 @@ def curves() -> dict:
 def plots(snake_runs: str | None) -> dict:
     """Every curve PNG (and SVG) from the run dirs the other parts left."""
     wanted = {
-        "curves_cartpole_steps": [str(OUT / "curves"), "--mixed", "--title",
-                                  "REINFORCE on cart-pole: the book's recipe and rlgen's, 3 seeds"],
-        "curves_cartpole_time": [str(OUT / "curves"), "--mixed", "--x", "time", "--title",
-                                 "REINFORCE on cart-pole: the book's recipe and rlgen's, 3 seeds"],
-        "search_curves": [str(OUT / "search"), "--title",
-                          "cartpole_reinforce_fast: 20 search trials (seed 0), best and default "
-                          "re-run on seeds 100-102"],
+        "curves_cartpole_steps": [str(OUT / "curves"), "mixed=true",
+                                  "title=REINFORCE on cart-pole: the book's recipe and rlgen's, "
+                                  "3 seeds"],
+        "curves_cartpole_time": [str(OUT / "curves"), "mixed=true", "x=time",
+                                 "title=REINFORCE on cart-pole: the book's recipe and rlgen's, "
+                                 "3 seeds"],
+        "search_curves": [str(OUT / "search"),
+                          "title=cartpole_reinforce_fast: 20 search trials (seed 0), best and "
+                          "default re-run on seeds 100-102"],
     }
     if snake_runs:
-        wanted["curves_snake"] = [snake_runs, "--mixed", "--metric", "eval/mean_fruits", "--x",
-                                  "time", "--title", "Snake: greedy fruits a game over training"]
+        wanted["curves_snake"] = [snake_runs, "mixed=true", "metric=eval/mean_fruits", "x=time",
+                                  "title=Snake: greedy fruits a game over training"]
     made = {}
     for name, args in wanted.items():
         if Path(args[0]).is_dir():
             out = common.RESULTS / f"{name}.png"
-            made[name] = cli("rlgen-plot", *args, "--out", str(out)).stdout.strip()
+            made[name] = cli("rlgen-plot", *args, f"out={out}").stdout.strip()
     return made
 
 

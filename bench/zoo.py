@@ -79,7 +79,7 @@ def sb3_job(name: str, seed: int) -> None:
 
 def rlgen_figures(run_dir: Path) -> dict:
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    out = subprocess.run([sys.executable, "-c", "from nn.cli import eval_main; eval_main()",
+    out = subprocess.run([sys.executable, "-c", "from nn.tools.read_back import eval_main; eval_main()",
                           f"run={run_dir}", "checkpoint=last", f"episodes={EVAL_EPISODES}",
                           f"seed={EVAL_SEED}", "device=cpu"],
                          capture_output=True, text=True, check=True)
@@ -90,7 +90,7 @@ def rlgen_figures(run_dir: Path) -> dict:
 
 
 def train_command(experiment: str, seed: int, run_dir: Path, *overrides: str) -> list[str]:
-    return [sys.executable, "-c", "from nn.cli import train_main; train_main()",
+    return [sys.executable, "-c", "from nn.tools.train import main; main()",
             f"experiment={experiment}", f"seed={seed}", "threads=1", "device=cpu",
             f"hydra.run.dir={run_dir}", *overrides]
 

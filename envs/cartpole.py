@@ -12,8 +12,29 @@ from dataclasses import dataclass, field, fields
 import gymnasium as gym
 import numpy as np
 import torch
+from omegaconf import MISSING
 
+from nn.schema import above, at_least
 from nn.seeding import make_generator
+
+
+@dataclass
+class CartPoleEnvConfig:
+    _target_: str = MISSING
+    gravity: float = above(0)
+    cart_mass: float = above(0)
+    pole_mass: float = above(0)
+    pole_half_length: float = above(0)
+    force_mag: float = above(0)
+    tau: float = above(0)
+    x_threshold: float = above(0)
+    theta_threshold_degrees: float = above(0)
+    start_x: float = at_least(0)  # start state ~ U(-value, value), per component
+    start_x_dot: float = at_least(0)
+    start_theta_degrees: float = at_least(0)
+    start_theta_dot: float = at_least(0)
+    max_steps_per_game: int | None = at_least(1)
+
 
 
 @dataclass(frozen=True)

@@ -15,14 +15,29 @@ cannot import anything by itself).
 import difflib
 import importlib
 import os
+from dataclasses import dataclass, field
+from typing import Any
 
 import gymnasium
 import numpy as np
 import torch
 from gymnasium.error import DependencyNotInstalled
 from gymnasium.vector import AutoresetMode
+from omegaconf import MISSING
 
 from nn.errors import UserError
+from nn.schema import at_least, one_of
+
+
+@dataclass
+class GymnasiumEnvConfig:
+    _target_: str = MISSING
+    id: str = MISSING  # a registered id (e.g. Acrobot-v1), or module:EnvId for your own package
+    kwargs: dict[str, Any] = field(default_factory=dict)  # passed to the env's constructor
+    vectorization_mode: str = one_of("sync", "async")
+    max_steps_per_game: int | None = at_least(1, None)
+
+
 
 ALLOWED_MODULES = "RLGEN_ENV_MODULES"  # environment variable: also reaches launcher jobs
 VECTORIZATION_MODES = ("sync", "async")

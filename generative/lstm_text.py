@@ -15,81 +15,64 @@ Both are scored on the same held-out validation text in nats (and bits) per char
 """
 
 import copy
-import json
 import math
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig
 
-from conf.schemas import at_least
-from generative.corpus import Corpus, load_corpus, read_text
-from nn.checkpoint import load_weights
+# runs saved before the model had its own module name it here (model._target_)
+from generative.char_lstm import (
+    CharLSTM,  # noqa: F401
+    build_model,
+    detach_state,
+    encode,
+    generate_ids,
+    validation_loss,
+    window_batch,
+)
+from generative.corpus import load_corpus
+
+# the read-back tools of this trainer (nn/contracts.py), beside the model they load
+from generative.text_tools import EvalArgs, GenerateArgs, evaluate, generate  # noqa: F401
+from nn import budget
 from nn.config import instantiate
-from nn.device import maybe_compile, mixed_precision, select_device
+from nn.device import maybe_compile, mixed_precision
+from nn.epochs import EpochPosition
 from nn.errors import UserError
 from nn.run import Run
+from nn.schema import above, at_least, between, one_of, temperatures
 from nn.seeding import global_rng_state, make_generator, set_global_rng_state
 
-# rlgen-plot's default curve: the first of these tags a run logged (validation nats/char, each epoch)
+
+@dataclass
+class TextTrainConfig:
+    objective: str = one_of("last_char", "all_positions")  # last_char: the book
+    sample_len: int = at_least(1)  # window length, or chunk length of truncated backprop
+    sample_step: int | None = at_least(1)  # last_char: stride between window starts
+    examples_per_epoch: int = at_least(1)  # windows (last_char) or chunks (all_positions)
+    batch_size: int = at_least(1)  # all_positions: the number of parallel text streams
+    epochs: int | None = at_least(1)  # null: planned from max_seconds on this machine
+    lr: float = above(0)
+    optimizer: Any = MISSING
+    lr_schedule: str = one_of("constant", "cosine")
+    warmup_steps: int = at_least(0)
+    final_lr_fraction: float = between(0, 1)  # cosine: lr at the last step, as a fraction of lr
+    max_grad_norm: float | None = above(0, None)
+    max_seconds: float | None = above(0, None)  # wall-time budget, evaluation included
+    val_positions: int | None = at_least(1, None)  # last_char: evenly spaced validation targets (null: all)
+    display_length: int = at_least(1)  # characters per logged sample
+    temperatures: list[float] = temperatures()
+
+
 CURVES = ("val_loss",)
-
-VAL_CONTEXT = 100  # characters of preceding text each validation segment starts from
-
-
-class CharLSTM(torch.nn.Module):
-    """Characters in (one-hot or embedded), stacked LSTMs, logits over the character set.
-    Time-major: ids [T, B] -> logits [T, B, V]. `dropout` (training only) acts on each
-    LSTM's input and on the last one's output: the regulariser of Zaremba et al. (2014),
-    which lets a small corpus be read many times without the model learning it by heart."""
-
-    def __init__(self, vocab_size: int, input: str, embedding_dim: int,
-                 hidden_sizes: list[int], forget_bias: float, dropout: float = 0.0):
-        super().__init__()
-        self.vocab_size = vocab_size
-        self.dropout = torch.nn.Dropout(dropout)
-        if input == "one_hot":
-            self.embedding, width = None, vocab_size
-        elif input == "embedding":
-            self.embedding, width = torch.nn.Embedding(vocab_size, embedding_dim), embedding_dim
-        else:
-            raise UserError(f"model.input={input!r} is not one_hot or embedding")
-        self.lstms = torch.nn.ModuleList()
-        for size in hidden_sizes:
-            lstm = torch.nn.LSTM(width, size)
-            with torch.no_grad():  # gates are ordered input, forget, cell, output
-                lstm.bias_ih_l0[size:2 * size].fill_(forget_bias)
-                lstm.bias_hh_l0[size:2 * size].zero_()
-            self.lstms.append(lstm)
-            width = size
-        self.head = torch.nn.Linear(width, vocab_size)
-
-    def forward(self, ids: torch.Tensor, state: list | None = None):
-        x = (F.one_hot(ids, self.vocab_size).float() if self.embedding is None
-             else self.embedding(ids))
-        new_state = []
-        for i, lstm in enumerate(self.lstms):
-            x, layer_state = lstm(self.dropout(x), None if state is None else state[i])
-            new_state.append(layer_state)
-        return self.head(self.dropout(x)), new_state
-
-
-def detach_state(state: list) -> list:
-    return [(h.detach(), c.detach()) for h, c in state]
 
 
 # ---------------------------------------------------------------- batches
-
-
-def window_batch(ids: torch.Tensor, starts: torch.Tensor, length: int):
-    """Windows ids[s : s+length] (time-major [length, B]) and the character after each."""
-    index = starts[None, :] + torch.arange(length + 1, device=ids.device)[:, None]
-    windows = ids[index]
-    return windows[:-1], windows[1:]
 
 
 class WindowSampler:
@@ -100,11 +83,11 @@ class WindowSampler:
         self.starts = torch.arange(0, len(ids) - algo.sample_len - 1, algo.sample_step,
                                    device=ids.device)
 
-    def epoch(self):
-        order = torch.randperm(len(self.starts), generator=self.generator,
-                               device=self.generator.device).to(self.ids.device)
-        chosen = self.starts[order[:self.algo.examples_per_epoch]]
-        for i in range(0, len(chosen), self.algo.batch_size):
+    def epoch(self, position: EpochPosition):
+        order = position.draw_order(lambda: torch.randperm(
+            len(self.starts), generator=self.generator, device=self.generator.device))
+        chosen = self.starts[order.to(self.ids.device)[:self.algo.examples_per_epoch]]
+        for i in position.remaining(range(0, len(chosen), self.algo.batch_size)):
             x, y = window_batch(self.ids, chosen[i:i + self.algo.batch_size], self.algo.sample_len)
             yield x, y[-1:], False
 
@@ -122,9 +105,9 @@ class StreamSampler:
         self.position = None  # next chunk's start inside each stream; None: start a pass
         self.offset = 0
 
-    def epoch(self):
+    def epoch(self, position: EpochPosition):
         length = self.algo.sample_len
-        for _ in range(self.algo.examples_per_epoch // self.algo.batch_size):
+        for _ in position.remaining(range(self.algo.examples_per_epoch // self.algo.batch_size)):
             fresh = self.position is None or self.position + length + 1 > self.stream_len
             if fresh:
                 self.offset = int(torch.randint(length, (1,), generator=self.generator,
@@ -140,138 +123,7 @@ class StreamSampler:
 # ---------------------------------------------------------------- validation and sampling
 
 
-@torch.no_grad()
-def validation_loss(model, corpus_ids: torch.Tensor, val_start: int, algo,
-                    autocast) -> float:
-    """Mean next-character loss (nats) over corpus_ids[val_start:].
-
-    `all_positions` models: every character scored once with full context (see
-    `score_text`). `last_char` models see exactly `sample_len` characters of context, as
-    in training, at `val_positions` evenly spaced targets (all if null).
-    """
-    if algo.objective == "all_positions":
-        total, count = score_text(model, corpus_ids, val_start, autocast)
-        return total / count
-    model.eval()
-    total, count = 0.0, 0
-    targets = torch.arange(max(val_start, algo.sample_len), len(corpus_ids),
-                           device=corpus_ids.device)
-    if algo.val_positions is not None and algo.val_positions < len(targets):
-        pick = torch.linspace(0, len(targets) - 1, algo.val_positions, device=targets.device)
-        targets = targets[pick.round().long()]
-    for chunk in targets.split(1024):
-        x, y = window_batch(corpus_ids, chunk - algo.sample_len, algo.sample_len)
-        with autocast:
-            logits, _ = model(x)
-        total += F.cross_entropy(logits[-1].float(), y[-1], reduction="sum").item()
-        count += len(chunk)
-    model.train()
-    return total / count
-
-
-@torch.no_grad()
-def score_text(model, ids: torch.Tensor, start: int, autocast,
-               segment: int = 2048) -> tuple[float, int]:
-    """Summed next-character loss (nats) over ids[start:] and how many characters it
-    covers (the text's very first character has nothing to predict it from). The
-    targets are cut into segments scored in one batch, each warmed up on the VAL_CONTEXT
-    characters before it (fewer only at the start of the text): the LSTM's state
-    carries little further back, and a batch of segments is far faster than one stream."""
-    model.eval()
-    first = max(start, 1)
-    # padding keeps every window in range; the padded targets are masked out below
-    padded = torch.cat([ids, ids[-1:].repeat(segment + 1)])
-    starts = torch.arange(first, len(ids), segment, device=ids.device)
-    groups = [(starts, VAL_CONTEXT)] if first >= VAL_CONTEXT else [(starts[:1], first),
-                                                                    (starts[1:], VAL_CONTEXT)]
-    total, count = 0.0, 0
-    for group, context in groups:
-        for chunk in group.split(64) if len(group) else ():
-            x, y = window_batch(padded, chunk - context, context + segment - 1)
-            with autocast:
-                logits, _ = model(x)
-            losses = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(),
-                                     reduction="none").view(y.shape)[context - 1:]
-            valid = (len(ids) - chunk).clamp(max=segment)  # y[context-1+t] is ids[s+t]
-            keep = torch.arange(segment, device=x.device)[:, None] < valid[None, :]
-            total += losses[keep].sum().item()
-            count += int(keep.sum())
-    model.train()
-    assert count == len(ids) - first
-    return total, count
-
-
-@torch.no_grad()
-def window_loss(model, ids: torch.Tensor, start: int, autocast, window: int = 256,
-                windows: int = 12800, seed: int = 0) -> float:
-    """nanoGPT's validation estimate: `windows` random windows of `window` characters
-    drawn inside ids[start:], each read from a fresh state and scored at every position
-    (so the first ones with little context), the mean over all of them. nanoGPT draws
-    200 batches of 64 windows of 256 characters."""
-    text = ids[start:]
-    if len(text) <= window:
-        raise UserError(f"the text has {len(text)} characters to score, not more than "
-                        f"window={window}; lower window")
-    model.eval()
-    generator = make_generator(seed, torch.device("cpu"))
-    starts = torch.randint(len(text) - window, (windows,), generator=generator).to(ids.device)
-    total = 0.0
-    for chunk in starts.split(256):
-        x, y = window_batch(text, chunk, window)
-        with autocast:
-            logits, _ = model(x)
-        total += F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum").item()
-    model.train()
-    return total / (windows * window)
-
-
-def sample_next(logits: torch.Tensor, temperature: float, generator: torch.Generator):
-    """The original's sampling: log-probabilities / max(T, 1e-6), one multinomial draw."""
-    scaled = F.log_softmax(logits.double(), -1) / max(temperature, 1e-6)
-    return torch.multinomial(F.softmax(scaled, -1), 1, generator=generator)
-
-
-@torch.no_grad()
-def generate_ids(model, seed_ids: list[int], length: int, temperature: float,
-                 generator: torch.Generator, window: int | None):
-    """Yield `length` sampled character ids after `seed_ids`. `window` set: the book's
-    sliding window (drop the first character, append the new one, rerun the window);
-    None: feed one character at a time and carry the LSTM state."""
-    model.eval()
-    device = next(model.parameters()).device
-    if window is None:
-        logits, state = model(torch.tensor(seed_ids, device=device)[:, None])
-        for _ in range(length):
-            next_id = sample_next(logits[-1, 0], temperature, generator)
-            yield int(next_id)
-            logits, state = model(next_id.view(1, 1), state)
-    else:
-        context = list(seed_ids[-window:])
-        for _ in range(length):
-            logits, _ = model(torch.tensor(context, device=device)[:, None])
-            next_id = int(sample_next(logits[-1, 0], temperature, generator))
-            yield next_id
-            context = context[1:] + [next_id] if len(context) >= window else context + [next_id]
-    model.train()
-
-
-def encode(text: str, chars: str, what: str = "seed text") -> list[int]:
-    lookup = {c: i for i, c in enumerate(chars)}
-    unknown = sorted(set(text) - lookup.keys())
-    if unknown:
-        shown = " ".join(repr(c) for c in unknown[:20]) + (" ..." if len(unknown) > 20 else "")
-        raise UserError(f"{what} has {len(unknown)} characters outside this corpus's set: "
-                        f"{shown}; remove or replace them")
-    if not text:
-        raise UserError(f"{what} is empty; give at least one character")
-    return [lookup[c] for c in text]
-
-
 # ---------------------------------------------------------------- training
-
-
-def build_model(cfg, vocab_size: int) -> CharLSTM:
-    return instantiate(cfg.model, vocab_size=vocab_size)
 
 
 def lr_factor(step: int, algo, total_steps: int) -> float:
@@ -312,60 +164,57 @@ def train_step(model, optimizer, scheduler, x, y, lstm_state, algo, autocast):
     return loss, detach_state(lstm_state) if algo.objective == "all_positions" else None
 
 
-def train_epoch(model, optimizer, scheduler, sampler, lstm_state, algo, autocast,
-                seconds_left: float | None) -> tuple[dict, list | None, bool]:
-    """One epoch of the sampler's batches, each one optimizer step. Returns its counts,
-    the LSTM state to carry on, and whether the time budget ran out inside it."""
-    t0 = time.perf_counter()
-    counts = {"loss_sum": 0.0, "batches": 0, "examples": 0, "chars": 0}
-    for x, y, fresh in sampler.epoch():
+def train_epoch(model, optimizer, scheduler, sampler, position: EpochPosition, lstm_state,
+                algo, autocast, seconds_left: float | None, stop) -> tuple[list | None, bool]:
+    """The epoch's batches from where `position` stands, each one optimizer step, until
+    the epoch ends, `stop(batch)` asks to stop, or the time budget runs out. Returns the
+    LSTM state to carry on and whether the budget ran out."""
+    for x, y, fresh in sampler.epoch(position):
         loss, lstm_state = train_step(model, optimizer, scheduler, x, y,
                                       None if fresh else lstm_state, algo, autocast)
-        counts["loss_sum"] += loss.item()
-        counts["batches"] += 1
-        counts["examples"] += x.shape[1]
-        counts["chars"] += x.numel()
-        if seconds_left is not None and time.perf_counter() - t0 >= seconds_left:
-            return counts, lstm_state, True
-    return counts, lstm_state, False
+        position.add(loss_sum=loss.item(), examples=x.shape[1], chars=x.numel())
+        if stop(position.done):
+            return lstm_state, False
+        if seconds_left is not None and position.seconds >= seconds_left:
+            return lstm_state, True
+    return lstm_state, False
 
 
 def endless(sampler):
     while True:
-        yield from sampler.epoch()
+        yield from sampler.epoch(EpochPosition())
 
 
-def plan_epochs(model, sampler, algo, autocast, evaluate, share: float = 0.97,
+def plan_epochs(model, sampler, algo, autocast, validate, share: float = 0.97,
                 seconds: float = 6.0) -> dict:
     """Size the schedule to algo.max_seconds on this machine: time the training step
     (after a warm-up) and one evaluation on a copy of the model and a scratch sampler,
     then plan the whole epochs that fill `share` of what is left of the budget. The
     timing counts as training time; random streams are left as they were."""
-    began, torch_rng = time.perf_counter(), global_rng_state()
+    began = time.perf_counter()
     model = copy.deepcopy(model)
     optimizer = instantiate(algo.optimizer)(model.parameters(), lr=algo.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    scratch = type(sampler)(sampler.ids, algo, make_generator(0, sampler.generator.device))
-    warmup, steps, timed_from, lstm_state = 3, 0, None, None  # warm-up: allocators, kernels
-    for x, y, fresh in endless(scratch):
+    scratch = endless(type(sampler)(sampler.ids, algo, make_generator(0, sampler.generator.device)))
+    lstm_state = None
+
+    def step() -> int:
+        nonlocal lstm_state
+        x, y, fresh = next(scratch)
         _, lstm_state = train_step(model, optimizer, scheduler, x, y,
                                    None if fresh else lstm_state, algo, autocast)
-        if warmup:
-            warmup -= 1
-            timed_from = time.perf_counter()
-            continue
-        steps += 1
-        if steps >= 3 and time.perf_counter() - timed_from >= seconds:
-            break
-    step_seconds = (time.perf_counter() - timed_from) / steps
+        return 1
+
+    step_seconds = 1 / budget.measure_pace(step, seconds, warmup=3)  # warm-up: allocators, kernels
+    rng = global_rng_state()
     t0 = time.perf_counter()
-    evaluate(model)
+    validate(model)
     eval_seconds = time.perf_counter() - t0
-    set_global_rng_state(torch_rng)
+    set_global_rng_state(rng)
     spent = time.perf_counter() - began
     epoch_seconds = steps_per_epoch(algo) * step_seconds + eval_seconds
-    epochs = max(1, int(share * (algo.max_seconds - spent) / epoch_seconds))
-    return {"epochs": epochs, "seconds": round(spent, 2), "step_seconds": step_seconds,
+    return {"epochs": budget.plan(1 / epoch_seconds, algo.max_seconds, spent, share),
+            "seconds": round(spent, 2), "step_seconds": step_seconds,
             "eval_seconds": round(eval_seconds, 2),
             "chars_per_second": round(algo.batch_size * algo.sample_len / step_seconds)}
 
@@ -385,7 +234,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     autocast = mixed_precision(device, cfg.bf16)
     seed_text = pick_seed_text(corpus.val_text, algo.sample_len, cfg.seed + 2)
 
-    def evaluate(model) -> tuple[float, dict]:
+    def validate(model) -> tuple[float, dict]:
         """Validation loss and a sample at each temperature, seeded by the epoch."""
         val = validation_loss(model, ids, corpus.val_start, algo, autocast)
         return val, {t: decode_sample(model, seed_text, corpus.chars, algo, t, cfg.seed + epoch)
@@ -395,7 +244,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     if run.resumed:
         plan = run.meta.get("plan")  # a resume keeps the plan its run started with
     elif algo.epochs is None:
-        plan = plan_epochs(model, sampler, algo, autocast, evaluate)
+        plan = plan_epochs(model, sampler, algo, autocast, validate)
     epochs = plan["epochs"] if plan and algo.epochs is None else algo.epochs
     if epochs is None:
         raise UserError(f"{cfg.resume} holds no plan of its epochs (an older rlgen wrote it); "
@@ -404,6 +253,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, algo, total_steps))
     start_epoch, step, best, history = 0, 0, math.inf, []
+    position = run.epoch_position(data_rng)
     elapsed = plan["seconds"] if plan and not run.resumed else 0.0  # the timing counts
     lstm_state = None  # carried across chunks (and epochs) by the all_positions objective
     step_time = 0.0  # training steps only; train_seconds adds evaluation
@@ -415,7 +265,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         optimizer.load_state_dict(run.state["optimizer"])
         scheduler.load_state_dict(run.state["scheduler"])
         data_rng.set_state(run.state["data_rng"])
-        set_global_rng_state(run.state["torch_rng"])
+        run.restore_random_streams()
         start_epoch, step, best = run.meta["epoch"], run.meta["step"], run.meta["best_val_loss"]
         history, elapsed = run.meta["history"], run.meta["train_seconds"]
         step_time = history[-1]["step_seconds"] if history else 0.0
@@ -426,7 +276,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     def save(name: str, epoch: int) -> None:
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "data_rng": data_rng.get_state(),
-                 "torch_rng": global_rng_state(), "lstm_state": lstm_state or []}
+                 "lstm_state": lstm_state or []}
         run.save(name, state, {"epoch": epoch, "step": step, "chars": corpus.chars,
                                "seed_text": seed_text, "best_val_loss": best, "history": history,
                                "train_seconds": elapsed, "corpus": corpus.name, "plan": plan,
@@ -442,16 +292,21 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                     f"{plan['chars_per_second']:,} characters/s of training, "
                     f"{plan['eval_seconds']:.1f}s per evaluation, timed in {plan['seconds']:.0f}s")
     for epoch in range(start_epoch + 1, epochs + 1):
-        t0 = time.perf_counter()
         seconds_left = None if algo.max_seconds is None else algo.max_seconds - elapsed
-        counts, lstm_state, out_of_time = train_epoch(model, optimizer, scheduler, sampler,
-                                                      lstm_state, algo, autocast, seconds_left)
+        lstm_state, out_of_time = train_epoch(
+            model, optimizer, scheduler, sampler, position, lstm_state, algo, autocast,
+            seconds_left, lambda batch, epoch=epoch: run.stop_requested(f"batch {batch} of epoch {epoch}"))
+        if run.stopped:  # inside the epoch: the position is saved with the rest
+            save("last", epoch - 1)
+            break
+        counts = {"batches": position.done, **position.finish()}
         step += counts["batches"]
-        train_time = time.perf_counter() - t0
+        train_time = counts["seconds"]
         step_time += train_time
-        val, samples = evaluate(model)
+        t0 = time.perf_counter()
+        val, samples = validate(model)
         run.check_finite(val + counts["loss_sum"], f"epoch {epoch} (step {step})")
-        elapsed += time.perf_counter() - t0
+        elapsed += train_time + time.perf_counter() - t0
         record = {"epoch": epoch, "step": step, "loss": counts["loss_sum"] / counts["batches"],
                   "val_loss": val, "val_bpc": val / math.log(2),
                   "chars_per_second": counts["chars"] / train_time,
@@ -464,7 +319,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             best = val
             save("best", epoch)
         save("last", epoch)
-        if run.stop_requested(f"epoch {epoch}") or out_of_time:
+        if out_of_time:
             break
 
     last = history[-1] if history else {}
@@ -475,7 +330,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                "final_val_loss": last.get("val_loss"), "best_val_loss": best if history else None,
                "best_val_bpc": best / math.log(2) if history else None,
                "train_seconds": round(elapsed, 2), "history": history}
-    summary = (f"{cfg.name} seed {cfg.seed}: {metrics['epochs']} epochs in {elapsed:.0f}s, best "
+    summary = (f"{cfg.name} seed {cfg.seed}: stopped inside its first epoch" if not history
+               else f"{cfg.name} seed {cfg.seed}: {metrics['epochs']} epochs in {elapsed:.0f}s, best "
                f"validation loss {metrics['best_val_loss']:.4f} nats/char "
                f"({metrics['best_val_bpc']:.3f} bits)")
     return run.finish(metrics, {"best_val_loss": metrics["best_val_loss"],
@@ -527,91 +383,3 @@ def sample_table(seed_text: str, samples: dict[float, str]) -> str:
 # ---------------------------------------------------------------- tools
 
 
-@dataclass
-class GenerateArgs:
-    run: str = MISSING  # a run dir made by rlgen-train (or one of its checkpoint files)
-    checkpoint: str = "best"  # best | last (the kept or the latest weights)
-    length: int = at_least(0, 500)
-    temperature: float = at_least(0, 0.5)  # 0: always the likeliest character
-    seed_text: str | None = None  # default: the run's fixed seed slice of validation text
-    seed: int = 0  # seeds what is drawn at random here
-    stream: bool = False  # print characters as they are generated
-    device: str = "cpu"  # cpu | cuda | cuda:N | mps | auto
-
-
-@dataclass
-class EvalArgs:
-    run: str = MISSING  # a run dir made by rlgen-train (or one of its checkpoint files)
-    checkpoint: str = "best"  # best | last (the kept or the latest weights)
-    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    text: str | None = None  # a UTF-8 file to score instead of the run's validation text
-    # null: every character scored with full context; N: nanoGPT's estimate, random
-    # windows of N characters each read from a fresh state (nanoGPT: 256)
-    window: int | None = at_least(2, None)
-    windows: int = at_least(1, 12800)  # how many random windows (nanoGPT: 200 x 64)
-    seed: int = 0  # draws the windows
-
-
-def load_model(payload: dict, device: torch.device):
-    cfg = OmegaConf.create(payload["config"])
-    chars = payload["meta"]["chars"]
-    model = load_weights(build_model(cfg, len(chars)).to(device), payload, "model").eval()
-    return cfg, chars, model
-
-
-def generate(payload: dict, args) -> str:
-    device = select_device(args.device)
-    cfg, chars, model = load_model(payload, device)
-    if args.length < 0:
-        raise UserError("length must be 0 or more")
-    seed_text = args.seed_text if args.seed_text is not None else payload["meta"]["seed_text"]
-    seed_ids = encode(seed_text, chars)
-    window = cfg.algo.sample_len if cfg.algo.objective == "last_char" else None
-    ids = generate_ids(model, seed_ids, args.length, args.temperature,
-                       make_generator(args.seed, device), window)
-    out = []
-    for i in ids:
-        out.append(chars[i])
-        if args.stream:
-            sys.stdout.write(chars[i])
-            sys.stdout.flush()
-    text = "".join(out)
-    print("" if args.stream else text, flush=True)
-    return text
-
-
-def evaluate(payload: dict, args) -> dict:
-    """Loss of a saved model in nats (and bits) per character, one JSON line: on its run's
-    held-out text, or on any text file its characters cover (`text=FILE`)."""
-    device = select_device(args.device)
-    cfg, chars, model = load_model(payload, device)
-    if args.text is not None:
-        text, name = read_text(Path(args.text).expanduser()), Path(args.text).name
-        ids = torch.tensor(encode(text, chars, what=args.text), device=device)
-        start = 0
-    else:
-        corpus: Corpus = load_corpus(cfg.data)
-        if corpus.chars != chars:
-            raise UserError("the corpus on this machine differs from the one this run trained "
-                            "on (another character set); point data at the same text")
-        ids = torch.tensor(encode(corpus.text, chars), device=device)
-        start, name = corpus.val_start, f"{corpus.name} validation"
-    context = cfg.algo.sample_len if cfg.algo.objective == "last_char" else 1
-    if len(ids) - start <= context:
-        raise UserError(f"{name} has {len(ids) - start} characters; a score needs more than "
-                        f"{context}")
-    autocast = mixed_precision(device, cfg.get("bf16", False))
-    if args.window is not None:
-        loss = window_loss(model, ids, start, autocast, args.window, args.windows, args.seed)
-        scored = args.window * args.windows
-    else:
-        loss = validation_loss(model, ids, start, cfg.algo, autocast)
-        scored = len(ids) - max(start, context)
-        if cfg.algo.objective == "last_char" and cfg.algo.val_positions is not None:
-            scored = min(scored, cfg.algo.val_positions)
-    summary = {"experiment": payload["experiment"], "checkpoint": args.checkpoint,
-               "epoch": payload["meta"]["epoch"], "text": name, "chars": len(ids) - start,
-               "scored": scored, "context": "full" if args.window is None else args.window,
-               "loss": round(loss, 4), "bpc": round(loss / math.log(2), 4)}
-    print(json.dumps(summary), flush=True)
-    return summary

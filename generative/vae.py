@@ -12,26 +12,51 @@ encoder and decoder with a Bernoulli likelihood.
 
 import json
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from conf.schemas import above, at_least
 from generative.datasets import ImageData, load_images
 from nn.blocks import init_weights
 from nn.checkpoint import load_weights, write_png
 from nn.config import instantiate
+from nn.contracts import ToolArgs
 from nn.device import mixed_precision, select_device
 from nn.errors import UserError
 from nn.run import Run
+from nn.schema import above, at_least, one_of, sizes
 from nn.seeding import make_generator
 
+
 # rlgen-plot's default curve: the first of these tags a run logged (held-out loss, each epoch)
+@dataclass
+class VAEModelConfig:
+    _target_: str = MISSING
+    intermediate_dim: int = at_least(1)
+    latent_dim: int = at_least(1)
+    init: str = one_of("glorot_normal", "torch_default")  # glorot_normal: tf.js
+
+
+@dataclass
+class ConvVAEModelConfig(VAEModelConfig):
+    channels: list[int] = sizes()  # the two strided convolutions
+
+
+@dataclass
+class VAETrainConfig:
+    epochs: int = at_least(1)
+    batch_size: int = at_least(1)
+    lr: float = above(0)
+    optimizer: Any = MISSING
+    likelihood: str = one_of("mse784", "bernoulli")  # mse784: the book (784 * MSE)
+
+
+
 CURVES = ("test/loss",)
 
 IMAGE = 28 * 28
@@ -166,11 +191,13 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     shuffle_rng = make_generator(cfg.seed + 1, device)
     noise_rng = make_generator(cfg.seed + 2, device)
     start, step, best, history, elapsed = 0, 0, math.inf, [], 0.0
+    position = run.epoch_position(shuffle_rng)
     if run.resumed:
         model.load_state_dict(run.state["model"])
         optimizer.load_state_dict(run.state["optimizer"])
         shuffle_rng.set_state(run.state["shuffle_rng"])
         noise_rng.set_state(run.state["noise_rng"])
+        run.restore_random_streams()
         start, step, best = run.meta["epoch"], run.meta["step"], run.meta["best_test_loss"]
         history, elapsed = run.meta["history"], run.meta["train_seconds"]
 
@@ -185,10 +212,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     logger.info(f"training {cfg.name} on {device}: {data.name}, {len(train_x)} training and "
                 f"{len(test_x)} test images; run dir {run_dir}")
     for epoch in range(start + 1, algo.epochs + 1):
-        t0 = time.perf_counter()
-        order = torch.randperm(len(train_x), generator=shuffle_rng, device=device)
-        loss_sum = 0.0
-        for index in order.split(algo.batch_size):
+        order = position.draw_order(
+            lambda: torch.randperm(len(train_x), generator=shuffle_rng, device=device))
+        for index in position.remaining(order.split(algo.batch_size)):
             with autocast:
                 reconstruction, kl = elbo(model, train_x[index], algo.likelihood, noise_rng)
                 loss = (reconstruction + kl).float().mean()
@@ -197,9 +223,15 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             optimizer.step()
             step += 1
             value = loss.item()
-            loss_sum += value * len(index)
+            position.add(loss=value * len(index))
             logger.writer.add_scalar("loss", value, step)
-        seconds = time.perf_counter() - t0
+            if run.stop_requested(f"batch {position.done} of epoch {epoch}"):
+                break
+        if run.stopped:  # inside the epoch: the position is saved with the rest
+            save("last", epoch - 1)
+            break
+        sums = position.finish()
+        loss_sum, seconds = sums["loss"], sums["seconds"]
         test = test_terms(model, test_x, algo.likelihood, cfg.seed)
         elapsed += seconds
         record = {"epoch": epoch, "step": step, "loss": loss_sum / len(train_x),
@@ -213,8 +245,6 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             best = test["loss"]
             save("best", epoch)
         save("last", epoch)
-        if run.stop_requested(f"epoch {epoch}"):
-            break
 
     last = history[-1] if history else {}
     metrics = {"device": str(device), "dataset": data.name, "train_images": len(train_x),
@@ -224,7 +254,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                "final_test_reconstruction": last.get("test_reconstruction"),
                "final_test_kl": last.get("test_kl"), "best_test_loss": best if history else None,
                "train_seconds": round(elapsed, 2), "history": history}
-    summary = (f"{cfg.name} seed {cfg.seed}: {metrics['epochs']} epochs in {elapsed:.0f}s, final "
+    summary = (f"{cfg.name} seed {cfg.seed}: stopped inside its first epoch" if not history
+               else f"{cfg.name} seed {cfg.seed}: {metrics['epochs']} epochs in {elapsed:.0f}s, final "
                f"loss {metrics['final_loss']:.2f}, test loss {metrics['final_test_loss']:.2f}")
     return run.finish(metrics, {"best_test_loss": metrics["best_test_loss"],
                                 "final_test_loss": metrics["final_test_loss"]}, summary)
@@ -257,9 +288,7 @@ def log_epoch(logger, record: dict, model, shown: torch.Tensor) -> None:
 
 
 @dataclass
-class GenerateArgs:
-    run: str = MISSING  # a run dir made by rlgen-train (or one of its checkpoint files)
-    checkpoint: str = "best"  # best | last (the kept or the latest weights)
+class GenerateArgs(ToolArgs):
     grid: int = at_least(1, 20)  # images per side
     range: float = above(0, 4.0)  # z in [-range, range] on both axes
     out: str = "latent.png"  # the PNG to write
@@ -267,17 +296,13 @@ class GenerateArgs:
 
 
 @dataclass
-class EvalArgs:
-    run: str = MISSING  # a run dir made by rlgen-train (or one of its checkpoint files)
-    checkpoint: str = "best"  # best | last (the kept or the latest weights)
+class EvalArgs(ToolArgs):
     seed: int = 0  # seeds what is drawn at random here
-    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
 
 
 @dataclass
-class WatchArgs:
-    run: str = MISSING  # a run dir made by rlgen-train (or one of its checkpoint files)
-    checkpoint: str = "best"  # best | last (the kept or the latest weights)
+class WatchArgs(ToolArgs):
+    device: str = "cpu"  # one picture at a time: the CPU is quick enough
     range: float = above(0, 4.0)
     points: int = at_least(1, 2000)  # test images plotted in the latent plane
     frames: int | None = None  # stop after this many frames (default: until closed)
@@ -293,8 +318,6 @@ def load_model(payload: dict, device: torch.device):
 
 def generate(payload: dict, args) -> Path:
     cfg, model = load_model(payload, select_device(args.device))
-    if args.grid < 1 or args.range <= 0:
-        raise UserError("grid must be at least 1 and range above 0")
     out = write_png(Path(args.out), latent_grid(model, args.grid, args.range))
     print(f"wrote a {args.grid}x{args.grid} latent grid over [-{args.range:g}, {args.range:g}] "
           f"to {out}", flush=True)
@@ -317,18 +340,19 @@ def evaluate(payload: dict, args) -> dict:
 def watch(payload: dict, args) -> dict:
     from generative.latent_explorer import explore
 
-    cfg, model = load_model(payload, torch.device("cpu"))
+    device = select_device(args.device)
+    cfg, model = load_model(payload, device)
     data = load_images(cfg.data)
     # a fixed random subset: a test split stored class by class must show every class
     pick = torch.randperm(len(data.test_images), generator=torch.Generator().manual_seed(0))
     pick = pick[:args.points]
     with torch.no_grad():
-        z, _ = model.encode(as_float(data.test_images[pick]))
+        z, _ = model.encode(as_float(data.test_images[pick]).to(device))
 
     def decode(point: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            logits = model.decode_logits(torch.tensor(point, dtype=torch.float32)[None])
-        return torch.sigmoid(logits).view(28, 28).numpy()
+            logits = model.decode_logits(torch.tensor(point, dtype=torch.float32, device=device)[None])
+        return torch.sigmoid(logits).view(28, 28).cpu().numpy()
 
-    return explore(decode, z.numpy(), data.test_labels[pick].numpy(),
+    return explore(decode, z.cpu().numpy(), data.test_labels[pick].numpy(),
                    payload["meta"]["classes"], args)

@@ -1,8 +1,36 @@
 """Small network building blocks shared by experiments."""
 
 import math
+from dataclasses import dataclass
 
 import torch
+from omegaconf import MISSING
+
+from nn.schema import at_least, between, one_of, sizes
+
+
+@dataclass
+class MLPConfig:
+    _target_: str = MISSING
+    hidden_sizes: list[int] = sizes()
+    activation: str = one_of("elu", "relu", "tanh", "gelu")
+    init: str = one_of("glorot_normal", "torch_default")  # glorot_normal: tf.js default
+
+
+@dataclass
+class ConvNetConfig:
+    _target_: str = MISSING
+    channels: list[int] = sizes()
+    kernel_size: int = at_least(1)
+    padding: int = at_least(0)
+    batch_norm: bool = MISSING
+    hidden_sizes: list[int] = sizes()
+    dropout: float = between(0, 1, upper_open=True)
+    dueling: bool = MISSING
+    init: str = one_of("glorot_normal", "torch_default")
+    strides: list[int] | None = None  # one per conv layer; default 1 each
+
+
 
 ACTIVATIONS = {"elu": torch.nn.ELU, "relu": torch.nn.ReLU, "tanh": torch.nn.Tanh, "gelu": torch.nn.GELU}
 

@@ -153,7 +153,7 @@ def parse_key_values(schema: type, argv: list[str]) -> DictConfig:
     if missing:
         raise UserError(f"missing required argument(s): "
                         f"{', '.join(f'{k}=...' for k in sorted(missing))}")
-    from conf.schemas import check_ranges  # the tools' arguments have ranges as configs do
+    from nn.schema import check_ranges  # the tools' arguments have ranges as configs do
 
     problem = check_ranges(config)
     if problem:

@@ -1,11 +1,12 @@
 """One training run from start to end: what every trainer opens first and closes last.
 
     run = Run(cfg, run_dir)                  # device picked, seeds set, resume payload read
-    if run.resumed: ...                       # the trainer restores its own objects
+    if run.resumed: ...                       # the trainer restores its own objects,
+        run.restore_random_streams()          # then the random streams the run seeded
     logger = run.open_logger(total, unit)    # TensorBoard, progress bar, train.log
     for ...:
         ...
-        run.save("last", state, meta)        # experiment, trainer and config added here
+        run.save("last", state, meta)        # experiment, trainer, config, RNGs added here
         if run.stop_requested(f"epoch {epoch}"):
             break
     return run.finish(metrics, hparams, summary)
@@ -18,20 +19,45 @@ top to bottom.
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+import torch
+from omegaconf import MISSING, DictConfig, OmegaConf
 
-from conf.schemas import check_ranges
 from nn.checkpoint import resume_payload, save_checkpoint
 from nn.device import select_device
+from nn.epochs import EpochPosition
 from nn.errors import UserError
 from nn.logger import RunLogger
 from nn.preemption import GracefulStop
-from nn.seeding import seed_everything
+from nn.schema import at_least, check_ranges
+from nn.seeding import random_streams, seed_everything, set_random_streams
 
 FINISHED, STOPPED = "finished", "stopped"
+
+
+@dataclass
+class RunConfig:
+    name: str = MISSING  # experiment name; also the run dir's parent folder
+    trainer: str = MISSING  # module that trains, evaluates and watches this experiment
+    seed: int = MISSING
+    device: str = MISSING  # auto | cpu | cuda | cuda:N | mps
+    bf16: bool = False  # bfloat16 autocast of the networks' forward passes
+    compile: bool = False  # torch.compile the networks (first steps are slow: compiling)
+    threads: int | None = at_least(1, None)  # torch CPU threads (null: torch's default, all cores)
+    resume: str | None = None  # a run dir to continue
+    render: bool = False  # show the games live while training (pygame window)
+    # the metrics.json figure a sweep optimises and the Hydra task returns (null: the
+    # run's headline, its first best_* figure)
+    optimized_metric: str | None = None
+    search: Any = None  # rlgen-search's settings (conf/hparams_search/; nn/tools/search.py)
+    env: Any = None
+    model: Any = None
+    algo: Any = None
+    data: Any = None
+
 
 
 class Run:
@@ -50,7 +76,8 @@ class Run:
         # the `last` checkpoint of the run to continue, read once (a DQN's holds its replay)
         self.resumed: dict | None = resume_payload(cfg.resume, cfg.name) if cfg.resume else None
         self.logger: RunLogger | None = None
-        self._stop = GracefulStop.install()
+        self.position: EpochPosition | None = None  # epoch-based trainers: `epoch_position`
+        self._stop = GracefulStop.install(self.dir)
         self.stopped: str | None = None  # the stop message, once a signal stopped the run
 
     @property
@@ -72,11 +99,30 @@ class Run:
                                 purge_step=logged_to + 1 if logged_to else None)
         return self.logger
 
+    def epoch_position(self, generator: torch.Generator | None) -> EpochPosition:
+        """Where the run stands inside its epochs (nn/epochs.py), `generator` drawing each
+        epoch's order: as the resumed checkpoint left it, and saved with every checkpoint."""
+        self.position = EpochPosition(generator)
+        if self.resumed and "position" in self.state:
+            self.position.load_state_dict(self.state["position"])
+        return self.position
+
     def save(self, name: str, state: dict[str, Any], meta: dict[str, Any]) -> None:
         """checkpoints/<name>.pt, atomically: `state` (tensors) and `meta` (plain values)
-        with the experiment, trainer and config."""
+        with the experiment, trainer and config, every random stream the run seeded and
+        its position inside the epoch."""
+        state = {**state, "random_streams": random_streams()}
+        if self.position is not None:
+            state["position"] = self.position.state_dict()
         save_checkpoint(self.checkpoints / f"{name}.pt", experiment=self.cfg.name,
                         trainer=self.cfg.trainer, config=self.config, state=state, meta=meta)
+
+    def restore_random_streams(self) -> None:
+        """Every random stream this run seeded, as the resumed checkpoint saved it. The
+        trainer calls it once its networks are built (building them draws from torch's)."""
+        state = self.state
+        set_random_streams(state["random_streams"] if "random_streams" in state
+                           else state["torch_rng"])  # a checkpoint from before they all were
 
     def stop_requested(self, where: str) -> bool:
         """Whether a stop signal came; the trainer then saves and leaves its loop."""

@@ -31,6 +31,30 @@ def global_rng_state() -> dict:
     return state
 
 
+def random_streams() -> dict:
+    """Every stream `seed_everything` seeded, as tensors a weights-only checkpoint holds:
+    torch's (`global_rng_state`), Python's and NumPy's."""
+    version, keys, gauss = random.getstate()
+    name, np_keys, position, has_gauss, cached = np.random.get_state()
+    return {**global_rng_state(),
+            "python": torch.tensor([version, *keys], dtype=torch.int64),
+            "python_gauss": torch.tensor([] if gauss is None else [gauss], dtype=torch.float64),
+            "numpy": torch.tensor([position, has_gauss, *np_keys.tolist()], dtype=torch.int64),
+            "numpy_gauss": torch.tensor([cached], dtype=torch.float64)}
+
+
+def set_random_streams(state: dict) -> None:
+    """Put back what `random_streams` read (torch's alone, from an older checkpoint)."""
+    set_global_rng_state(state)
+    if "python" in state:
+        version, *keys = state["python"].tolist()
+        gauss = state["python_gauss"].tolist()
+        random.setstate((version, tuple(keys), gauss[0] if gauss else None))
+        position, has_gauss, *np_keys = state["numpy"].tolist()
+        np.random.set_state(("MT19937", np.array(np_keys, dtype=np.uint32), position,
+                             has_gauss, state["numpy_gauss"].item()))
+
+
 def set_global_rng_state(state: dict) -> None:
     torch.set_rng_state(state["cpu"])
     cuda = state.get("cuda")

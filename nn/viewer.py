@@ -1,5 +1,5 @@
 """A pygame window that shows rendered frames and reads the keyboard: watching agents,
-the generative models' viewers, and people playing an env by hand (envs.by_hand)."""
+the generative models' viewers, and people playing an env by hand (nn/tools/by_hand.py)."""
 
 import numpy as np
 

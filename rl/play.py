@@ -9,25 +9,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from omegaconf import MISSING, OmegaConf
+from omegaconf import OmegaConf
 
-from conf.schemas import at_least
 from nn.checkpoint import load_weights
 from nn.config import instantiate
+from nn.contracts import ToolArgs
 from nn.errors import UserError
 from nn.media import check_record_path, save_frames
+from nn.schema import at_least
 from nn.viewer import Viewer
 
 
 @dataclass
-class EvalArgs:
-    run: str = MISSING  # a run dir made by rlgen-train (or one of its checkpoint files)
+class EvalArgs(ToolArgs):
     # a run whose env.id is module:EnvId imports that module only when this is true
     import_env_module: bool = False
-    checkpoint: str = "best"  # best | last
     episodes: int = at_least(1, 100)
     seed: int = 0  # seeds the games played here
-    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     greedy: bool = False  # policy-gradient agents: False samples, as the book's Test button
     max_steps: int | None = at_least(1, None)  # per game; default: the run's max_steps_per_game
     # end a game after this many steps without a positive reward (Snake: without a fruit);
@@ -36,11 +34,10 @@ class EvalArgs:
 
 
 @dataclass
-class WatchArgs:
-    run: str = MISSING  # a run dir made by rlgen-train (or one of its checkpoint files)
+class WatchArgs(ToolArgs):
+    device: str = "cpu"  # one picture at a time: the CPU is quick enough
     # a run whose env.id is module:EnvId imports that module only when this is true
     import_env_module: bool = False
-    checkpoint: str = "best"  # best | last (the kept or the latest weights)
     seed: int = 0  # seeds the games played here
     greedy: bool = False  # policy-gradient agents: the likeliest move instead of a sampled one
     fps: int | None = at_least(1, None)  # default: the env's own speed
@@ -81,6 +78,38 @@ def play_batched(envs, act, max_steps: int,
         if not live.any():
             break
     return games
+
+
+def mean_figures(games: dict, counters: dict[str, str]) -> dict:
+    """Means over finished greedy games (from `play_batched`): return, steps, and each of
+    the env's counters under its label (Snake: mean_fruits)."""
+    figures = {"mean_return": round(games["returns"].mean().item(), 3),
+               "std_return": round(games["returns"].std(unbiased=False).item(), 3),
+               "mean_steps": round(games["steps"].float().mean().item(), 3)}
+    for name, label in counters.items():
+        figures[f"mean_{label}"] = round(games[name].float().mean().item(), 3)
+    return figures
+
+
+def evaluate_agent(payload: dict, args, env, act, device: torch.device, max_steps: int,
+                   max_steps_without_reward: int | None = None, **about) -> dict:
+    """The RL trainers' one evaluator (rlgen-eval): `args.episodes` games of `env` at
+    once, moves from `act(obs)`; one JSON line with the same figures for every trainer
+    and env: return, length and the env's own counters (Snake: fruits). `about`: what
+    the trainer adds on the checkpoint (its iteration or frame)."""
+    envs = env.batched(args.episodes, device, seed=args.seed)
+    games = play_batched(envs, act, max_steps, max_steps_without_reward)
+    steps = games["steps"].float()
+    summary = {"experiment": payload["experiment"], "checkpoint": args.checkpoint, **about,
+               "episodes": args.episodes, "seed": args.seed, "greedy": args.greedy,
+               "max_steps_per_game": max_steps, "max_steps_without_reward": max_steps_without_reward,
+               **mean_figures(games, envs.counters),
+               "std_steps": round(steps.std(unbiased=False).item(), 3),
+               "min_steps": int(steps.min()), "max_steps": int(steps.max())}
+    for name, label in envs.counters.items():
+        summary[f"max_{label}"] = int(games[name].max())
+    report(summary)
+    return summary
 
 
 def check_model_fits(cfg, env, build) -> None:

@@ -1,4 +1,4 @@
-"""REINFORCE policy gradient on cart-pole.
+"""REINFORCE policy gradient, for any env with discrete actions (the book's: cart-pole).
 
 The book's recipe (Deep Learning with JavaScript, ch. 11, `cart-pole`; docs/recipes.md,
 part 1): with one hidden layer of 128 the mean steps per game reach the 500-step cap
@@ -15,12 +15,14 @@ equals the original's per-step gradients).
 
 import math
 import time
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 from envs.gymnasium_env import is_gymnasium
 from nn.checkpoint import load_weights
@@ -28,17 +30,34 @@ from nn.config import instantiate
 from nn.device import maybe_compile, mixed_precision, select_device
 from nn.errors import UserError
 from nn.run import Run
-from nn.seeding import global_rng_state, make_generator, set_global_rng_state
+from nn.schema import above, at_least, between, one_of
+from nn.seeding import make_generator
 from rl.play import (
     EvalArgs,
     WatchArgs,
     check_model_fits,
+    evaluate_agent,
     log_game_video,
-    play_batched,
     rebuild_agent,
-    report,
     watch_agent,
 )
+
+
+@dataclass
+class ReinforceConfig:
+    iterations: int = at_least(1)
+    games_per_iteration: int = at_least(1)  # all games of an iteration run in parallel
+    gamma: float = between(0, 1)
+    lr: float = above(0)
+    optimizer: Any = MISSING  # a `_partial_: true` torch.optim target; lr comes from `lr`
+    baseline: str = one_of("none", "time_step")  # none: the book (normalise returns globally)
+    max_grad_norm: float | None = above(0, None)
+    stop_mean_steps: float | None = None  # end early once an iteration's mean steps reach this
+    target_mean_steps: float = MISSING  # "solved" level reported in metrics.json
+    # every this many iterations a greedy game goes to TensorBoard as a video (null: none)
+    video_every: int | None = at_least(1, None)
+
+
 
 # rlgen-plot's default curve: the first of these tags a run logged (steps per game, each iteration)
 CURVES = ("mean_steps",)
@@ -178,15 +197,14 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         optimizer.load_state_dict(run.state["optimizer"])
         sampler.set_state(run.state["sampler_rng"])
         envs.load_state_dict(run.state["envs"])
-        set_global_rng_state(run.state["torch_rng"])
+        run.restore_random_streams()
         # (a run saved before returns were kept starts its best afresh)
         start, best = run.meta["iteration"], run.meta.get("best_mean_return", -math.inf)
         history, elapsed = run.meta["history"], run.meta["train_seconds"]
 
     def save(name: str, iteration: int) -> None:
         state = {"policy": policy.state_dict(), "optimizer": optimizer.state_dict(),
-                 "sampler_rng": sampler.get_state(), "envs": envs.state_dict(),
-                 "torch_rng": global_rng_state()}
+                 "sampler_rng": sampler.get_state(), "envs": envs.state_dict()}
         run.save(name, state, {"iteration": iteration, "best_mean_return": best,
                                "history": history, "train_seconds": elapsed})
 
@@ -306,26 +324,16 @@ def evaluate(payload: dict, args) -> dict:
     max_steps = args.max_steps or env.max_steps_per_game
     if max_steps is None:
         raise UserError("pass max_steps=N: this run's games have no step limit")
-    if args.episodes < 1:
-        raise UserError("episodes must be at least 1")
     env.max_steps_per_game = max_steps
-    envs = env.batched(args.episodes, device, seed=args.seed)
     act = make_act(policy, args.greedy, make_generator(args.seed + 1, device))
-    lengths = play_batched(envs, act, max_steps)["steps"].float()
-    summary = {"experiment": payload["experiment"], "checkpoint": args.checkpoint,
-               "iteration": payload["meta"]["iteration"], "episodes": args.episodes,
-               "greedy": args.greedy, "max_steps_per_game": max_steps,
-               "mean_steps": round(lengths.mean().item(), 3), "min_steps": int(lengths.min()),
-               "max_steps": int(lengths.max()),
-               "std_steps": round(lengths.std(unbiased=False).item(), 3)}
-    report(summary)
-    return summary
+    return evaluate_agent(payload, args, env, act, device, max_steps,
+                          args.max_steps_without_reward, iteration=payload["meta"]["iteration"])
 
 
 def watch(payload: dict, args) -> dict:
-    cfg, _, policy = load_policy(payload, torch.device("cpu"))
+    device = select_device(args.device)
+    cfg, _, policy = load_policy(payload, device)
     env_cfg = OmegaConf.merge(cfg.env, {"max_steps_per_game": args.max_steps})
-    cpu = torch.device("cpu")
-    choose = make_choose(policy, args.greedy, make_generator(args.seed + 1, cpu), cpu)
+    choose = make_choose(policy, args.greedy, make_generator(args.seed + 1, device), device)
     return watch_agent(partial(instantiate, env_cfg), choose, args,
                        own_window=is_gymnasium(env_cfg))

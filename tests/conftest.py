@@ -28,19 +28,15 @@ def run_cli(command: str, *args: str, cwd: Path | None = None, check: bool = Tru
     return result
 
 
-TOOLS = {"rlgen-eval": ("evaluate", "EvalArgs"), "rlgen-watch": ("watch", "WatchArgs"),
-         "rlgen-generate": ("generate", "GenerateArgs")}
-
-
 def call_tool(command: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     """A key=value tool run in this process: its console script's own code path, without
     the seconds a new interpreter spends importing torch. Returns what `run_cli` does."""
-    from nn.cli import run_tool
+    from nn.tools.read_back import run_tool
 
     out, err, code = io.StringIO(), io.StringIO(), 0
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
-            run_tool(command, *TOOLS[command], list(args))
+            run_tool(command, list(args))
         except SystemExit as stop:
             code = stop.code or 0
     result = subprocess.CompletedProcess([command, *args], code, out.getvalue(), err.getvalue())

@@ -13,9 +13,10 @@ import torch
 from conftest import BIN, TINY, compose, error_line, run_cli
 from PIL import Image
 
-from nn.cli import run_tool, validate_overrides
 from nn.config import import_trainer, instantiate
 from nn.errors import UserError
+from nn.tools.checks import validate_overrides
+from nn.tools.read_back import run_tool
 
 EXPERIMENTS = sorted(p.stem for p in Path("conf/experiment").glob("*.yaml"))
 
@@ -70,11 +71,11 @@ def test_eval_prints_one_json_line(trained_run):
 
 
 def test_watch_records_gif_and_png_and_runs_in_a_headless_window(trained_run, tmp_path):
-    run_tool("rlgen-watch", "watch", "WatchArgs",
+    run_tool("rlgen-watch",
              [f"run={trained_run}", f"record={tmp_path / 'a.gif'}", "frames=20"])
     gif = Image.open(tmp_path / "a.gif")
     assert gif.n_frames == 20 and gif.size == (600, 400)
-    run_tool("rlgen-watch", "watch", "WatchArgs",
+    run_tool("rlgen-watch",
              [f"run={trained_run}", f"record={tmp_path / 'last.png'}", "games=1"])
     assert Image.open(tmp_path / "last.png").size == (600, 400)
     result = run_cli("rlgen-watch", f"run={trained_run}", "frames=30", "fps=1000")
@@ -122,10 +123,8 @@ def test_resume_of_another_experiments_run_is_refused(trained_run):
 def tool_error(capsys, command: str, *args: str) -> str:
     """A tool's error called in-process (the console script's path, without a new
     interpreter): exactly one line on stderr, exit 2."""
-    function, schema = {"rlgen-eval": ("evaluate", "EvalArgs"),
-                        "rlgen-watch": ("watch", "WatchArgs")}[command]
     with pytest.raises(SystemExit) as stop:
-        run_tool(command, function, schema, list(args))
+        run_tool(command, list(args))
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert stop.value.code == 2 and len(lines) == 1, lines
     return lines[0]

@@ -7,7 +7,7 @@ from conftest import call_tool, compose, run_cli
 from PIL import Image
 
 from nn.blocks import MLP, ConvNet
-from rl import dqn
+from rl import dqn, dqn_bookkeeping, q_learning
 
 TINY_SNAKE = ["experiment=snake_dqn", "device=cpu", "model.channels=[8,8]",
               "model.hidden_sizes=[16]", "algo.replay_size=300", "algo.replay_warmup=100",
@@ -15,10 +15,10 @@ TINY_SNAKE = ["experiment=snake_dqn", "device=cpu", "model.channels=[8,8]",
 
 
 def test_epsilon_decays_linearly_then_stays():
-    assert dqn.linear_decay(0, 0.5, 0.01, 100) == 0.5
-    assert dqn.linear_decay(50, 0.5, 0.01, 100) == pytest.approx(0.255)
-    assert dqn.linear_decay(100, 0.5, 0.01, 100) == 0.01
-    assert dqn.linear_decay(10**6, 0.5, 0.01, 100) == 0.01
+    assert q_learning.linear_decay(0, 0.5, 0.01, 100) == 0.5
+    assert q_learning.linear_decay(50, 0.5, 0.01, 100) == pytest.approx(0.255)
+    assert q_learning.linear_decay(100, 0.5, 0.01, 100) == 0.01
+    assert q_learning.linear_decay(10**6, 0.5, 0.01, 100) == 0.01
 
 
 class Fixed(torch.nn.Module):
@@ -40,17 +40,17 @@ def test_bellman_target_uses_the_done_mask_and_the_max():
              "rewards": torch.tensor([1.0, 2.0]), "next_obs": torch.tensor([[1], [1]]),
              "discounts": torch.tensor([0.5, 0.0])}
     batch["next_q"] = target(batch["next_obs"])
-    loss, q_mean, td_errors = dqn.td_loss(online, batch, double_dqn=False, loss="mse")
+    loss, q_mean, td_errors = q_learning.td_loss(online, batch, double_dqn=False, loss="mse")
     # targets: 1 + 0.5 * max(3, 7) = 4.5 and 2 + 0 = 2; Q taken: 1 and 0
     assert loss.item() == pytest.approx(((1 - 4.5) ** 2 + (0 - 2) ** 2) / 2)
     assert q_mean.item() == pytest.approx(0.5)
     assert torch.allclose(td_errors, torch.tensor([3.5, 2.0]))
     # importance weights scale each transition's share of the loss
-    loss, _, _ = dqn.td_loss(online, {**batch, "weights": torch.tensor([1.0, 0.5])},
+    loss, _, _ = q_learning.td_loss(online, {**batch, "weights": torch.tensor([1.0, 0.5])},
                              double_dqn=False, loss="mse")
     assert loss.item() == pytest.approx(((1 - 4.5) ** 2 + 0.5 * (0 - 2) ** 2) / 2)
     # Double DQN: the online net picks action 0 at next_obs, the target values it at 3
-    loss, _, _ = dqn.td_loss(online, batch, double_dqn=True, loss="mse")
+    loss, _, _ = q_learning.td_loss(online, batch, double_dqn=True, loss="mse")
     assert loss.item() == pytest.approx(((1 - 2.5) ** 2 + (0 - 2) ** 2) / 2)
 
 
@@ -66,7 +66,7 @@ def test_training_batches_carry_the_target_values_of_their_own_next_states():
                torch.full((50,), 0.9))
     target = Fixed([[0.0, 1.0], [3.0, 7.0]])
     algo = SimpleNamespace(batch_size=8, sample_without_replacement=False)
-    batches = dqn.training_batches(memory, target, 5, algo, torch.Generator().manual_seed(0),
+    batches = q_learning.training_batches(memory, target, 5, algo, torch.Generator().manual_seed(0),
                                    nullcontext())
     assert len(batches) == 5 and all(len(b["actions"]) == 8 for b in batches)
     for batch in batches:
@@ -89,7 +89,7 @@ def test_mirrored_batches_mirror_half_their_transitions_and_value_the_mirrored_s
         return -obs, 1 - actions
 
     algo = SimpleNamespace(batch_size=500, sample_without_replacement=False)
-    batch, = dqn.training_batches(memory, target, 1, algo, torch.Generator().manual_seed(0),
+    batch, = q_learning.training_batches(memory, target, 1, algo, torch.Generator().manual_seed(0),
                                   nullcontext(), mirrored)
     flipped = batch["obs"][:, 0] < 0
     assert 200 < flipped.sum() < 300
@@ -122,8 +122,8 @@ def test_epsilon_greedy_explores_at_the_given_rate():
     obs = torch.randn(20000, 4)
     greedy = net(obs).argmax(1)
     gen = torch.Generator().manual_seed(0)
-    assert torch.equal(dqn.act(net, obs, 0.0, gen), greedy)
-    differs = (dqn.act(net, obs, 0.3, gen) != greedy).float().mean()
+    assert torch.equal(q_learning.act(net, obs, 0.0, gen), greedy)
+    differs = (q_learning.act(net, obs, 0.3, gen) != greedy).float().mean()
     assert abs(differs - 0.3 * 2 / 3) < 0.02  # a random pick equals greedy a third of the time
 
 
@@ -263,8 +263,8 @@ def test_game_figures_kept_on_the_device_equal_those_read_every_step():
 
     cpu = torch.device("cpu")
     games = [SnakeEnv(height=5, width=5).batched(16, cpu, seed=3, kernel=False) for _ in range(2)]
-    every_step = dqn.GameStats(games[0].counters, 16, cpu)
-    deferred = dqn.GameStats(games[1].counters, 16, cpu, flush_every=7)
+    every_step = dqn_bookkeeping.GameStats(games[0].counters, 16, cpu)
+    deferred = dqn_bookkeeping.GameStats(games[1].counters, 16, cpu, flush_every=7)
     for envs in games:
         envs.reset()
     generator = torch.Generator().manual_seed(0)

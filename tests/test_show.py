@@ -12,10 +12,13 @@ from conftest import TINY, call_tool, compose, error_line, run_cli
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from nn.cli import run_tool, tool_help, train_help
 from nn.errors import UserError
-from nn.plot import plot_runs
-from nn.runs import UnknownMetric, optimized_value
+from nn.tools.plot import main as plot_main
+from nn.tools.plot import plot_runs
+from nn.tools.read_back import run_tool, tool_help
+from nn.tools.runs import UnknownMetric, optimized_value
+from nn.tools.runs import main as runs_main
+from nn.tools.train import train_help
 
 SEARCH = ["hparams_search=cartpole_reinforce_fast", "search.trials=2", "algo.iterations=3",
           "algo.games_per_iteration=8", "search.rerun_seeds=[1]"]
@@ -66,18 +69,39 @@ def test_plot_bad_input_is_one_line(search_dir, trained_run, tmp_path):
     other = tmp_path / "dqn"
     (other / ".hydra").mkdir(parents=True)
     (other / ".hydra" / "config.yaml").write_text("name: snake_dqn\ntrainer: rl.dqn\nseed: 0\n")
-    with pytest.raises(UserError, match="2 experiments .*--mixed"):
+    with pytest.raises(UserError, match="2 experiments .*mixed=true"):
         plot_runs([search_dir, other])
     # a run that has logged nothing yet is left out of the plot, and said so
     started = search_dir.parent / "started"
     shutil.copytree(search_dir / "trial_000_seed0" / ".hydra", started / ".hydra")
     figure, shown = plot_runs([search_dir, started])
     assert shown["left_out"] == [str(started)] and len(figure.axes[0].get_lines()) == 3
-    wrong = run_cli("rlgen-plot", str(search_dir), "--metric", "nope", "--out",
-                    str(tmp_path / "c.png"), check=False)
+    wrong = run_cli("rlgen-plot", str(search_dir), "metric=nope", f"out={tmp_path / 'c.png'}",
+                    check=False)
     assert "they have: " in error_line(wrong) and not (tmp_path / "c.png").exists()
-    done = run_cli("rlgen-plot", str(search_dir), "--out", str(tmp_path / "c.png"))
+    done = run_cli("rlgen-plot", str(search_dir), f"out={tmp_path / 'c.png'}")
     assert (tmp_path / "c.png").is_file() and (tmp_path / "c.svg").is_file(), done.stdout
+
+
+def test_plot_and_runs_take_key_value_and_read_the_old_flags(search_dir, tmp_path, capsys):
+    """One convention for every tool: key=value; the --flags of earlier versions still work,
+    and a bad key is one line naming the keys."""
+    plot_main([str(search_dir), "--out", str(tmp_path / "old.png"), "--x", "time", "--mixed"])
+    plot_main([str(search_dir), f"out={tmp_path / 'new.png'}", "x=time", "mixed=true"])
+    assert (tmp_path / "old.png").is_file() and (tmp_path / "new.png").is_file()
+    plot_main(["--help"])
+    assert "out=curves.png" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as stop:
+        plot_main([str(search_dir), "colour=red"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and len(err) == 1 and "unknown argument 'colour'" in err[0]
+    with pytest.raises(SystemExit):
+        plot_main([str(search_dir), "smooth=1.5"])
+    assert "smooth=1.5 is out of range" in capsys.readouterr().err
+    runs_main([str(search_dir), "json=true"])
+    new = capsys.readouterr().out
+    runs_main([str(search_dir), "--json"])
+    assert json.loads(new) == json.loads(capsys.readouterr().out) and json.loads(new)
 
 
 def test_searches_that_cannot_work_end_in_one_line(search_dir, tmp_path):
@@ -104,7 +128,7 @@ def test_the_preset_composes_with_its_objective_and_space():
 
 
 def test_sweeps_on_the_command_line_join_the_presets_space(tmp_path):
-    from nn.search import prepare
+    from nn.tools.search import prepare
 
     cfg, settings, space, _, overrides = prepare([
         "hparams_search=cartpole_reinforce_fast", "algo.games_per_iteration=choice(8,16)",
@@ -121,7 +145,7 @@ def test_sweeps_on_the_command_line_join_the_presets_space(tmp_path):
 
 def test_watch_records_an_mp4_with_one_frame_per_move(trained_run, tmp_path):
     out = tmp_path / "games.mp4"
-    watched = run_tool("rlgen-watch", "watch", "WatchArgs",
+    watched = run_tool("rlgen-watch",
                        [f"run={trained_run}", f"record={out}", "games=1"])
     frames, _ = imageio_ffmpeg.count_frames_and_secs(str(out))
     assert watched["games_finished"] == 1 and frames == watched["game_steps"][0] == watched["frames"]
@@ -165,9 +189,9 @@ def test_train_help_lists_real_choices_and_every_setting_with_its_description():
 
 
 def test_tool_help_lists_the_keys_of_the_runs_trainer(trained_run):
-    text = tool_help("rlgen-eval", "evaluate", "EvalArgs", {"run": str(trained_run)})
+    text = tool_help("rlgen-eval", {"run": str(trained_run)})
     assert "episodes=100" in text and "experiment=NAME --help" in text
-    text = tool_help("rlgen-generate", "generate", "GenerateArgs", {"experiment": "lstm_text"})
+    text = tool_help("rlgen-generate", {"experiment": "lstm_text"})
     assert "temperature=0.5" in text and "0: always the likeliest character" in text
     result = call_tool("rlgen-watch", "--help")
     assert "record=null" in result.stdout and ".mp4" in result.stdout

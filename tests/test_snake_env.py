@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 import envs  # noqa: F401  (registers rlgen/Snake-v0)
 from envs import snake_kernel
-from envs.snake import DX, DY, OFF_BOARD, TURN, SnakeEnv, egocentric_turns
+from envs.snake import SnakeEnv
+from envs.snake_rules import DX, DY, OFF_BOARD, TURN, egocentric_turns
 
 
 def test_registered_env_passes_gymnasium_checker():

@@ -7,9 +7,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from generative import char_lstm
 from generative import corpus as corpora
 from generative import lstm_text as lt
 from nn.checkpoint import checkpoint_path, load_checkpoint
+from nn.epochs import EpochPosition
 from nn.errors import UserError
 from tests.conftest import call_tool, compose, error_line, run_cli
 
@@ -82,7 +84,7 @@ def test_split_is_nanogpts_arithmetic_and_the_preset_uses_it(tmp_path):
 
 def tiny_model(input="embedding", hidden=(16, 12), vocab=7):
     torch.manual_seed(0)
-    return lt.CharLSTM(vocab, input, 5, list(hidden), forget_bias=1.0)
+    return char_lstm.CharLSTM(vocab, input, 5, list(hidden), forget_bias=1.0)
 
 
 def test_model_shapes_state_and_forget_bias():
@@ -104,7 +106,7 @@ def test_stream_sampler_reads_contiguous_streams():
     ids = torch.arange(1000)
     algo = OmegaConf.create({"sample_len": 10, "batch_size": 4, "examples_per_epoch": 12})
     sampler = lt.StreamSampler(ids, algo, torch.Generator().manual_seed(0))
-    batches = list(sampler.epoch())
+    batches = list(sampler.epoch(EpochPosition()))
     assert len(batches) == 3 and batches[0][2] and not batches[1][2]
     x0, y0, _ = batches[0]
     x1, _, _ = batches[1]
@@ -117,7 +119,7 @@ def test_window_sampler_is_the_books_examples():
     ids = torch.arange(500)
     algo = OmegaConf.create({"sample_len": 6, "sample_step": 3, "batch_size": 8,
                              "examples_per_epoch": 20})
-    batches = list(lt.WindowSampler(ids, algo, torch.Generator().manual_seed(0)).epoch())
+    batches = list(lt.WindowSampler(ids, algo, torch.Generator().manual_seed(0)).epoch(EpochPosition()))
     assert [x.shape[1] for x, _, _ in batches] == [8, 8, 4]
     for x, y, _ in batches:
         assert y.shape == (1, x.shape[1])
@@ -133,7 +135,7 @@ def test_validation_scores_every_held_out_character_once():
     off = torch.autocast("cpu", enabled=False)
     for objective, positions in (("all_positions", None), ("last_char", 300)):
         algo = OmegaConf.create({"objective": objective, "sample_len": 20, "val_positions": positions})
-        assert lt.validation_loss(model, ids, 1000, algo, off) == pytest.approx(math.log(5), abs=1e-5)
+        assert char_lstm.validation_loss(model, ids, 1000, algo, off) == pytest.approx(math.log(5), abs=1e-5)
 
 
 def test_every_character_of_a_text_is_scored_once_and_windows_like_nanogpt():
@@ -143,19 +145,19 @@ def test_every_character_of_a_text_is_scored_once_and_windows_like_nanogpt():
     off = torch.autocast("cpu", enabled=False)
     ids = torch.randint(0, 5, (5000,))
     for start in (0, 1, 40, 3000):  # from the text's start: nothing predicts its first character
-        total, count = lt.score_text(model, ids, start, off)
+        total, count = char_lstm.score_text(model, ids, start, off)
         assert count == len(ids) - max(start, 1)
         assert total / count == pytest.approx(math.log(5), abs=1e-5)
-    assert lt.window_loss(model, ids, 3000, off, window=64, windows=50) == pytest.approx(
+    assert char_lstm.window_loss(model, ids, 3000, off, window=64, windows=50) == pytest.approx(
         math.log(5), abs=1e-5)
     with pytest.raises(UserError, match="not more than window=256"):
-        lt.window_loss(model, ids, 4900, off)
+        char_lstm.window_loss(model, ids, 4900, off)
 
 
 def test_full_context_scores_a_trained_model_lower_than_fresh_windows():
     """With context the LSTM predicts better: a short window's first positions cost more."""
     torch.manual_seed(0)
-    model = lt.CharLSTM(3, "embedding", 4, [16], forget_bias=1.0)
+    model = char_lstm.CharLSTM(3, "embedding", 4, [16], forget_bias=1.0)
     ids = torch.tensor([0, 1, 2] * 400 + [0, 0, 1, 1, 2, 2] * 200)  # two regimes
     optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
     for _ in range(60):
@@ -166,15 +168,15 @@ def test_full_context_scores_a_trained_model_lower_than_fresh_windows():
         loss.backward()
         optimizer.step()
     off = torch.autocast("cpu", enabled=False)
-    total, count = lt.score_text(model, ids, 1300, off)
-    assert total / count < lt.window_loss(model, ids, 1300, off, window=4, windows=500)
+    total, count = char_lstm.score_text(model, ids, 1300, off)
+    assert total / count < char_lstm.window_loss(model, ids, 1300, off, window=4, windows=500)
 
 
 def test_temperature_sampling():
     logits = torch.tensor([1.0, 3.0, 2.0])
     gen = torch.Generator().manual_seed(0)
-    assert {int(lt.sample_next(logits, 0.0, gen)) for _ in range(50)} == {1}  # T floored, argmax
-    draws = [int(lt.sample_next(logits, 5.0, gen)) for _ in range(300)]
+    assert {int(char_lstm.sample_next(logits, 0.0, gen)) for _ in range(50)} == {1}  # T floored, argmax
+    draws = [int(char_lstm.sample_next(logits, 5.0, gen)) for _ in range(300)]
     assert set(draws) == {0, 1, 2}
 
 
@@ -182,19 +184,19 @@ def test_temperature_one_draws_follow_the_softmax_and_small_t_sharpens():
     logits = torch.tensor([0.0, 1.0, 2.0, -1.0])
     gen = torch.Generator().manual_seed(1)
     n = 20000
-    draws = torch.tensor([int(lt.sample_next(logits, 1.0, gen)) for _ in range(n)])
+    draws = torch.tensor([int(char_lstm.sample_next(logits, 1.0, gen)) for _ in range(n)])
     freq = torch.bincount(draws, minlength=4).double() / n
     expected = torch.softmax(logits.double(), -1)
     # 4 standard errors of a frequency over n draws
     assert torch.all((freq - expected).abs() <= 4 * (expected * (1 - expected) / n).sqrt())
-    cold = torch.tensor([int(lt.sample_next(logits, 0.25, gen)) for _ in range(2000)])
+    cold = torch.tensor([int(char_lstm.sample_next(logits, 0.25, gen)) for _ in range(2000)])
     assert (cold == 2).double().mean() > freq[2] + 0.2  # lower T: more often the argmax
 
 
 def test_encoding_round_trips_through_one_hot_and_back():
     corpus = corpora.load_corpus(data_cfg())
     text = corpus.val_text[:500]
-    ids = lt.encode(text, corpus.chars)
+    ids = char_lstm.encode(text, corpus.chars)
     one_hot = torch.nn.functional.one_hot(torch.tensor(ids), len(corpus.chars))
     assert one_hot.shape == (500, len(corpus.chars)) and int(one_hot.sum()) == 500
     assert "".join(corpus.chars[i] for i in one_hot.argmax(1).tolist()) == text
@@ -203,14 +205,14 @@ def test_encoding_round_trips_through_one_hot_and_back():
 def test_stateful_generation_equals_rerunning_the_whole_prefix():
     model = tiny_model()
     gen = torch.Generator().manual_seed(0)
-    carried = list(lt.generate_ids(model, [1, 2, 3], 15, 0.0, gen, window=None))
-    rerun = list(lt.generate_ids(model, [1, 2, 3], 15, 0.0, gen, window=1000))
+    carried = list(char_lstm.generate_ids(model, [1, 2, 3], 15, 0.0, gen, window=None))
+    rerun = list(char_lstm.generate_ids(model, [1, 2, 3], 15, 0.0, gen, window=1000))
     assert carried == rerun and len(carried) == 15
 
 
 def test_seed_text_outside_the_character_set_is_named():
     with pytest.raises(UserError, match="'Z' '€'"):
-        lt.encode("abZ€", "abc")
+        char_lstm.encode("abZ€", "abc")
 
 
 TEXT_TINY = ["experiment=lstm_text_fast", "model.embedding_dim=8", "model.hidden_sizes=[24]",

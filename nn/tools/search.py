@@ -31,11 +31,11 @@ import yaml
 from omegaconf import MISSING, OmegaConf
 
 from conf.compose import compose
-from conf.schemas import at_least, check_ranges, one_of
 from nn.checkpoint import write_json
 from nn.config import explain_config_error
 from nn.errors import UserError
-from nn.runs import UnknownMetric, optimized_value
+from nn.schema import at_least, check_ranges, one_of
+from nn.tools.runs import UnknownMetric, optimized_value
 
 
 @dataclass
@@ -232,7 +232,7 @@ def split_sweeps(overrides: list[str]) -> tuple[list[str], dict[str, str]]:
 def prepare(overrides: list[str]):
     """The search's config, settings and space, all checked before any trial runs; also
     the overrides that set every run (the command line's sweeps left out)."""
-    from nn.cli import check_config, check_writable
+    from nn.tools.checks import check_config, check_writable
 
     overrides, sweeps = split_sweeps(overrides)
     try:

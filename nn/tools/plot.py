@@ -1,4 +1,4 @@
-"""`rlgen-plot DIR ... [--metric TAG] [--x step|time] [--out curves.png]`: learning
+"""`rlgen-plot DIR ... [metric=TAG] [x=step|time] [out=curves.png]`: learning
 curves from run dirs or sweep dirs, as a PNG and an SVG.
 
 Runs that share every override but the seed form one group, drawn as one line: the
@@ -8,16 +8,18 @@ tag can be plotted; the default is the experiment's headline (its trainer's
 `CURVES`, the first one the runs logged).
 """
 
-import argparse
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from nn.config import import_trainer
 from nn.errors import UserError
-from nn.runs import differing, read_runs
+from nn.schema import between, one_of
+from nn.tools.checks import folders_and_keys
+from nn.tools.runs import differing, read_runs
 
 POINTS = 200  # the common x grid each group's seeds are interpolated onto
 # overrides that change how a run ran, not what it learnt: runs differing only in these
@@ -95,7 +97,7 @@ def plot_runs(dirs: list[Path], metric: str | None = None, x: str = "step",
     experiments = sorted({str(r["experiment"]) for r in runs})
     if len(experiments) > 1 and not mixed:
         raise UserError(f"these runs are of {len(experiments)} experiments "
-                        f"({', '.join(experiments)}); plot one, or pass --mixed to compare them")
+                        f"({', '.join(experiments)}); plot one, or pass mixed=true to compare them")
     for run in runs:
         run["curves"] = read_scalars(Path(run["run"]))
     logged = sorted(set().union(*(r["curves"] for r in runs)))
@@ -103,11 +105,11 @@ def plot_runs(dirs: list[Path], metric: str | None = None, x: str = "step",
         trainers = {r["trainer"] for r in runs}
         metric = next((m for m in (headline(t, set(logged)) for t in sorted(trainers)) if m), None)
         if metric is None:
-            raise UserError(f"no headline curve in these runs; pick one with --metric (they "
+            raise UserError(f"no headline curve in these runs; pick one with metric=TAG (they "
                             f"have: {', '.join(logged) or 'none: nothing logged yet'})")
     having = [r for r in runs if metric in r["curves"]]
     if not having:
-        raise UserError(f"--metric {metric}: not logged by {'these runs' if len(runs) > 1 else 'this run'}"
+        raise UserError(f"metric={metric}: not logged by {'these runs' if len(runs) > 1 else 'this run'}"
                         f"; {'they have' if len(runs) > 1 else 'it has'}: "
                         f"{', '.join(logged) or 'none: nothing logged yet'}")
     # a run that has not logged this curve yet (just started) is left out, and said so
@@ -143,35 +145,30 @@ def plot_runs(dirs: list[Path], metric: str | None = None, x: str = "step",
                     "left_out": left_out}
 
 
+@dataclass
+class PlotArgs:
+    # the TensorBoard tag to plot (default: the experiment's headline, e.g. mean_steps,
+    # cumulativeReward100, val_loss)
+    metric: str | None = None
+    x: str = one_of("step", "time", default="step")  # the logged step (iteration, frame, epoch) or wall time
+    band: str = one_of("minmax", "std", default="minmax")  # lowest to highest seed, or +- 1 std
+    smooth: float = between(0, 1, default=0.0, upper_open=True)  # TensorBoard's smoothing weight
+    out: str = "curves.png"  # the PNG to write; an SVG is written beside it
+    title: str | None = None  # the plot's title (default: the experiment)
+    mixed: bool = False  # allow runs of different experiments in one plot
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="rlgen-plot", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("dirs", nargs="*", default=["runs"],
-                        help="run dirs, sweep dirs or folders of them (default: runs)")
-    parser.add_argument("--metric", help="the TensorBoard tag to plot (default: the "
-                        "experiment's headline, e.g. mean_steps, cumulativeReward100, val_loss)")
-    parser.add_argument("--x", choices=("step", "time"), default="step",
-                        help="x axis: the logged step (iteration, frame, epoch) or wall time")
-    parser.add_argument("--band", choices=("minmax", "std"), default="minmax",
-                        help="the band around a group's mean: lowest to highest seed, or +- 1 std")
-    parser.add_argument("--smooth", type=float, default=0.0, metavar="W",
-                        help="TensorBoard's smoothing weight in [0, 1) (default 0: raw values)")
-    parser.add_argument("--out", default="curves.png",
-                        help="the PNG to write; an SVG is written beside it (default curves.png)")
-    parser.add_argument("--title", help="the plot's title (default: the experiment)")
-    parser.add_argument("--mixed", action="store_true",
-                        help="allow runs of different experiments in one plot")
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        missing = [d for d in args.dirs if not Path(d).is_dir()]
-        if missing:
-            raise UserError(f"no such folder: {', '.join(missing)}")
-        if not 0 <= args.smooth < 1:
-            raise UserError(f"--smooth {args.smooth:g} is out of range: it must be in [0, 1)")
+        parsed = folders_and_keys("rlgen-plot", PlotArgs, argv, __doc__.strip())
+        if parsed is None:
+            return
+        dirs, args = parsed
         out = Path(args.out)
         if out.suffix.lower() != ".png":
-            raise UserError(f"--out {out}: name a .png (the .svg is written beside it)")
-        figure, shown = plot_runs([Path(d) for d in args.dirs], args.metric, args.x,
+            raise UserError(f"out={out}: name a .png (the .svg is written beside it)")
+        figure, shown = plot_runs(dirs, args.metric, args.x,
                                   args.band, args.smooth, args.mixed, args.title)
         out.parent.mkdir(parents=True, exist_ok=True)
         figure.savefig(out)

@@ -1,15 +1,16 @@
-"""`rlgen-runs [DIR ...] [--json]`: a table of the run dirs under DIR (default runs/),
+"""`rlgen-runs [DIR ...] [json=true]`: a table of the run dirs under DIR (default runs/),
 so a sweep can be compared at a glance: experiment, the overrides that differ between
 the listed runs, seed, status, best metric and training time."""
 
-import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from nn.errors import UserError
+from nn.tools.checks import folders_and_keys
 
 
 class UnknownMetric(UserError):
@@ -126,15 +127,20 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+@dataclass
+class RunsArgs:
+    json: bool = False  # one JSON list instead of a table
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="rlgen-runs", description=__doc__)
-    parser.add_argument("dirs", nargs="*", default=["runs"], help="run dirs or folders of them")
-    parser.add_argument("--json", action="store_true", help="one JSON list instead of a table")
-    args = parser.parse_args(argv)
-    roots = [Path(d) for d in args.dirs]
-    missing = [str(r) for r in roots if not r.is_dir()]
-    if missing:
-        print(f"rlgen-runs: error: no such folder: {', '.join(missing)}", file=sys.stderr)
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        parsed = folders_and_keys("rlgen-runs", RunsArgs, argv, __doc__.strip())
+        if parsed is None:
+            return
+        roots, args = parsed
+    except UserError as err:
+        print(f"rlgen-runs: error: {err}", file=sys.stderr)
         sys.exit(2)
     rows = read_runs(roots)
     differing(rows)
