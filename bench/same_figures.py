@@ -6,8 +6,8 @@ before a refactor), both run through `rlgen-train` on this machine in one comman
 - `snake_dqn_fast` frames/s over its first 60 s, the two checkouts timed in alternating
   rounds (old, new, old, new, ...), so a machine that slows down mid-bench hits both.
 
-    git worktree add /tmp/before HEAD~5      # or any clone at the older commit
-    python -m bench.same_figures --before /tmp/before [--rounds 2] [--seconds 60]
+    git worktree add ../before HEAD~5        # or any clone at the older commit
+    python -m bench.same_figures --before ../before [--rounds 2] [--seconds 60]
 
 Writes bench/results/same_figures.json.
 """
@@ -24,7 +24,9 @@ from pathlib import Path
 from bench import common
 
 HERE = Path(__file__).resolve().parent.parent
-TRAIN = "import sys; from nn.tools.train import main; sys.argv[0] = 'rlgen-train'; main()"
+# rlgen-train's entry point; checkouts from before the tools moved to nn/tools/ had it in nn/cli
+TRAIN = ("import sys\nsys.argv[0] = 'rlgen-train'\ntry:\n    from nn.tools.train import main\n"
+         "except ImportError:\n    from nn.cli import train_main as main\nmain()")
 
 
 def train(checkout: Path, *overrides: str) -> dict:
