@@ -1,4 +1,5 @@
-"""Function lengths of the trainers: the longest functions of each file, and `train()`
+"""Module sizes and function lengths: the largest modules, the longest functions of each
+file, and each trainer's `train()`
 with its loop body, counted from the `def` line to the function's last line (nested
 functions, comments and docstrings included). The loop body is the longest `for` or
 `while` statement directly inside `train()`, from its header to its last line.
@@ -44,12 +45,14 @@ def train_lengths(tree: ast.AST) -> dict | None:
 
 
 def count(root: Path, top: int) -> dict:
-    report = {"files": {}, "trainers": {}}
+    report = {"files": {}, "trainers": {}, "module_lines": {}}
     for package in PACKAGES:
         for path in sorted((root / package).rglob("*.py")):
-            tree = ast.parse(path.read_text())
+            text = path.read_text()
+            tree = ast.parse(text)
             lengths = sorted(((span(f), f.name) for f in functions(tree)), reverse=True)
             rel = str(path.relative_to(root))
+            report["module_lines"][rel] = len(text.splitlines())
             report["files"][rel] = [{"function": name, "lines": n} for n, name in lengths[:top]]
             if rel in TRAINERS:
                 report["trainers"][rel] = train_lengths(tree)
@@ -72,6 +75,14 @@ def main() -> None:
         if before and before["trainers"].get(rel):
             row += f" {before['trainers'][rel]['train']} | {before['trainers'][rel]['loop_body']} |"
         print(row)
+    for label, report in (("after", after), ("before", before)):
+        if report is None:
+            continue
+        largest = sorted(report["module_lines"].items(), key=lambda item: -item[1])[:5]
+        longest = max(((rows[0]["lines"], rows[0]["function"], rel)
+                       for rel, rows in report["files"].items() if rows), default=None)
+        print(f"\n{label}: largest modules " + ", ".join(f"{rel} {n}" for rel, n in largest)
+              + (f"; longest function {longest[2]}:{longest[1]} {longest[0]}" if longest else ""))
     print("\nlongest functions per file:")
     for rel, rows in after["files"].items():
         if rows:
