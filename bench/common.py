@@ -40,6 +40,18 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def commit() -> str:
+    """The checkout's commit, `-dirty` when tracked files differ from it."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=RESULTS.parent.parent, capture_output=True,
+                              text=True).stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    return head + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
 def machine() -> str:
     """The CPU (model and cores), torch's threads and version: every results file says."""
     return (f"{cpu_model()} ({os.cpu_count()} cores, {platform.machine()}), "
@@ -57,7 +69,8 @@ def table(title: str, rows: list[dict]) -> None:
 
 def write(name: str, results: dict) -> None:
     """bench/results/<name>.json, stamped with the date and machine if not already."""
-    results = {"date": date.today().isoformat(), "machine": machine(), **results}
+    results = {"date": date.today().isoformat(), "machine": machine(), "commit": commit(),
+               **results}
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(results, indent=2) + "\n")
