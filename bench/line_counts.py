@@ -11,6 +11,7 @@ functions, comments and docstrings included). The loop body is the longest `for`
 
 import argparse
 import ast
+import json
 import sys
 from pathlib import Path
 
@@ -59,13 +60,35 @@ def count(root: Path, top: int) -> dict:
     return report
 
 
+def markdown(results: dict) -> str:
+    """docs/results.md's tables, from a results file this bench wrote."""
+    after, before = results["after"], results["before"]
+    lines = ["| trainer | `train()` before / after | loop body before / after |",
+             "| --- | --- | --- |"]
+    for rel, now in after["trainers"].items():
+        old = before["trainers"].get(rel) or {"train": "-", "loop_body": "-"}
+        lines.append(f"| `{rel}` | {old['train']} / {now['train']} | "
+                     f"{old['loop_body']} / {now['loop_body']} |")
+    lines += ["", "| largest modules before | lines | largest modules after | lines |",
+              "| --- | --- | --- | --- |"]
+    largest = [sorted(r["module_lines"].items(), key=lambda item: -item[1])[:6]
+               for r in (before, after)]
+    lines += [f"| `{a}` | {m} | `{b}` | {n} |" for (a, m), (b, n) in zip(*largest, strict=True)]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parent.parent)
     parser.add_argument("--top", type=int, default=3, help="longest functions shown per file")
     parser.add_argument("--before", type=Path, help="another checkout to set beside this one")
     parser.add_argument("--write", action="store_true", help="write bench/results/line_counts.json")
+    parser.add_argument("--markdown", action="store_true",
+                        help="print docs/results.md's tables from bench/results/line_counts.json")
     args = parser.parse_args()
+    if args.markdown:
+        print(markdown(json.loads((common.RESULTS / "line_counts.json").read_text())))
+        return
     after = count(args.root, args.top)
     before = count(args.before, args.top) if args.before else None
     print("| trainer | train() | loop body |" + (" before: train() | loop body |" if before else ""))
