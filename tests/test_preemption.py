@@ -31,9 +31,11 @@ def train_until_signalled(args, run_dir, sig):
         assert child.poll() is None and time.time() < deadline, child.communicate()
         time.sleep(0.01)
     time.sleep(0.5)  # into the training loop
+    sent = time.perf_counter()
     child.send_signal(sig)
     out, err = child.communicate(timeout=120)
     assert child.returncode == 0, err
+    assert time.perf_counter() - sent < 10  # a stop takes seconds, not an epoch
     return out
 
 
