@@ -15,7 +15,6 @@ import copy
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -50,6 +49,7 @@ from generative.classifier import load_judge, random_shift, to_model_input
 from generative.datasets import load_images
 from nn.config import instantiate
 from nn.device import maybe_compile, mixed_precision
+from nn.epochs import EpochRecipe
 from nn.errors import UserError
 from nn.run import Run
 from nn.schema import above, at_least, between, one_of
@@ -57,11 +57,7 @@ from nn.seeding import make_generator
 
 
 @dataclass
-class ACGANTrainConfig:
-    epochs: int = at_least(1)
-    batch_size: int = at_least(1)
-    lr: float = above(0)
-    optimizer: Any = MISSING
+class ACGANTrainConfig(EpochRecipe):
     # realness label of real images (and of fakes, for the generator)
     soft_one: float = between(0, 1, lower_open=True)
     fakes_in_inference_mode: bool = MISSING  # discriminator step: G's BatchNorm running stats

@@ -11,7 +11,6 @@ and the 128 features give the Frechet distance a compact, well-trained space.
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -22,9 +21,10 @@ from nn.checkpoint import checkpoint_path, load_checkpoint, load_weights
 from nn.config import instantiate
 from nn.contracts import ToolArgs
 from nn.device import maybe_compile, mixed_precision, select_device
+from nn.epochs import EpochRecipe
 from nn.errors import UserError
 from nn.run import Run
-from nn.schema import above, at_least, between, sizes
+from nn.schema import at_least, between, sizes
 from nn.seeding import make_generator
 
 
@@ -39,11 +39,7 @@ class ConvClassifierConfig:
 
 
 @dataclass
-class ClassifierTrainConfig:
-    epochs: int = at_least(1)
-    batch_size: int = at_least(1)
-    lr: float = above(0)
-    optimizer: Any = MISSING
+class ClassifierTrainConfig(EpochRecipe):
     augment_shift: int = at_least(0)  # random translations of up to this many pixels (0: none)
 
 

@@ -14,7 +14,6 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -27,6 +26,7 @@ from nn.checkpoint import load_weights, write_png
 from nn.config import instantiate
 from nn.contracts import ToolArgs
 from nn.device import mixed_precision, select_device
+from nn.epochs import EpochRecipe
 from nn.errors import UserError
 from nn.run import Run
 from nn.schema import above, at_least, one_of, sizes
@@ -48,11 +48,7 @@ class ConvVAEModelConfig(VAEModelConfig):
 
 
 @dataclass
-class VAETrainConfig:
-    epochs: int = at_least(1)
-    batch_size: int = at_least(1)
-    lr: float = above(0)
-    optimizer: Any = MISSING
+class VAETrainConfig(EpochRecipe):
     likelihood: str = one_of("mse784", "bernoulli")  # mse784: the book (784 * MSE)
 
 

@@ -19,8 +19,23 @@ resumed run goes on with the very batches the stopped one had left:
 
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import torch
+from omegaconf import MISSING
+
+from nn.schema import above, at_least
+
+
+@dataclass
+class EpochRecipe:
+    """What every epoch-based recipe sets; each trainer's schema adds its own settings."""
+
+    epochs: int = at_least(1)
+    batch_size: int = at_least(1)
+    lr: float = above(0)
+    optimizer: Any = MISSING  # a `_partial_: true` torch.optim target; lr comes from `lr`
 
 
 class EpochPosition:

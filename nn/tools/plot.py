@@ -18,7 +18,7 @@ import numpy as np
 from nn.config import import_trainer
 from nn.errors import UserError
 from nn.schema import between, one_of
-from nn.tools.checks import folders_and_keys
+from nn.tools.checks import fail, folders_and_keys
 from nn.tools.runs import differing, read_runs
 
 POINTS = 200  # the common x grid each group's seeds are interpolated onto
@@ -174,8 +174,7 @@ def main(argv: list[str] | None = None) -> None:
         figure.savefig(out)
         figure.savefig(out.with_suffix(".svg"))
     except UserError as err:
-        print(f"rlgen-plot: error: {err}", file=sys.stderr)
-        sys.exit(2)
+        fail("rlgen-plot", str(err))
     groups = ", ".join(f"{label} ({n})" for label, n in shown["groups"].items())
     print(f"wrote {out} and {out.with_suffix('.svg')}: {shown['metric']} of "
           f"{len(shown['groups'])} group(s): {groups}")

@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from nn.errors import UserError
-from nn.tools.checks import folders_and_keys
+from nn.tools.checks import fail, folders_and_keys
 
 
 class UnknownMetric(UserError):
@@ -140,8 +140,7 @@ def main(argv: list[str] | None = None) -> None:
             return
         roots, args = parsed
     except UserError as err:
-        print(f"rlgen-runs: error: {err}", file=sys.stderr)
-        sys.exit(2)
+        fail("rlgen-runs", str(err))
     rows = read_runs(roots)
     differing(rows)
     if args.json:
