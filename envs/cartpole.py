@@ -86,6 +86,7 @@ class CartPoleEnv(gym.Env):
     """The single-game env: for `gymnasium.make("rlgen/CartPole-v0")`, watching and checks."""
 
     metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 50}
+    action_names = ("push left", "push right")
 
     def __init__(self, render_mode: str | None = None, gravity: float = 9.8,
                  cart_mass: float = 1.0, pole_mass: float = 0.1, pole_half_length: float = 0.5,

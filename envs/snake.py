@@ -27,7 +27,19 @@ import torch
 from omegaconf import MISSING
 
 from envs.snake_batched import BatchedSnake
-from envs.snake_rules import DOWN, DX, DY, LEFT, OFF_BOARD, RIGHT, TURN, UP, view_offsets, view_shape
+from envs.snake_rules import (
+    ACTION_NAMES,
+    DOWN,
+    DX,
+    DY,
+    LEFT,
+    OFF_BOARD,
+    RIGHT,
+    TURN,
+    UP,
+    view_offsets,
+    view_shape,
+)
 from nn.schema import at_least, one_of
 
 
@@ -49,6 +61,7 @@ class SnakeEnvConfig:
 
 class SnakeEnv(gym.Env):
     metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 8}
+    action_names = ACTION_NAMES
 
     def __init__(self, render_mode: str | None = None, height: int = 9, width: int = 9,
                  num_fruits: int = 1, init_len: int = 2, max_steps_per_game: int | None = None,

@@ -40,6 +40,7 @@ from generative.acgan_tools import (  # noqa: F401
     GenerateArgs,
     WatchArgs,
     evaluate,
+    export,
     frechet_distance,
     generate,
     judge_images,

@@ -16,6 +16,7 @@ from nn.checkpoint import load_weights, write_png
 from nn.contracts import ToolArgs
 from nn.device import select_device
 from nn.errors import UserError
+from nn.export import Network
 from nn.schema import at_least
 from nn.seeding import make_generator
 
@@ -161,3 +162,16 @@ def watch(payload: dict, args) -> dict:
 
     return view_digits(draw, torch.stack(real), gen.latent_size,
                        make_generator(args.seed, torch.device("cpu")), args)
+
+
+def export(payload: dict) -> tuple[list[Network], dict]:
+    """The generator: a latent and a class in, an image in [-1, 1] out."""
+    cfg, gen = load_generator(payload, torch.device("cpu"))
+    rng = make_generator(0, torch.device("cpu"))
+    classes = torch.arange(NUM_CLASSES).repeat(26)[:256]
+    z = sample_z(len(classes), gen.latent_size, rng, torch.device("cpu"))
+    data = load_images(cfg.data)
+    return ([Network("generator", gen, {"z": z, "classes": classes}, ["images"],
+                     about="images [batch, 1, 28, 28] in [-1, 1]; pixel = (v + 1) * 127.5")],
+            {"latent_size": int(gen.latent_size), "latent": "uniform in [-1, 1]",
+             "classes": data.classes, "dataset": data.name})

@@ -23,6 +23,7 @@ from nn.contracts import ToolArgs
 from nn.device import maybe_compile, mixed_precision, select_device
 from nn.epochs import EpochRecipe
 from nn.errors import UserError
+from nn.export import Network
 from nn.run import Run
 from nn.schema import at_least, between, sizes
 from nn.seeding import make_generator
@@ -216,3 +217,15 @@ def evaluate(payload: dict, args) -> dict:
                "test_images": len(data.test_images), "test_accuracy": round(acc, 4)}
     print(json.dumps(summary), flush=True)
     return summary
+
+
+def export(payload: dict) -> tuple[list[Network], dict]:
+    """The classifier: images in, one logit per class out."""
+    cfg = OmegaConf.create(payload["config"])
+    model = load_weights(build_model(cfg), payload, "model").eval()
+    data = load_images(cfg.data)
+    images = to_model_input(data.test_images[:256])
+    network = Network("classifier", model, {"images": images}, ["logits"],
+                      about="class logits; the predicted class is the argmax")
+    return [network], {"classes": data.classes, "dataset": data.name,
+                       "image": "[batch, 1, 28, 28] float32: uint8 pixels / 127.5 - 1"}

@@ -38,7 +38,13 @@ from generative.char_lstm import (
 from generative.corpus import load_corpus
 
 # the read-back tools of this trainer (nn/contracts.py), beside the model they load
-from generative.text_tools import EvalArgs, GenerateArgs, evaluate, generate  # noqa: F401
+from generative.text_tools import (  # noqa: F401
+    EvalArgs,
+    GenerateArgs,
+    evaluate,
+    export,
+    generate,
+)
 from nn import budget
 from nn.config import instantiate
 from nn.device import maybe_compile, mixed_precision

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from generative.char_lstm import build_model, encode, generate_ids, validation_loss, window_loss
@@ -16,6 +17,7 @@ from nn.checkpoint import load_weights
 from nn.contracts import ToolArgs
 from nn.device import mixed_precision, select_device
 from nn.errors import UserError
+from nn.export import Network
 from nn.schema import at_least
 from nn.seeding import make_generator
 
@@ -101,3 +103,52 @@ def evaluate(payload: dict, args) -> dict:
                "loss": round(loss, 4), "bpc": round(loss / math.log(2), 4)}
     print(json.dumps(summary), flush=True)
     return summary
+
+
+class Step(torch.nn.Module):
+    """One character at a time, the export's form of the LSTM: token [B] (int64) and the
+    state of every layer, concatenated ([B, sum of hidden sizes], h and c) in; the next
+    character's logits [B, V] and the new state out. A caller loops it to sample."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self.sizes = [lstm.hidden_size for lstm in model.lstms]
+
+    def forward(self, token: torch.Tensor, h: torch.Tensor, c: torch.Tensor):
+        model = self.model
+        x = (F.one_hot(token, model.vocab_size).float() if model.embedding is None
+             else model.embedding(token))
+        hs, cs = [], []
+        # the LSTM cell written out (torch's fused LSTM does not export one step at a time):
+        # gates in torch's order input, forget, cell, output
+        for lstm, h_l, c_l in zip(model.lstms, h.split(self.sizes, 1), c.split(self.sizes, 1),
+                                  strict=True):
+            gates = (x @ lstm.weight_ih_l0.T + lstm.bias_ih_l0 + h_l @ lstm.weight_hh_l0.T
+                     + lstm.bias_hh_l0)
+            i, f, g, o = gates.chunk(4, 1)
+            c_l = torch.sigmoid(f) * c_l + torch.sigmoid(i) * torch.tanh(g)
+            x = torch.sigmoid(o) * torch.tanh(c_l)
+            hs.append(x)
+            cs.append(c_l)
+        return model.head(x), torch.cat(hs, 1), torch.cat(cs, 1)
+
+
+def export(payload: dict) -> tuple[list[Network], dict]:
+    """The one-step LSTM, checked on the states it passes through reading the first 256
+    characters of the run's held-out text."""
+    cfg, chars, model = load_model(payload, torch.device("cpu"))
+    step = Step(model).eval()
+    width = sum(step.sizes)
+    tokens = torch.tensor(encode(load_corpus(cfg.data).val_text[:256], chars))
+    h, c, states = torch.zeros(1, width), torch.zeros(1, width), []
+    with torch.no_grad():
+        for token in tokens:
+            states.append((token[None], h, c))
+            _, h, c = step(token[None], h, c)
+    token, h, c = (torch.cat(parts) for parts in zip(*states, strict=True))
+    return ([Network("step", step, {"token": token, "h": h, "c": c}, ["logits", "h_next", "c_next"],
+                     about="next-character logits; sample softmax(logits / temperature)")],
+            {"vocabulary": chars, "state_size": width, "hidden_sizes": step.sizes,
+             "start_state": "zeros", "seed_text": payload["meta"]["seed_text"],
+             "special_tokens": "none: every id is a character of the vocabulary"})

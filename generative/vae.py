@@ -28,6 +28,7 @@ from nn.contracts import ToolArgs
 from nn.device import mixed_precision, select_device
 from nn.epochs import EpochRecipe
 from nn.errors import UserError
+from nn.export import Network
 from nn.run import Run
 from nn.schema import above, at_least, one_of, sizes
 from nn.seeding import make_generator
@@ -352,3 +353,40 @@ def watch(payload: dict, args) -> dict:
 
     return explore(decode, z.cpu().numpy(), data.test_labels[pick].numpy(),
                    payload["meta"]["classes"], args)
+
+
+class Encoder(torch.nn.Module):
+    """image [B, 784] in [0, 1] -> (mean, log_var) of the latent: the export's encoder."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.encode(image)
+
+
+class Decoder(torch.nn.Module):
+    """z [B, latent] -> image [B, 784] in [0, 1]: the export's decoder."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.model.decode_logits(z))
+
+
+def export(payload: dict) -> tuple[list[Network], dict]:
+    """The encoder and the decoder, checked on test images and their latents."""
+    cfg, model = load_model(payload, torch.device("cpu"))
+    data = load_images(cfg.data)
+    images = as_float(data.test_images[:256])
+    with torch.no_grad():
+        z, _ = model.encode(images)
+    return ([Network("encoder", Encoder(model), {"image": images}, ["mean", "log_var"],
+                     about="the latent's Gaussian: mean and log variance"),
+             Network("decoder", Decoder(model), {"z": z}, ["image"],
+                     about="pixels in [0, 1], row by row (28 x 28)")],
+            {"latent_size": int(z.shape[1]), "classes": data.classes, "dataset": data.name,
+             "image": "[batch, 784] float32: uint8 pixels / 255, row by row"})

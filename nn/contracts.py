@@ -72,6 +72,16 @@ class Generates(Protocol):
         """Sample from the saved model: text to stdout, or an image file."""
 
 
+@runtime_checkable
+class Exports(Protocol):
+    """A trainer whose networks `rlgen-export` can write as ONNX files (nn/export.py)."""
+
+    def export(self, payload: dict) -> tuple[list, dict]:
+        """The networks a user needs at inference, each with real example inputs
+        (`nn.export.Network`), and what the manifest says of them besides: the env's
+        observation and actions, the vocabulary, class names, image scaling."""
+
+
 # the read-back tools: command -> (the protocol its trainer keeps, the function, the args)
 READ_BACK = {"rlgen-eval": (Evaluates, "evaluate", "EvalArgs"),
              "rlgen-watch": (Watches, "watch", "WatchArgs"),

@@ -38,6 +38,7 @@ from nn.checkpoint import load_weights
 from nn.config import instantiate, plain
 from nn.device import maybe_compile, mixed_precision, select_device
 from nn.errors import UserError
+from nn.export import Network
 from nn.run import Run
 from nn.schema import above, at_least, between, one_of
 from nn.seeding import make_generator
@@ -58,8 +59,10 @@ from rl.play import (
     EvalArgs,
     WatchArgs,
     check_model_fits,
+    env_manifest,
     evaluate_agent,
     rebuild_agent,
+    sample_observations,
     watch_agent,
 )
 from rl.q_learning import (
@@ -285,6 +288,15 @@ def restore(run, online, target, optimizer, memory, window, envs, stats, generat
 
 def load_q_network(payload: dict, device: torch.device):
     return rebuild_agent(payload, build_q_network, "q_network", device)
+
+
+def export(payload: dict) -> tuple[list[Network], dict]:
+    """The Q-network: observations in (as the env gives them), one value per action out;
+    the greedy agent plays the largest."""
+    cfg, env, q_network = load_q_network(payload, torch.device("cpu"))
+    network = Network("q_network", q_network, {"x": sample_observations(env)}, ["q_values"],
+                      about="action values; the greedy move is the argmax")
+    return [network], env_manifest(cfg, env)
 
 
 def evaluate(payload: dict, args) -> dict:

@@ -121,6 +121,30 @@ def check_model_fits(cfg, env, build) -> None:
                         "pick a model that takes it (e.g. model=mlp)") from err
 
 
+def sample_observations(env, count: int = 256, seed: int = 0) -> torch.Tensor:
+    """`count` real observations of `env`: its games' starts and the states random moves
+    lead to (an export is checked on them)."""
+    envs = env.batched(64, torch.device("cpu"), seed=seed)
+    generator = torch.Generator().manual_seed(seed)
+    seen = [envs.reset()]
+    while sum(len(obs) for obs in seen) < count:
+        actions = torch.randint(int(env.action_space.n), (envs.num_envs,), generator=generator)
+        _, _, terminated, truncated = envs.step(actions)
+        seen.append(envs.reset_done(terminated | truncated))
+    return torch.cat(seen)[:count]
+
+
+def env_manifest(cfg, env) -> dict:
+    """What an export's user needs to know of the env: its settings, the observation a
+    network takes and what each action means."""
+    space, n = env.observation_space, int(env.action_space.n)
+    names = getattr(env.unwrapped, "action_names", None)
+    return {"env": OmegaConf.to_container(cfg.env, resolve=True),
+            "observation": {"shape": list(space.shape), "dtype": str(space.dtype),
+                            "about": (env.unwrapped.__doc__ or "").strip().split("\n\n")[0]},
+            "actions": list(names) if names else [str(a) for a in range(n)]}
+
+
 def rebuild_agent(payload: dict, build, state_key: str, device: torch.device):
     """The run's config, its env and its trained network, from a checkpoint alone."""
     cfg = OmegaConf.create(payload["config"])

@@ -29,6 +29,7 @@ from nn.checkpoint import load_weights
 from nn.config import instantiate
 from nn.device import maybe_compile, mixed_precision, select_device
 from nn.errors import UserError
+from nn.export import Network
 from nn.run import Run
 from nn.schema import above, at_least, between, one_of
 from nn.seeding import make_generator
@@ -36,9 +37,11 @@ from rl.play import (
     EvalArgs,
     WatchArgs,
     check_model_fits,
+    env_manifest,
     evaluate_agent,
     log_game_video,
     rebuild_agent,
+    sample_observations,
     watch_agent,
 )
 
@@ -297,6 +300,17 @@ def live_drawer(cfg):
 
 def load_policy(payload: dict, device: torch.device):
     return rebuild_agent(payload, build_policy, "policy", device)
+
+
+def export(payload: dict) -> tuple[list[Network], dict]:
+    """The policy network: observations in, logits out (one logit: the book's sigmoid
+    policy, P(action 1) = sigmoid(logit); n logits: softmax over the n actions)."""
+    cfg, env, policy = load_policy(payload, torch.device("cpu"))
+    obs = sample_observations(env).float()
+    heads = "sigmoid of the one logit: P(action 1)" if policy(obs[:1]).shape[-1] == 1 \
+        else "softmax over the logits"
+    network = Network("policy", policy, {"x": obs}, ["logits"], about=f"policy; {heads}")
+    return [network], env_manifest(cfg, env)
 
 
 def make_act(policy, greedy: bool, generator: torch.Generator | None):

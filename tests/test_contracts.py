@@ -18,6 +18,7 @@ from nn.contracts import (
     BatchesItself,
     ChecksConfig,
     Evaluates,
+    Exports,
     ToolArgs,
     Trainer,
 )
@@ -44,6 +45,7 @@ def test_every_trainer_keeps_the_trainer_contract(name):
     assert isinstance(trainer.CURVES, tuple) and all(isinstance(t, str) for t in trainer.CURVES)
     if isinstance(trainer, ChecksConfig):
         assert parameters(trainer.check_config) == ["cfg"]
+    assert isinstance(trainer, Exports) and parameters(trainer.export) == ["payload"]
     kept = [contract for contract, _, _ in READ_BACK.values() if isinstance(trainer, contract)]
     assert kept, f"{name} offers no read-back tool"
     for contract, function, schema in READ_BACK.values():

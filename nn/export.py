@@ -1,0 +1,141 @@
+"""Trained networks out of the run, as ONNX files any ONNX runtime can run.
+
+A trainer says which networks a user needs at inference and gives real inputs for
+each (observations from its env, test images, latents, text); this module exports
+them with `torch.onnx.export`, checks every file with ONNX Runtime against PyTorch on
+those inputs, and can store the weights at 16 or 8 bits. The weights only: the graph
+turns them back into float32 as it loads them (a `Cast` from float16, a
+`DequantizeLinear` from int8, both plain ONNX operators), so every runtime runs a
+quantized file, the browser's included, and the files shrink 2x and 4x as the book's
+chapter 12 measures (tfjs' weight quantization does the same).
+"""
+
+import contextlib
+import gzip
+import inspect
+import io
+import logging
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+PRECISIONS = ("none", "fp16", "int8")
+# the largest output error allowed, relative to the output's own scale (max |PyTorch|):
+# float32 differs only by the order of its sums; 16- and 8-bit weights round each weight
+TOLERANCE = {"none": 1e-4, "fp16": 1e-2, "int8": 6e-2}
+ONNX_DTYPES = {torch.float32: "float32", torch.int64: "int64", torch.uint8: "uint8"}
+
+
+@dataclass
+class Network:
+    """One network to export: `inputs` are real examples, keyed by the names of the
+    module's `forward` arguments, batch first (the batch axis stays free in the file)."""
+
+    name: str
+    module: torch.nn.Module
+    inputs: dict[str, torch.Tensor]
+    outputs: list[str]
+    about: str = ""
+    fixed_batch: list[str] = field(default_factory=list)  # inputs without a batch axis
+
+
+def export_network(network: Network, path: Path) -> None:
+    """`network` as one self-contained ONNX file (weights inside) at `path`."""
+    module = network.module.eval()
+    names = list(inspect.signature(module.forward).parameters)
+    if names != list(network.inputs):
+        raise ValueError(f"{network.name}: inputs {list(network.inputs)} are not forward's {names}")
+    batch = torch.export.Dim("batch", min=1)
+    dynamic = {name: (None if name in network.fixed_batch else {0: batch}) for name in names}
+    quiet = io.StringIO()  # the exporter reports each stage on stdout, and logs warnings
+    exporter_log = logging.getLogger("torch.onnx")  # about ops of packages rlgen does not use
+    level, exporter_log.level = exporter_log.level, logging.ERROR
+    with contextlib.redirect_stdout(quiet), warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, tuple(network.inputs.values()), str(path),
+                          input_names=names, output_names=network.outputs,
+                          dynamic_shapes=dynamic, external_data=False, dynamo=True)
+    exporter_log.setLevel(level)
+
+
+def quantize_weights(path: Path, precision: str) -> None:
+    """Store the float32 weights of the ONNX file at `path` at 16 or 8 bits, in place.
+    int8: symmetric, one scale per output channel (per tensor for vectors)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    if precision == "none":
+        return
+    model = onnx.load(str(path))
+    graph, decoders, kept = model.graph, [], []
+    for weight in graph.initializer:
+        array = numpy_helper.to_array(weight)
+        if weight.data_type != TensorProto.FLOAT or array.size < 16:
+            kept.append(weight)  # scalars and shapes: no gain, and exactness matters
+            continue
+        name = weight.name
+        if precision == "fp16":
+            kept.append(numpy_helper.from_array(array.astype(np.float16), f"{name}__fp16"))
+            decoders.append(helper.make_node("Cast", [f"{name}__fp16"], [name],
+                                             to=TensorProto.FLOAT))
+            continue
+        per_channel = array.ndim > 1
+        peak = (np.abs(array).reshape(len(array), -1).max(axis=1) if per_channel
+                else np.abs(array).max(keepdims=False))
+        scale = np.maximum(peak, 1e-12).astype(np.float32) / 127
+        shaped = scale.reshape(-1, *[1] * (array.ndim - 1)) if per_channel else scale
+        quantized = np.clip(np.round(array / shaped), -127, 127).astype(np.int8)
+        kept += [numpy_helper.from_array(quantized, f"{name}__int8"),
+                 numpy_helper.from_array(np.asarray(scale, np.float32), f"{name}__scale"),
+                 numpy_helper.from_array(np.zeros_like(scale, dtype=np.int8), f"{name}__zero")]
+        decoders.append(helper.make_node(
+            "DequantizeLinear", [f"{name}__int8", f"{name}__scale", f"{name}__zero"], [name],
+            **({"axis": 0} if per_channel else {})))
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    nodes = decoders + list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
+def verify(network: Network, path: Path, precision: str) -> dict:
+    """ONNX Runtime against PyTorch on the network's real inputs: the largest error of
+    each output relative to that output's scale, and whether it is inside tolerance."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(network.outputs, {k: v.numpy() for k, v in network.inputs.items()})
+    with torch.no_grad():
+        want = network.module.eval()(*network.inputs.values())
+    want = want if isinstance(want, tuple) else (want,)
+    errors = {}
+    for name, a, b in zip(network.outputs, got, want, strict=True):
+        b = b.float().numpy()
+        errors[name] = float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-6))
+    worst = max(errors.values())
+    batch = next(iter(network.inputs.values())).shape[0]
+    return {"inputs": int(batch), "relative_error": errors, "tolerance": TOLERANCE[precision],
+            "passed": bool(worst <= TOLERANCE[precision])}
+
+
+def describe(network: Network, path: Path) -> dict:
+    """What a caller needs to run the file: names, dtypes, shapes ("batch" where free)."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+    def shape(value) -> list:
+        return [d if isinstance(d, int) else "batch" for d in value.shape]
+
+    data = path.read_bytes()
+    return {"file": path.name, "about": network.about,
+            "inputs": [{"name": i.name, "dtype": ONNX_DTYPES[network.inputs[i.name].dtype],
+                        "shape": shape(i)} for i in session.get_inputs()],
+            "outputs": [{"name": o.name, "dtype": "float32", "shape": shape(o)}
+                        for o in session.get_outputs()],
+            "bytes": len(data), "gzip_ratio": round(len(data) / len(gzip.compress(data)), 3)}

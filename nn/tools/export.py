@@ -1,0 +1,119 @@
+"""`rlgen-export run=RUN_DIR [checkpoint=best] [quantize=none|fp16|int8] [out=DIR]`: the
+networks of a trained run as ONNX files, with a manifest (manifest.json) that says all
+a caller needs to use them without rlgen, and the record of their check.
+
+Each network is exported once, its weights stored at the precision asked for, and
+checked by ONNX Runtime against PyTorch on real inputs; a network outside its
+tolerance refuses the whole export in one line and leaves nothing behind. The export
+goes beside the run (RUN_DIR/export-<checkpoint>-<precision>/), never over a folder
+that holds anything but an earlier export of the same run.
+"""
+
+import json
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import MISSING
+
+from nn.checkpoint import checkpoint_path, load_checkpoint
+from nn.config import describe_keys, import_trainer, parse_key_values
+from nn.contracts import Exports
+from nn.errors import UserError
+from nn.export import PRECISIONS, describe, export_network, quantize_weights, verify
+from nn.schema import one_of
+from nn.tools.checks import fail
+
+FORMAT = "rlgen-export/1"
+QUANTIZATION = ("weights only, stored at the precision named and turned back into float32 "
+                "as the graph loads them (fp16: Cast; int8: DequantizeLinear, symmetric, one "
+                "scale per output channel); activations and arithmetic stay float32")
+
+
+@dataclass
+class ExportArgs:
+    run: str = MISSING  # a run dir made by rlgen-train (or one of its checkpoint files)
+    checkpoint: str = "best"  # best | last (the kept or the latest weights)
+    quantize: str = one_of(*PRECISIONS, default="none")  # weights at 32, 16 or 8 bits
+    out: str | None = None  # default: RUN_DIR/export-<checkpoint>-<quantize>
+
+
+def target_folder(out: Path, run_dir: Path) -> Path:
+    """`out`, if it is free or holds an earlier export of this same run."""
+    if not out.exists():
+        return out
+    manifest = out / "manifest.json"
+    try:
+        earlier = json.loads(manifest.read_text())["run"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UserError(f"out={out} holds other files; choose another out=") from None
+    if earlier != str(run_dir):
+        raise UserError(f"out={out} holds an export of another run ({earlier}); choose another "
+                        "out=") from None
+    return out
+
+
+def export_run(args) -> Path:
+    path = checkpoint_path(args.run, args.checkpoint)
+    payload = load_checkpoint(path)
+    trainer = import_trainer(payload.get("trainer", ""))
+    if not isinstance(trainer, Exports):
+        raise UserError(f"rlgen-export does not apply to experiment {payload.get('experiment')!r}")
+    run_dir = path.resolve().parent.parent
+    out = target_folder(Path(args.out or run_dir / f"export-{path.stem}-{args.quantize}")
+                        .resolve(), run_dir)
+    networks, about = trainer.export(payload)
+    made = [folder for folder in reversed(out.parents) if not folder.exists()]
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        building = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    except OSError as err:
+        raise UserError(f"cannot write out={out}: {err.strerror}") from err
+    finished = False
+    try:
+        described = []
+        for network in networks:
+            file = building / f"{network.name}.onnx"
+            export_network(network, file)
+            quantize_weights(file, args.quantize)
+            check = verify(network, file, args.quantize)
+            if not check["passed"]:
+                worst = max(check["relative_error"].values())
+                raise UserError(f"{network.name}: ONNX Runtime differs from PyTorch by {worst:.3g} "
+                                f"of the output's scale (tolerance {check['tolerance']:g} at "
+                                f"quantize={args.quantize}); nothing was written")
+            described.append({**describe(network, file), "check": check})
+        manifest = {"format": FORMAT, "experiment": payload["experiment"],
+                    "trainer": payload["trainer"], "run": str(run_dir), "checkpoint": path.name,
+                    "meta": {k: v for k, v in payload["meta"].items()
+                             if isinstance(v, (int, float, str)) and k != "seed_text"},
+                    "precision": args.quantize, "quantization": QUANTIZATION,
+                    "networks": described, **about}
+        (building / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        if out.exists():
+            shutil.rmtree(out)  # an earlier export of this run, checked above
+        building.rename(out)
+        finished = True
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+        for folder in [] if finished else reversed(made):  # folders made for this export
+            shutil.rmtree(folder, ignore_errors=True)
+    for record in described:
+        errors = ", ".join(f"{k} {v:.1e}" for k, v in record["check"]["relative_error"].items())
+        print(f"{record['file']}: {record['bytes']:,} bytes, gzip ratio {record['gzip_ratio']}, "
+              f"checked on {record['check']['inputs']} inputs ({errors})")
+    print(f"wrote {out} (manifest.json)")
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if any(a in ("-h", "--help") for a in argv):
+        print(f"{__doc__.strip()}\n\nkeys:\n{describe_keys(ExportArgs)}")
+        return
+    try:
+        export_run(parse_key_values(ExportArgs, argv))
+    except UserError as err:
+        fail("rlgen-export", str(err))

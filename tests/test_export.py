@@ -1,0 +1,156 @@
+"""rlgen-export: every kind of trained network as ONNX, checked by ONNX Runtime against
+PyTorch at each precision; the LSTM's step samples the same text; bad input is one line
+and leaves nothing behind."""
+
+import importlib
+import json
+import shutil
+
+import numpy as np
+import onnxruntime
+import pytest
+import torch
+from conftest import compose
+
+from generative import char_lstm, text_tools
+from nn.checkpoint import load_checkpoint
+from nn.config import parse_key_values
+from nn.errors import UserError
+from nn.export import PRECISIONS, Network, quantize_weights, verify
+from nn.tools.export import ExportArgs, export_run
+
+TINY = {
+    "policy": ["experiment=cartpole_reinforce", "algo.iterations=2",
+               "algo.games_per_iteration=4", "env.max_steps_per_game=50"],
+    "snake": ["experiment=snake_dqn", "model.channels=[8,8]", "model.hidden_sizes=[16]",
+              "algo.replay_size=300", "algo.replay_warmup=64", "algo.max_frames=200"],
+    "gymnasium": ["experiment=acrobot_dqn", "model.hidden_sizes=[16]", "algo.replay_size=300",
+                  "algo.replay_warmup=64", "algo.max_frames=200"],
+    "classifier": ["experiment=mnist_cnn", "algo.epochs=1", "algo.batch_size=500"],
+    "vae": ["experiment=vae_mnist5k", "algo.epochs=1", "algo.batch_size=500"],
+    "acgan": ["experiment=acgan_mnist5k", "model=acgan_light", "algo.epochs=1",
+              "algo.epoch_images=100"],
+    "text": ["experiment=lstm_text_fast", "model.embedding_dim=8", "model.hidden_sizes=[24,16]",
+             "algo.sample_len=32", "algo.batch_size=8", "algo.examples_per_epoch=64",
+             "algo.epochs=1", "algo.display_length=20", "algo.warmup_steps=2"],
+}
+NETWORKS = {"policy": ["policy"], "snake": ["q_network"], "gymnasium": ["q_network"],
+            "classifier": ["classifier"], "vae": ["encoder", "decoder"],
+            "acgan": ["generator"], "text": ["step"]}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """One tiny trained run of every kind, and its export at full precision."""
+    made = {}
+    for kind, overrides in TINY.items():
+        cfg = compose(*overrides, "device=cpu")
+        run_dir = tmp_path_factory.mktemp(kind)
+        importlib.import_module(cfg.trainer).train(cfg, run_dir)
+        made[kind] = (run_dir, export_run(parse_key_values(ExportArgs, [f"run={run_dir}"])))
+    return made
+
+
+def manifest(folder) -> dict:
+    return json.loads((folder / "manifest.json").read_text())
+
+
+@pytest.mark.parametrize("kind", sorted(TINY))
+def test_every_kind_exports_its_networks_with_a_manifest(runs, kind):
+    run_dir, out = runs[kind]
+    about = manifest(out)
+    assert out == run_dir / "export-best-none" and about["run"] == str(run_dir)
+    assert [n["file"] for n in about["networks"]] == [f"{n}.onnx" for n in NETWORKS[kind]]
+    for network in about["networks"]:
+        assert network["check"]["passed"] and network["check"]["inputs"] >= 200
+        assert all(i["shape"][0] == "batch" for i in network["inputs"])
+        session = onnxruntime.InferenceSession(str(out / network["file"]))
+        assert [i.name for i in session.get_inputs()] == [i["name"] for i in network["inputs"]]
+    if kind in ("policy", "snake", "gymnasium"):
+        assert about["actions"] and about["observation"]["shape"]
+    if kind == "snake":
+        assert about["actions"] == ["straight", "left", "right"]
+        assert about["networks"][0]["inputs"][0]["dtype"] == "uint8"
+    if kind == "text":
+        assert about["vocabulary"] == load_checkpoint(run_dir / "checkpoints" / "best.pt")[
+            "meta"]["chars"]
+    if kind in ("classifier", "acgan", "vae"):
+        assert about["classes"] == [str(d) for d in range(10)]
+
+
+@pytest.mark.parametrize("kind", sorted(TINY))
+def test_weights_at_16_and_8_bits_stay_within_their_tolerance(runs, kind, tmp_path):
+    """Each exported file quantized both ways, rerun by ONNX Runtime on the real inputs."""
+    run_dir, out = runs[kind]
+    payload = load_checkpoint(run_dir / "checkpoints" / "best.pt")
+    trainer = importlib.import_module(payload["trainer"])
+    networks, _ = trainer.export(payload)
+    for network in networks:
+        sizes = {}
+        for precision in PRECISIONS:
+            copy = tmp_path / f"{network.name}-{precision}.onnx"
+            shutil.copy(out / f"{network.name}.onnx", copy)
+            quantize_weights(copy, precision)
+            check = verify(network, copy, precision)
+            assert check["passed"], (network.name, precision, check)
+            sizes[precision] = copy.stat().st_size
+        if sizes["none"] > 50_000:  # past the few bytes each quantized tensor's names cost
+            assert sizes["int8"] < sizes["fp16"] < sizes["none"]
+
+
+def test_the_check_fails_on_a_file_that_differs(runs, tmp_path):
+    run_dir, out = runs["classifier"]
+    wrong = Network("classifier", torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10)),
+                    {"images": torch.randn(4, 1, 28, 28)}, ["logits"])
+    assert not verify(wrong, out / "classifier.onnx", "none")["passed"]
+
+
+def test_the_exported_step_samples_the_same_text_as_pytorch(runs):
+    run_dir, out = runs["text"]
+    payload = load_checkpoint(run_dir / "checkpoints" / "best.pt")
+    _, chars, model = text_tools.load_model(payload, torch.device("cpu"))
+    seed = char_lstm.encode(payload["meta"]["seed_text"], chars)
+    want = list(char_lstm.generate_ids(model, seed, 200, 0.0, torch.Generator(), None))
+    session = onnxruntime.InferenceSession(str(out / "step.onnx"))
+    width = manifest(out)["state_size"]
+    h = c = np.zeros((1, width), np.float32)
+    for token in seed:
+        logits, h, c = session.run(None, {"token": np.array([token]), "h": h, "c": c})
+    got = []
+    for _ in range(200):
+        got.append(int(logits[0].argmax()))
+        logits, h, c = session.run(None, {"token": np.array([got[-1]]), "h": h, "c": c})
+    assert "".join(chars[i] for i in got) == "".join(chars[i] for i in want)
+
+
+def test_quantized_export_through_the_command(runs, capsys):
+    run_dir, _ = runs["classifier"]
+    out = export_run(parse_key_values(ExportArgs, [f"run={run_dir}", "quantize=int8"]))
+    about = manifest(out)
+    assert out.name == "export-best-int8" and about["precision"] == "int8"
+    assert "DequantizeLinear" in about["quantization"]
+    assert "checked on 256 inputs" in capsys.readouterr().out
+
+
+def test_bad_input_is_one_line_and_leaves_nothing(runs, tmp_path):
+    run_dir, _ = runs["policy"]
+    with pytest.raises(UserError, match="holds no checkpoints/best.pt"):
+        export_run(parse_key_values(ExportArgs, [f"run={tmp_path}"]))
+    corrupt = tmp_path / "corrupt" / "checkpoints"
+    corrupt.mkdir(parents=True)
+    (corrupt / "best.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match="not a readable rlgen checkpoint"):
+        export_run(parse_key_values(ExportArgs, [f"run={corrupt.parent}"]))
+    with pytest.raises(UserError, match="quantize=int4 is not a choice"):
+        parse_key_values(ExportArgs, [f"run={run_dir}", "quantize=int4"])
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="holds other files"):
+        export_run(parse_key_values(ExportArgs, [f"run={run_dir}", f"out={taken}"]))
+    assert [p.name for p in taken.iterdir()] == ["notes.txt"]
+    other = runs["snake"][1]  # another run's export is never written over
+    with pytest.raises(UserError, match="holds an export of another run"):
+        export_run(parse_key_values(ExportArgs, [f"run={run_dir}", f"out={other}"]))
+    assert manifest(other)["experiment"] == "snake_dqn"
+    assert not [p for p in tmp_path.rglob(".*") if p.is_dir()]  # no half-written folder
