@@ -139,3 +139,45 @@ def describe(network: Network, path: Path) -> dict:
             "outputs": [{"name": o.name, "dtype": "float32", "shape": shape(o)}
                         for o in session.get_outputs()],
             "bytes": len(data), "gzip_ratio": round(len(data) / len(gzip.compress(data)), 3)}
+
+
+class OnnxNetwork:
+    """An exported network run by ONNX Runtime, called like the torch module it came from:
+    tensors in (on any device), tensors out on the same device. No torch model inside."""
+
+    def __init__(self, path: Path):
+        import onnxruntime
+
+        self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        self.inputs = [i.name for i in self.session.get_inputs()]
+
+    def __call__(self, *tensors: torch.Tensor):
+        outputs = self.session.run(None, {name: t.detach().cpu().numpy()
+                                          for name, t in zip(self.inputs, tensors, strict=True)})
+        device = tensors[0].device
+        outputs = [torch.from_numpy(o).to(device) for o in outputs]
+        return outputs[0] if len(outputs) == 1 else tuple(outputs)
+
+    def eval(self) -> "OnnxNetwork":
+        return self
+
+
+def read_export(folder: Path) -> dict:
+    """An export folder in the shape of a checkpoint's payload (experiment, trainer,
+    config, meta), with `export` naming the folder; None if `folder` holds no export."""
+    import json
+
+    from nn.errors import UserError
+
+    manifest = Path(folder) / "manifest.json"
+    if not manifest.is_file():
+        return None
+    try:
+        about = json.loads(manifest.read_text())
+    except ValueError:
+        about = None
+    if not isinstance(about, dict) or not {"experiment", "trainer", "config", "meta"} <= about.keys():
+        raise UserError(f"{manifest} is not a manifest this rlgen-export writes; export the "
+                        "run again")
+    return {"experiment": about["experiment"], "trainer": about["trainer"],
+            "config": about["config"], "meta": about["meta"], "export": Path(folder)}

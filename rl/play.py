@@ -15,8 +15,9 @@ from nn.checkpoint import load_weights
 from nn.config import instantiate
 from nn.contracts import ToolArgs
 from nn.errors import UserError
+from nn.export import OnnxNetwork
 from nn.media import check_record_path, save_frames
-from nn.schema import at_least
+from nn.schema import at_least, one_of
 from nn.viewer import Viewer
 
 
@@ -31,6 +32,8 @@ class EvalArgs(ToolArgs):
     # end a game after this many steps without a positive reward (Snake: without a fruit);
     # default: the run's algo.eval_max_steps_without_reward, if it has one
     max_steps_without_reward: int | None = at_least(1, None)
+    # onnx: run=EXPORT_DIR (made by rlgen-export) is played by ONNX Runtime
+    backend: str = one_of("torch", "onnx", default="torch")
 
 
 @dataclass
@@ -100,7 +103,8 @@ def evaluate_agent(payload: dict, args, env, act, device: torch.device, max_step
     envs = env.batched(args.episodes, device, seed=args.seed)
     games = play_batched(envs, act, max_steps, max_steps_without_reward)
     steps = games["steps"].float()
-    summary = {"experiment": payload["experiment"], "checkpoint": args.checkpoint, **about,
+    summary = {"experiment": payload["experiment"], "checkpoint": args.checkpoint,
+               "backend": args.backend, **about,
                "episodes": args.episodes, "seed": args.seed, "greedy": args.greedy,
                "max_steps_per_game": max_steps, "max_steps_without_reward": max_steps_without_reward,
                **mean_figures(games, envs.counters),
@@ -146,9 +150,12 @@ def env_manifest(cfg, env) -> dict:
 
 
 def rebuild_agent(payload: dict, build, state_key: str, device: torch.device):
-    """The run's config, its env and its trained network, from a checkpoint alone."""
+    """The run's config, its env and its trained network, from a checkpoint alone (or
+    from an export folder, as `nn.export.read_export` reads it)."""
     cfg = OmegaConf.create(payload["config"])
     env = instantiate(cfg.env)
+    if "export" in payload:  # an rlgen-export folder: ONNX Runtime plays, no torch model
+        return cfg, env, OnnxNetwork(payload["export"] / f"{state_key}.onnx")
     network = build(cfg, env).to(device)
     load_weights(network, payload, state_key).eval()
     return cfg, env, network

@@ -10,7 +10,7 @@ import numpy as np
 import onnxruntime
 import pytest
 import torch
-from conftest import compose
+from conftest import call_tool, compose
 
 from generative import char_lstm, text_tools
 from nn.checkpoint import load_checkpoint
@@ -154,3 +154,16 @@ def test_bad_input_is_one_line_and_leaves_nothing(runs, tmp_path):
         export_run(parse_key_values(ExportArgs, [f"run={run_dir}", f"out={other}"]))
     assert manifest(other)["experiment"] == "snake_dqn"
     assert not [p for p in tmp_path.rglob(".*") if p.is_dir()]  # no half-written folder
+
+
+@pytest.mark.parametrize("kind", ["policy", "snake", "gymnasium"])
+def test_an_export_plays_through_onnx_runtime_as_the_run_does(runs, kind):
+    """rlgen-eval backend=onnx: the same games, the same figures, no torch model."""
+    run_dir, out = runs[kind]
+    common = ["episodes=8", "seed=3", "greedy=true", "max_steps=200", "device=cpu"]
+    torch_run = json.loads(call_tool("rlgen-eval", f"run={run_dir}", *common).stdout)
+    onnx_run = json.loads(call_tool("rlgen-eval", f"run={out}", "backend=onnx", *common).stdout)
+    assert onnx_run.pop("backend") == "onnx" and torch_run.pop("backend") == "torch"
+    assert onnx_run == torch_run
+    mixed = call_tool("rlgen-eval", f"run={run_dir}", "backend=onnx", check=False)
+    assert mixed.returncode == 2 and "backend=onnx goes with run=EXPORT_DIR" in mixed.stderr

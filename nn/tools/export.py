@@ -87,6 +87,7 @@ def export_run(args) -> Path:
             described.append({**describe(network, file), "check": check})
         manifest = {"format": FORMAT, "experiment": payload["experiment"],
                     "trainer": payload["trainer"], "run": str(run_dir), "checkpoint": path.name,
+                    "config": payload["config"],
                     "meta": {k: v for k, v in payload["meta"].items()
                              if isinstance(v, (int, float, str)) and k != "seed_text"},
                     "precision": args.quantize, "quantization": QUANTIZATION,

@@ -13,6 +13,7 @@ from nn.checkpoint import checkpoint_path, load_checkpoint
 from nn.config import explain_config_error, import_trainer, parse_key_values
 from nn.contracts import READ_BACK
 from nn.errors import UserError
+from nn.export import read_export
 from nn.tools.checks import fail
 
 
@@ -63,8 +64,13 @@ def run_tool(command: str, argv: list[str] | None = None):
             return None
         if "run" not in values:
             raise UserError("pass run=RUN_DIR, a run dir made by rlgen-train (see runs/)")
-        path = checkpoint_path(values["run"], values.get("checkpoint", "best"))
-        payload = load_checkpoint(path)
+        payload = read_export(values["run"])
+        if (payload is not None) != (values.get("backend") == "onnx"):
+            raise UserError("backend=onnx goes with run=EXPORT_DIR, a folder rlgen-export made "
+                            "(e.g. RUN_DIR/export-best-none), and an export only with it")
+        if payload is None:
+            payload = load_checkpoint(checkpoint_path(values["run"],
+                                                      values.get("checkpoint", "best")))
         trainer = import_trainer(payload.get("trainer", ""))
         if not isinstance(trainer, contract):
             raise UserError(f"{command} does not apply to experiment "
