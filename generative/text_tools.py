@@ -11,14 +11,21 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from generative.char_lstm import build_model, encode, generate_ids, validation_loss, window_loss
+from generative.char_lstm import (
+    build_model,
+    encode,
+    generate_ids,
+    sample_next,
+    validation_loss,
+    window_loss,
+)
 from generative.corpus import Corpus, load_corpus, read_text
 from nn.checkpoint import load_weights
 from nn.contracts import ToolArgs
 from nn.device import mixed_precision, select_device
 from nn.errors import UserError
-from nn.export import Network
-from nn.schema import at_least
+from nn.export import Network, OnnxNetwork
+from nn.schema import at_least, one_of
 from nn.seeding import make_generator
 
 
@@ -30,6 +37,9 @@ class GenerateArgs(ToolArgs):
     seed: int = 0  # seeds what is drawn at random here
     stream: bool = False  # print characters as they are generated
     device: str = "cpu"  # cpu | cuda | cuda:N | mps | auto
+    # onnx: run=EXPORT_DIR (made by rlgen-export) samples through ONNX Runtime, one
+    # character at a time with the state carried
+    backend: str = one_of("torch", "onnx", default="torch")
 
 
 @dataclass
@@ -49,14 +59,35 @@ def load_model(payload: dict, device: torch.device):
     return cfg, chars, model
 
 
+def sample_export(step: OnnxNetwork, seed_ids: list[int], length: int, temperature: float,
+                  generator: torch.Generator):
+    """`generate_ids` through an exported step: read the seed, then sample `length`
+    characters, the state carried from one to the next."""
+    width = step.session.get_inputs()[1].shape[1]
+    h = c = torch.zeros(1, width)
+    for token in seed_ids:
+        logits, h, c = step(torch.tensor([token]), h, c)
+    for _ in range(length):
+        next_id = sample_next(logits[0], temperature, generator)
+        yield int(next_id)
+        logits, h, c = step(next_id.view(1), h, c)
+
+
 def generate(payload: dict, args) -> str:
-    device = select_device(args.device)
-    cfg, chars, model = load_model(payload, device)
+    if "export" in payload:
+        chars = payload["meta"]["chars"]
+    else:
+        device = select_device(args.device)
+        cfg, chars, model = load_model(payload, device)
     seed_text = args.seed_text if args.seed_text is not None else payload["meta"]["seed_text"]
     seed_ids = encode(seed_text, chars)
-    window = cfg.algo.sample_len if cfg.algo.objective == "last_char" else None
-    ids = generate_ids(model, seed_ids, args.length, args.temperature,
-                       make_generator(args.seed, device), window)
+    if "export" in payload:
+        ids = sample_export(OnnxNetwork(payload["export"] / "step.onnx"), seed_ids, args.length,
+                            args.temperature, make_generator(args.seed, torch.device("cpu")))
+    else:
+        window = cfg.algo.sample_len if cfg.algo.objective == "last_char" else None
+        ids = generate_ids(model, seed_ids, args.length, args.temperature,
+                           make_generator(args.seed, device), window)
     out = []
     for i in ids:
         out.append(chars[i])

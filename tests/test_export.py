@@ -167,3 +167,11 @@ def test_an_export_plays_through_onnx_runtime_as_the_run_does(runs, kind):
     assert onnx_run == torch_run
     mixed = call_tool("rlgen-eval", f"run={run_dir}", "backend=onnx", check=False)
     assert mixed.returncode == 2 and "backend=onnx goes with run=EXPORT_DIR" in mixed.stderr
+
+
+def test_an_exported_text_model_samples_the_runs_text_at_a_temperature(runs):
+    run_dir, out = runs["text"]
+    common = ["length=120", "temperature=0.8", "seed=5"]
+    by_torch = call_tool("rlgen-generate", f"run={run_dir}", *common).stdout
+    by_onnx = call_tool("rlgen-generate", f"run={out}", "backend=onnx", *common).stdout
+    assert by_onnx == by_torch and len(by_onnx) == 120 + 1  # and the newline print adds

@@ -89,7 +89,7 @@ def export_run(args) -> Path:
                     "trainer": payload["trainer"], "run": str(run_dir), "checkpoint": path.name,
                     "config": payload["config"],
                     "meta": {k: v for k, v in payload["meta"].items()
-                             if isinstance(v, (int, float, str)) and k != "seed_text"},
+                             if isinstance(v, (int, float, str))},
                     "precision": args.quantize, "quantization": QUANTIZATION,
                     "networks": described, **about}
         (building / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
