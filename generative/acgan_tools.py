@@ -16,8 +16,8 @@ from nn.checkpoint import load_weights, write_png
 from nn.contracts import ToolArgs
 from nn.device import select_device
 from nn.errors import UserError
-from nn.export import Network
-from nn.schema import at_least
+from nn.export import Network, OnnxNetwork
+from nn.schema import at_least, one_of
 from nn.seeding import make_generator
 
 
@@ -37,6 +37,8 @@ class GenerateArgs(ToolArgs):
     seed: int = 0  # seeds what is drawn at random here
     out: str = "digits.png"  # the PNG to write
     device: str = "cpu"  # cpu | cuda | cuda:N | mps | auto
+    # onnx: run=EXPORT_DIR (made by rlgen-export) draws through ONNX Runtime
+    backend: str = one_of("torch", "onnx", default="torch")
 
 
 @dataclass
@@ -50,6 +52,10 @@ class WatchArgs(ToolArgs):
 
 def load_generator(payload: dict, device) -> tuple[DictConfig, Generator]:
     cfg = OmegaConf.create(payload["config"])
+    if "export" in payload:  # an rlgen-export folder: ONNX Runtime draws, no torch model
+        gen = OnnxNetwork(payload["export"] / "generator.onnx")
+        gen.latent_size = gen.session.get_inputs()[0].shape[1]  # as the torch generator has it
+        return cfg, gen
     gen, _ = build_nets(cfg)
     return cfg, load_weights(gen, payload, "generator").to(device).eval()
 

@@ -161,6 +161,9 @@ class OnnxNetwork:
     def eval(self) -> "OnnxNetwork":
         return self
 
+    def train(self, mode: bool = True) -> "OnnxNetwork":
+        return self  # a file has no training mode
+
 
 def read_export(folder: Path) -> dict:
     """An export folder in the shape of a checkpoint's payload (experiment, trainer,

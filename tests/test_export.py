@@ -11,6 +11,7 @@ import onnxruntime
 import pytest
 import torch
 from conftest import call_tool, compose
+from PIL import Image
 
 from generative import char_lstm, text_tools
 from nn.checkpoint import load_checkpoint
@@ -175,3 +176,12 @@ def test_an_exported_text_model_samples_the_runs_text_at_a_temperature(runs):
     by_torch = call_tool("rlgen-generate", f"run={run_dir}", *common).stdout
     by_onnx = call_tool("rlgen-generate", f"run={out}", "backend=onnx", *common).stdout
     assert by_onnx == by_torch and len(by_onnx) == 120 + 1  # and the newline print adds
+
+
+def test_an_exported_generator_draws_the_runs_digits(runs, tmp_path):
+    run_dir, out = runs["acgan"]
+    call_tool("rlgen-generate", f"run={run_dir}", f"out={tmp_path / 'torch.png'}", "n=4")
+    call_tool("rlgen-generate", f"run={out}", "backend=onnx", f"out={tmp_path / 'onnx.png'}", "n=4")
+    by_torch, by_onnx = (np.asarray(Image.open(tmp_path / f"{name}.png")).astype(int)
+                         for name in ("torch", "onnx"))
+    assert by_torch.shape == (280, 112) and np.abs(by_torch - by_onnx).max() <= 1
