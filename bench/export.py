@@ -1,0 +1,95 @@
+"""The book's Tables 12-1 and 12-2 on rlgen's MNIST convnet: test accuracy, file size and
+gzip ratio of its ONNX export at 32, 16 and 8 bits; and ONNX Runtime's inference speed
+against PyTorch eager on this CPU, at batch 1 and a large batch, as ratios measured in
+alternating rounds. Writes bench/results/export.json.
+
+    python -m bench.export [--experiment mnist_cnn] [--rounds 5] [--threads 1]
+"""
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench import common
+from generative import classifier
+from generative.datasets import load_images
+from nn.checkpoint import load_checkpoint
+from nn.config import parse_key_values
+from nn.export import OnnxNetwork
+from nn.tools.export import ExportArgs, export_run
+
+BOOK = {"mnist_cnn": "MNIST convnet: 0.9952 / 0.9952 / 0.9952; gzip 1.08 / 1.04 / 1.18"}
+
+
+def accuracy(network, images: torch.Tensor, labels: torch.Tensor) -> float:
+    with torch.no_grad():
+        logits = torch.cat([network(batch) for batch in images.split(500)])
+    return float((logits.argmax(1) == labels).float().mean())
+
+
+def timed(network, batch: torch.Tensor, calls: int) -> float:
+    """Seconds per call."""
+    with torch.no_grad():
+        network(batch)  # warm-up
+        began = time.perf_counter()
+        for _ in range(calls):
+            network(batch)
+    return (time.perf_counter() - began) / calls
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--experiment", default="mnist_cnn")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir = Path(tmp) / "run"
+        cfg = common.compose(f"experiment={args.experiment}", "device=cpu")
+        classifier.train(cfg, run_dir)
+        data = load_images(cfg.data)
+        images = classifier.to_model_input(data.test_images)
+        labels = data.test_labels
+        torch_model = classifier.load_judge(str(run_dir), torch.device("cpu"))
+        rows = [{"bits": 32, "backend": "torch", "test_accuracy": accuracy(torch_model, images,
+                                                                           labels)}]
+        files = {}
+        for precision, bits in (("none", 32), ("fp16", 16), ("int8", 8)):
+            out = export_run(parse_key_values(ExportArgs, [f"run={run_dir}",
+                                                           f"quantize={precision}"]))
+            about = json.loads((out / "manifest.json").read_text())["networks"][0]
+            files[bits] = OnnxNetwork(out / about["file"])
+            rows.append({"bits": bits, "backend": "onnxruntime",
+                         "test_accuracy": accuracy(files[bits], images, labels),
+                         "bytes": about["bytes"], "gzip_ratio": about["gzip_ratio"]})
+        epochs = load_checkpoint(run_dir / "checkpoints" / "best.pt")["meta"]["epoch"]
+    speed = {}
+    for batch_size, calls in ((1, 500), (1000, 10)):
+        batch = images[:batch_size]
+        eager, onnx = [], []
+        for _ in range(args.rounds):  # alternating, so a machine that slows hits both
+            eager.append(timed(torch_model, batch, calls))
+            onnx.append(timed(files[32], batch, calls))
+        speed[f"batch_{batch_size}"] = {
+            "torch_ms": [round(s * 1e3, 4) for s in eager],
+            "onnxruntime_ms": [round(s * 1e3, 4) for s in onnx],
+            "ratio_torch_over_onnxruntime": round(float(np.median(eager) / np.median(onnx)), 3)}
+    common.table(f"{args.experiment} on {cfg.data.name} ({len(labels)} held-out images, "
+                 f"{epochs} epochs); the book: {BOOK.get(args.experiment, '-')}", rows)
+    common.table("inference, PyTorch eager time / ONNX Runtime time (median of rounds)",
+                 [{"batch": k, "ratio": v["ratio_torch_over_onnxruntime"]} for k, v in speed.items()])
+    common.write("export", {"command": "python -m bench.export " + " ".join(sys.argv[1:]),
+                            "threads": args.threads, "experiment": args.experiment,
+                            "dataset": cfg.data.name, "epochs": epochs,
+                            "quantization": rows, "speed": speed})
+
+
+if __name__ == "__main__":
+    main()
