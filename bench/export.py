@@ -1,7 +1,7 @@
 """The book's Tables 12-1 and 12-2 on rlgen's MNIST convnet: test accuracy, file size and
 gzip ratio of its ONNX export at 32, 16 and 8 bits; and ONNX Runtime's inference speed
-against PyTorch eager on this CPU, at batch 1 and a large batch, as ratios measured in
-alternating rounds. Writes bench/results/export.json.
+against PyTorch eager on this CPU, both on the same number of threads, at batch 1 and a
+large batch, as ratios measured in alternating rounds. Writes bench/results/export.json.
 
     python -m bench.export [--experiment mnist_cnn] [--rounds 5] [--threads 1]
 """
@@ -58,16 +58,17 @@ def main() -> None:
         images = classifier.to_model_input(data.test_images)
         labels = data.test_labels
         torch_model = classifier.load_judge(str(run_dir), torch.device("cpu"))
-        rows = [{"bits": 32, "backend": "torch", "test_accuracy": accuracy(torch_model, images,
-                                                                           labels)}]
+        rows = [{"bits": 32, "backend": "torch",
+                 "test_accuracy": round(accuracy(torch_model, images, labels), 4),
+                 "bytes": None, "gzip_ratio": None}]
         files = {}
         for precision, bits in (("none", 32), ("fp16", 16), ("int8", 8)):
             out = export_run(parse_key_values(ExportArgs, [f"run={run_dir}",
                                                            f"quantize={precision}"]))
             about = json.loads((out / "manifest.json").read_text())["networks"][0]
-            files[bits] = OnnxNetwork(out / about["file"])
+            files[bits] = OnnxNetwork(out / about["file"], threads=args.threads)
             rows.append({"bits": bits, "backend": "onnxruntime",
-                         "test_accuracy": accuracy(files[bits], images, labels),
+                         "test_accuracy": round(accuracy(files[bits], images, labels), 4),
                          "bytes": about["bytes"], "gzip_ratio": about["gzip_ratio"]})
         epochs = load_checkpoint(run_dir / "checkpoints" / "best.pt")["meta"]["epoch"]
     speed = {}

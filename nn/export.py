@@ -145,10 +145,14 @@ class OnnxNetwork:
     """An exported network run by ONNX Runtime, called like the torch module it came from:
     tensors in (on any device), tensors out on the same device. No torch model inside."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, threads: int | None = None):
         import onnxruntime
 
-        self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        options = onnxruntime.SessionOptions()
+        if threads is not None:  # e.g. as many as torch uses, to compare the two fairly
+            options.intra_op_num_threads = options.inter_op_num_threads = threads
+        self.session = onnxruntime.InferenceSession(str(path), options,
+                                                    providers=["CPUExecutionProvider"])
         self.inputs = [i.name for i in self.session.get_inputs()]
 
     def __call__(self, *tensors: torch.Tensor):
