@@ -43,12 +43,34 @@ def timed(network, batch: torch.Tensor, calls: int) -> float:
     return (time.perf_counter() - began) / calls
 
 
+def markdown(results: dict) -> str:
+    """docs/results.md's tables, from a results file this bench wrote."""
+    lines = ["| weights | runtime | test accuracy | file bytes | gzip ratio |",
+             "| --- | --- | --- | --- | --- |"]
+    for row in results["quantization"]:
+        size = f"{row['bytes']:,}" if row["bytes"] else "-"
+        lines.append(f"| {row['bits']} bits | {row['backend']} | {row['test_accuracy']:.4f} | "
+                     f"{size} | {row['gzip_ratio'] or '-'} |")
+    lines += ["", "| batch | PyTorch eager ms / call (rounds) | ONNX Runtime ms / call (rounds) | "
+              "ratio (medians) |", "| --- | --- | --- | --- |"]
+    for batch, row in results["speed"].items():
+        lines.append(f"| {batch.removeprefix('batch_')} | {', '.join(map(str, row['torch_ms']))} | "
+                     f"{', '.join(map(str, row['onnxruntime_ms']))} | "
+                     f"{row['ratio_torch_over_onnxruntime']}x |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--experiment", default="mnist_cnn")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--markdown", action="store_true",
+                        help="print docs/results.md's tables from bench/results/export.json")
     args = parser.parse_args()
+    if args.markdown:
+        print(markdown(json.loads((common.RESULTS / "export.json").read_text())))
+        return
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "run"
