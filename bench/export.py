@@ -1,9 +1,14 @@
 """The book's Tables 12-1 and 12-2 on rlgen's MNIST convnet: test accuracy, file size and
 gzip ratio of its ONNX export at 32, 16 and 8 bits; and ONNX Runtime's inference speed
 against PyTorch eager on this CPU, both on the same number of threads, at batch 1 and a
-large batch, as ratios measured in alternating rounds. Writes bench/results/export.json.
+large batch, as ratios measured in alternating rounds. Beyond the book's table, trained
+runs given with --runs are exported at each precision and measured by their own figure
+through ONNX Runtime: a Snake agent's greedy fruits over 100 games, an ACGAN's judged
+class accuracy (the bench's convnet judges), a VAE's test reconstruction, a text model's
+held-out loss. Writes bench/results/export.json.
 
     python -m bench.export [--experiment mnist_cnn] [--rounds 5] [--threads 1]
+        [--runs snake=RUN_DIR acgan=RUN_DIR vae=RUN_DIR text=RUN_DIR]
 """
 
 import argparse
@@ -21,7 +26,7 @@ from generative import classifier
 from generative.datasets import load_images
 from nn.checkpoint import load_checkpoint
 from nn.config import parse_key_values
-from nn.export import OnnxNetwork
+from nn.export import OnnxNetwork, read_export
 from nn.tools.export import ExportArgs, export_run
 
 BOOK = {"mnist_cnn": "MNIST convnet: 0.9952 / 0.9952 / 0.9952; gzip 1.08 / 1.04 / 1.18"}
@@ -60,11 +65,107 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
+def precisions(run_dir: Path, checkpoint: str):
+    """The run exported at each precision: (bits, export folder as a payload)."""
+    for precision, bits in (("none", 32), ("fp16", 16), ("int8", 8)):
+        out = export_run(parse_key_values(ExportArgs, [f"run={run_dir}", f"checkpoint={checkpoint}",
+                                                       f"quantize={precision}"]))
+        yield bits, read_export(out)
+
+
+def snake_fruits(run_dir: Path) -> list[dict]:
+    from rl import dqn
+
+    checkpoint = "best_eval" if (run_dir / "checkpoints" / "best_eval.pt").is_file() else "best"
+    common_args = ["episodes=100", "seed=0", "device=cpu"]
+    torch_args = parse_key_values(dqn.EvalArgs, [f"run={run_dir}", f"checkpoint={checkpoint}",
+                                                 *common_args])
+    rows = [{"bits": 32, "backend": "torch", "mean_fruits": dqn.evaluate(
+        load_checkpoint(run_dir / "checkpoints" / f"{checkpoint}.pt"), torch_args)["mean_fruits"]}]
+    for bits, payload in precisions(run_dir, checkpoint):
+        args = parse_key_values(dqn.EvalArgs, [f"run={payload['export']}", "backend=onnx",
+                                               *common_args])
+        rows.append({"bits": bits, "backend": "onnxruntime",
+                     "mean_fruits": dqn.evaluate(payload, args)["mean_fruits"]})
+    return rows
+
+
+def acgan_accuracy(run_dir: Path, judge_dir: Path) -> list[dict]:
+    from generative.acgan_nets import generate_per_class
+    from generative.acgan_tools import judge_images, load_generator
+
+    judge = classifier.load_judge(str(judge_dir), torch.device("cpu"))
+    payload = load_checkpoint(run_dir / "checkpoints" / "best.pt")
+
+    def judged(gen) -> float:
+        with torch.no_grad():
+            images, classes = generate_per_class(gen, 100, torch.Generator().manual_seed(0), "cpu")
+            return round(judge_images(judge, images, classes)["class_accuracy"], 4)
+
+    rows = [{"bits": 32, "backend": "torch",
+             "class_accuracy": judged(load_generator(payload, torch.device("cpu"))[1])}]
+    for bits, exported in precisions(run_dir, "best"):
+        rows.append({"bits": bits, "backend": "onnxruntime",
+                     "class_accuracy": judged(load_generator(exported, "cpu")[1])})
+    return rows
+
+
+def vae_reconstruction(run_dir: Path) -> list[dict]:
+    """Test reconstruction, 784 x the mean squared error of decode(mean of encode(x))."""
+    from generative import vae
+
+    payload = load_checkpoint(run_dir / "checkpoints" / "best.pt")
+    cfg, model = vae.load_model(payload, torch.device("cpu"))
+    images = vae.as_float(load_images(cfg.data).test_images)
+
+    def error(encoder, decoder) -> float:
+        with torch.no_grad():
+            mean, _ = encoder(images)
+            return round(float(((decoder(mean) - images) ** 2).sum(1).mean()), 3)
+
+    rows = [{"bits": 32, "backend": "torch",
+             "reconstruction": error(vae.Encoder(model), vae.Decoder(model))}]
+    for bits, exported in precisions(run_dir, "best"):
+        rows.append({"bits": bits, "backend": "onnxruntime", "reconstruction": error(
+            OnnxNetwork(exported["export"] / "encoder.onnx"),
+            OnnxNetwork(exported["export"] / "decoder.onnx"))})
+    return rows
+
+
+def text_loss(run_dir: Path, characters: int = 3000) -> list[dict]:
+    """Held-out loss (nats a character) of the first `characters` of the validation text,
+    read one character at a time from a fresh state, as an exported step runs."""
+    from generative import text_tools
+    from generative.corpus import load_corpus
+
+    payload = load_checkpoint(run_dir / "checkpoints" / "best.pt")
+    cfg, chars, model = text_tools.load_model(payload, torch.device("cpu"))
+    ids = text_tools.encode(load_corpus(cfg.data).val_text[:characters + 1], chars)
+
+    def loss(step) -> float:
+        width = sum(lstm.hidden_size for lstm in model.lstms)
+        h = c = torch.zeros(1, width)
+        total = 0.0
+        with torch.no_grad():
+            for token, target in zip(ids[:-1], ids[1:], strict=True):
+                logits, h, c = step(torch.tensor([token]), h, c)
+                total -= float(torch.log_softmax(logits[0], 0)[target])
+        return round(total / (len(ids) - 1), 4)
+
+    rows = [{"bits": 32, "backend": "torch", "held_out_loss": loss(text_tools.Step(model).eval())}]
+    for bits, exported in precisions(run_dir, "best"):
+        rows.append({"bits": bits, "backend": "onnxruntime",
+                     "held_out_loss": loss(OnnxNetwork(exported["export"] / "step.onnx"))})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--experiment", default="mnist_cnn")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--runs", nargs="*", default=[], metavar="KIND=RUN_DIR",
+                        help="trained runs to measure at each precision: snake, acgan, vae, text")
     parser.add_argument("--markdown", action="store_true",
                         help="print docs/results.md's tables from bench/results/export.json")
     args = parser.parse_args()
@@ -93,6 +194,14 @@ def main() -> None:
                          "test_accuracy": round(accuracy(files[bits], images, labels), 4),
                          "bytes": about["bytes"], "gzip_ratio": about["gzip_ratio"]})
         epochs = load_checkpoint(run_dir / "checkpoints" / "best.pt")["meta"]["epoch"]
+        beyond = {}
+        for kind, folder in (spec.split("=", 1) for spec in args.runs):
+            folder = Path(folder)
+            beyond[kind] = {"run": folder.name, "rows": (
+                snake_fruits(folder) if kind == "snake" else acgan_accuracy(folder, run_dir)
+                if kind == "acgan" else vae_reconstruction(folder) if kind == "vae"
+                else text_loss(folder))}
+            common.table(f"{kind} ({folder.name}) at each precision", beyond[kind]["rows"])
     speed = {}
     for batch_size, calls in ((1, 500), (1000, 10)):
         batch = images[:batch_size]
@@ -111,7 +220,7 @@ def main() -> None:
     common.write("export", {"command": "python -m bench.export " + " ".join(sys.argv[1:]),
                             "threads": args.threads, "experiment": args.experiment,
                             "dataset": cfg.data.name, "epochs": epochs,
-                            "quantization": rows, "speed": speed})
+                            "quantization": rows, "speed": speed, "beyond_the_book": beyond})
 
 
 if __name__ == "__main__":
