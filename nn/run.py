@@ -4,17 +4,19 @@
     if run.resumed: ...                       # the trainer restores its own objects,
         run.restore_random_streams()          # then the random streams the run seeded
     logger = run.open_logger(total, unit)    # TensorBoard, progress bar, train.log
-    for ...:
+    for ...:                                 # a step, or a batch of an epoch
         ...
         run.save("last", state, meta)        # experiment, trainer, config, RNGs added here
-        if run.stop_requested(f"epoch {epoch}"):
+        if run.stop_requested(f"batch {b} of epoch {epoch}"):
             break
     return run.finish(metrics, hparams, summary)
 
-The run owns the run dir, the device and the seeding, the logger, checkpoint writing,
-the graceful-stop signal and `metrics.json` with its `status`; the trainer keeps its
-algorithm and its loop. No callbacks: every call above is written out in the trainer,
-top to bottom.
+Epoch-based trainers also take `run.epoch_position(generator)` (nn/epochs.py), which
+the run restores on resume and saves with every checkpoint, so a stop between two
+batches loses nothing. The run owns the run dir, the device and the seeding, the
+logger, checkpoint writing, the graceful-stop signal and `metrics.json` with its
+`status`; the trainer keeps its algorithm and its loop. No callbacks: every call above
+is written out in the trainer, top to bottom.
 """
 
 import json
