@@ -29,7 +29,8 @@ from nn.tools.checks import fail
 FORMAT = "rlgen-export/1"
 QUANTIZATION = ("weights only, stored at the precision named and turned back into float32 "
                 "as the graph loads them (fp16: Cast; int8: DequantizeLinear, symmetric, one "
-                "scale per output channel); activations and arithmetic stay float32")
+                "scale per output channel, matrices and kernels only); activations and arithmetic "
+                "stay float32")
 
 
 @dataclass
@@ -81,8 +82,8 @@ def export_run(args) -> Path:
             check = verify(network, file, args.quantize)
             if not check["passed"]:
                 worst = max(check["relative_error"].values())
-                raise UserError(f"{network.name}: ONNX Runtime differs from PyTorch by {worst:.3g} "
-                                f"of the output's scale (tolerance {check['tolerance']:g} at "
+                raise UserError(f"{network.name}: ONNX Runtime differs from PyTorch by a relative "
+                                f"error of {worst:.3g} (tolerance {check['tolerance']:g} at "
                                 f"quantize={args.quantize}); nothing was written")
             described.append({**describe(network, file), "check": check})
         manifest = {"format": FORMAT, "experiment": payload["experiment"],
