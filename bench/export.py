@@ -62,6 +62,13 @@ def markdown(results: dict) -> str:
         lines.append(f"| {batch.removeprefix('batch_')} | {', '.join(map(str, row['torch_ms']))} | "
                      f"{', '.join(map(str, row['onnxruntime_ms']))} | "
                      f"{row['ratio_torch_over_onnxruntime']}x |")
+    for measured in results.get("beyond_the_book", {}).values():
+        rows = measured["rows"]
+        figure = next(k for k in rows[0] if k not in ("bits", "backend"))
+        heads = " | ".join(f"{r['bits']} bits, {r['backend']}" for r in rows)
+        values = " | ".join(str(r[figure]) for r in rows)
+        lines += ["", f"| `{measured['run']}` | {heads} |", "| --- |" + " --- |" * len(rows),
+                  f"| {figure} | {values} |"]
     return "\n".join(lines)
 
 
