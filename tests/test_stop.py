@@ -15,15 +15,15 @@ from conftest import BIN, compose, run_cli
 
 from nn.checkpoint import load_checkpoint
 
-# each epoch lasts a few seconds on a 2-core machine, so a stop lands inside one
+# each epoch lasts a second or two on a 2-core machine, so a stop lands inside one
 TEXT = ["experiment=lstm_text_fast", "model.embedding_dim=8", "model.hidden_sizes=[24]",
-        "algo.sample_len=32", "algo.batch_size=8", "algo.examples_per_epoch=6000",
+        "algo.sample_len=32", "algo.batch_size=8", "algo.examples_per_epoch=3200",
         "algo.epochs=2", "algo.display_length=20", "algo.warmup_steps=2",
         "data.val_fraction=0.01", "device=cpu"]
-VAE = ["experiment=vae_mnist5k", "algo.epochs=2", "algo.batch_size=8", "device=cpu"]
-CLASSIFIER = ["experiment=mnist_cnn", "algo.epochs=2", "algo.batch_size=16", "device=cpu"]
+VAE = ["experiment=vae_mnist5k", "algo.epochs=2", "algo.batch_size=16", "device=cpu"]
+CLASSIFIER = ["experiment=mnist_cnn", "algo.epochs=2", "algo.batch_size=32", "device=cpu"]
 ACGAN = ["experiment=acgan_mnist5k", "model=acgan_light", "algo.epochs=2",
-         "algo.epoch_images=400", "algo.batch_size=16", "device=cpu"]
+         "algo.epoch_images=250", "algo.batch_size=16", "device=cpu"]
 WEIGHTS = {"generative.lstm_text": ["model"], "generative.vae": ["model"],
            "generative.classifier": ["model"],
            "generative.acgan": ["generator", "discriminator", "opt_g", "opt_d"]}
@@ -40,7 +40,7 @@ def start_training(args, run_dir) -> subprocess.Popen:
     while not (log.exists() and "training" in log.read_text()):
         assert child.poll() is None and time.time() < deadline, child.communicate()
         time.sleep(0.02)
-    time.sleep(1.0)  # into the first epoch
+    time.sleep(0.5)  # into the first epoch
     return child
 
 
