@@ -16,7 +16,7 @@ import inspect
 import io
 import logging
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +40,6 @@ class Network:
     inputs: dict[str, torch.Tensor]
     outputs: list[str]
     about: str = ""
-    fixed_batch: list[str] = field(default_factory=list)  # inputs without a batch axis
 
 
 def export_network(network: Network, path: Path) -> None:
@@ -50,7 +49,7 @@ def export_network(network: Network, path: Path) -> None:
     if names != list(network.inputs):
         raise ValueError(f"{network.name}: inputs {list(network.inputs)} are not forward's {names}")
     batch = torch.export.Dim("batch", min=1)
-    dynamic = {name: (None if name in network.fixed_batch else {0: batch}) for name in names}
+    dynamic = {name: {0: batch} for name in names}
     quiet = io.StringIO()  # the exporter reports each stage on stdout, and logs warnings
     exporter_log = logging.getLogger("torch.onnx")  # about ops of packages rlgen does not use
     level, exporter_log.level = exporter_log.level, logging.ERROR
