@@ -11,7 +11,7 @@ import time
 
 import pytest
 import torch
-from conftest import BIN, compose, run_cli
+from conftest import BIN, compose
 
 from nn.checkpoint import load_checkpoint
 
@@ -66,9 +66,10 @@ def test_sigterm_inside_an_epoch_stops_in_seconds_and_resumes_exactly(tmp_path, 
     assert stopped["meta"]["epoch"] == epoch - 1 and int(stopped["state"]["position"]["done"]) > 0
     assert json.loads((cut / "metrics.json").read_text())["status"] == "stopped"
 
-    run_cli("rlgen-train", f"resume={cut}")
+    # resumed in this process (the command's resume=RUN_DIR path: tests/test_preemption.py)
     cfg = compose(*args)
     trainer = importlib.import_module(cfg.trainer)
+    trainer.train(compose(*args, f"resume={cut}"), cut)
     whole = trainer.train(cfg, tmp_path / "whole")
     resumed = json.loads((cut / "metrics.json").read_text())
     assert resumed["status"] == whole["status"] == "finished"
