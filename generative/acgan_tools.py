@@ -13,16 +13,16 @@ from generative.acgan_nets import NUM_CLASSES, Generator, build_nets, digit_grid
 from generative.classifier import load_judge, to_model_input
 from generative.datasets import load_images
 from nn.checkpoint import load_weights, write_png
-from nn.contracts import ToolArgs
+from nn.contracts import OnnxToolArgs, ToolArgs
 from nn.device import select_device
 from nn.errors import UserError
 from nn.export import Network, OnnxNetwork
-from nn.schema import at_least, one_of
+from nn.schema import at_least
 from nn.seeding import make_generator
 
 
 @dataclass
-class EvalArgs(ToolArgs):
+class EvalArgs(OnnxToolArgs):
     judge: str = MISSING  # a run dir of experiment mnist_cnn
     # generated images per class; default: as many as the held-out set has (equal sample
     # sizes for every Frechet distance, floor included)
@@ -31,14 +31,12 @@ class EvalArgs(ToolArgs):
 
 
 @dataclass
-class GenerateArgs(ToolArgs):
+class GenerateArgs(OnnxToolArgs):
     digits: str = "0123456789"  # one row per digit
     n: int = at_least(1, 8)  # images per digit
     seed: int = 0  # seeds what is drawn at random here
     out: str = "digits.png"  # the PNG to write
     device: str = "cpu"  # cpu | cuda | cuda:N | mps | auto
-    # onnx: run=EXPORT_DIR (made by rlgen-export) draws through ONNX Runtime
-    backend: str = one_of("torch", "onnx", default="torch")
 
 
 @dataclass

@@ -21,25 +21,22 @@ from generative.char_lstm import (
 )
 from generative.corpus import Corpus, load_corpus, read_text
 from nn.checkpoint import load_weights
-from nn.contracts import ToolArgs
+from nn.contracts import OnnxToolArgs, ToolArgs
 from nn.device import mixed_precision, select_device
 from nn.errors import UserError
 from nn.export import Network, OnnxNetwork
-from nn.schema import at_least, one_of
+from nn.schema import at_least
 from nn.seeding import make_generator
 
 
 @dataclass
-class GenerateArgs(ToolArgs):
+class GenerateArgs(OnnxToolArgs):
     length: int = at_least(0, 500)
     temperature: float = at_least(0, 0.5)  # 0: always the likeliest character
     seed_text: str | None = None  # default: the run's fixed seed slice of validation text
     seed: int = 0  # seeds what is drawn at random here
     stream: bool = False  # print characters as they are generated
     device: str = "cpu"  # cpu | cuda | cuda:N | mps | auto
-    # onnx: run=EXPORT_DIR (made by rlgen-export) samples through ONNX Runtime, one
-    # character at a time with the state carried
-    backend: str = one_of("torch", "onnx", default="torch")
 
 
 @dataclass

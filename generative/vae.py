@@ -24,11 +24,11 @@ from generative.datasets import ImageData, load_images
 from nn.blocks import init_weights
 from nn.checkpoint import load_weights, write_png
 from nn.config import instantiate
-from nn.contracts import ToolArgs
+from nn.contracts import OnnxToolArgs, ToolArgs
 from nn.device import mixed_precision, select_device
 from nn.epochs import EpochRecipe
 from nn.errors import UserError
-from nn.export import Network
+from nn.export import Network, OnnxNetwork
 from nn.run import Run
 from nn.schema import above, at_least, one_of, sizes
 from nn.seeding import make_generator
@@ -157,7 +157,7 @@ def latent_grid(model, grid: int, extent: float) -> torch.Tensor:
                         f"{model.latent_dim} dimensions")
     values = torch.linspace(-extent, extent, grid)
     z1, z2 = torch.meshgrid(values, values.flip(0), indexing="xy")
-    z = torch.stack([z1.flatten(), z2.flatten()], 1).to(next(model.parameters()).device)
+    z = torch.stack([z1.flatten(), z2.flatten()], 1).to(model_device(model))
     images = torch.sigmoid(model.decode_logits(z)).view(grid, grid, 28, 28)
     return images.permute(0, 2, 1, 3).reshape(grid * 28, grid * 28).cpu()
 
@@ -285,7 +285,7 @@ def log_epoch(logger, record: dict, model, shown: torch.Tensor) -> None:
 
 
 @dataclass
-class GenerateArgs(ToolArgs):
+class GenerateArgs(OnnxToolArgs):
     grid: int = at_least(1, 20)  # images per side
     range: float = above(0, 4.0)  # z in [-range, range] on both axes
     out: str = "latent.png"  # the PNG to write
@@ -293,7 +293,7 @@ class GenerateArgs(ToolArgs):
 
 
 @dataclass
-class EvalArgs(ToolArgs):
+class EvalArgs(OnnxToolArgs):
     seed: int = 0  # seeds what is drawn at random here
 
 
@@ -308,9 +308,40 @@ class WatchArgs(ToolArgs):
 
 
 def load_model(payload: dict, device: torch.device):
+    """The run's model, or an export's two networks standing in for it."""
     cfg = OmegaConf.create(payload["config"])
+    if "export" in payload:
+        return cfg, ExportedVAE(payload["export"])
     model = load_weights(build_model(cfg).to(device), payload, "model").eval()
     return cfg, model
+
+
+def model_device(model) -> torch.device:
+    return next(model.parameters()).device if isinstance(model, torch.nn.Module) else \
+        torch.device("cpu")
+
+
+class ExportedVAE:
+    """An export's encoder and decoder behind the model's own methods, run by ONNX
+    Runtime. The decoder gives pixels, so logits come back as their logit, clipped where
+    a pixel rounds to 0 or 1 in float32 (the bernoulli loss moves in its last digits)."""
+
+    def __init__(self, folder: Path):
+        self.encoder = OnnxNetwork(Path(folder) / "encoder.onnx")
+        self.decoder = OnnxNetwork(Path(folder) / "decoder.onnx")
+        self.latent_dim = self.decoder.session.get_inputs()[0].shape[1]
+
+    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.encoder(images)
+
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.logit(self.decoder(z), eps=1e-7)
+
+    def eval(self) -> "ExportedVAE":
+        return self
+
+    def train(self, mode: bool = True) -> "ExportedVAE":
+        return self
 
 
 def generate(payload: dict, args) -> Path:
@@ -327,7 +358,7 @@ def evaluate(payload: dict, args) -> dict:
     data = load_images(cfg.data)
     test = test_terms(model, as_float(data.test_images).to(device), cfg.algo.likelihood, args.seed)
     summary = {"experiment": payload["experiment"], "checkpoint": args.checkpoint,
-               "epoch": payload["meta"]["epoch"], "dataset": data.name,
+               "backend": args.backend, "epoch": payload["meta"]["epoch"], "dataset": data.name,
                "test_images": len(data.test_images), **{f"test_{k}": round(v, 4)
                                                         for k, v in test.items()}}
     print(json.dumps(summary), flush=True)

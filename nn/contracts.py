@@ -19,6 +19,8 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import torch
 from omegaconf import MISSING, DictConfig
 
+from nn.schema import one_of
+
 
 @dataclass
 class ToolArgs:
@@ -27,6 +29,14 @@ class ToolArgs:
     run: str = MISSING  # a run dir made by rlgen-train (or one of its checkpoint files)
     checkpoint: str = "best"  # best | last (the kept or the latest weights)
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+
+
+@dataclass
+class OnnxToolArgs(ToolArgs):
+    """A read-back tool that also runs an export: run=EXPORT_DIR (made by rlgen-export)
+    backend=onnx, through ONNX Runtime with no torch model in the loop."""
+
+    backend: str = one_of("torch", "onnx", default="torch")
 
 
 @runtime_checkable

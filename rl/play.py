@@ -13,16 +13,16 @@ from omegaconf import OmegaConf
 
 from nn.checkpoint import load_weights
 from nn.config import instantiate
-from nn.contracts import ToolArgs
+from nn.contracts import OnnxToolArgs, ToolArgs
 from nn.errors import UserError
 from nn.export import OnnxNetwork
 from nn.media import check_record_path, save_frames
-from nn.schema import at_least, one_of
+from nn.schema import at_least
 from nn.viewer import Viewer
 
 
 @dataclass
-class EvalArgs(ToolArgs):
+class EvalArgs(OnnxToolArgs):
     # a run whose env.id is module:EnvId imports that module only when this is true
     import_env_module: bool = False
     episodes: int = at_least(1, 100)
@@ -32,8 +32,6 @@ class EvalArgs(ToolArgs):
     # end a game after this many steps without a positive reward (Snake: without a fruit);
     # default: the run's algo.eval_max_steps_without_reward, if it has one
     max_steps_without_reward: int | None = at_least(1, None)
-    # onnx: run=EXPORT_DIR (made by rlgen-export) is played by ONNX Runtime
-    backend: str = one_of("torch", "onnx", default="torch")
 
 
 @dataclass

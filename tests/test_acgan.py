@@ -174,8 +174,11 @@ def test_judge_learns_real_digits(judge_run):
     assert metrics["test_images"] == 1000 and metrics["best_test_accuracy"] > 0.8
 
 
-def test_judge_resume_continues_to_the_same_result(judge_run, tmp_path):
-    common = ["experiment=mnist_cnn", "device=cpu", "algo.batch_size=500"]
+@pytest.mark.parametrize("experiment", ["mnist_cnn", "fashion_cnn_strong"])
+def test_judge_resume_continues_to_the_same_result(experiment, tmp_path):
+    """fashion_cnn_strong (on digits here) adds batch norm, mirrored images and a cosine
+    lr set from the epoch: a split run still retraces the straight one."""
+    common = [f"experiment={experiment}", "data=mnist_5k", "device=cpu", "algo.batch_size=500"]
     classifier.train(compose(*common, "algo.epochs=1"), tmp_path / "split")
     resumed = classifier.train(
         compose(*common, "algo.epochs=2", f"resume={tmp_path / 'split'}"), tmp_path / "split")
@@ -184,6 +187,10 @@ def test_judge_resume_continues_to_the_same_result(judge_run, tmp_path):
     assert [[h[k] for k in keys] for h in resumed["history"]] == \
         [[h[k] for k in keys] for h in straight["history"]]
     assert resumed["status"] == "finished" and len(resumed["history"]) == 2
+    if experiment == "fashion_cnn_strong":  # the second of 2 epochs runs at half the lr
+        last = torch.load(tmp_path / "split" / "checkpoints" / "last.pt", weights_only=False)
+        assert last["state"]["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.0005)
+        assert any("running_mean" in k for k in last["state"]["model"])
 
 
 def test_tiny_gan_run_logs_the_books_tags(gan_run):

@@ -185,3 +185,27 @@ def test_an_exported_generator_draws_the_runs_digits(runs, tmp_path):
     by_torch, by_onnx = (np.asarray(Image.open(tmp_path / f"{name}.png")).astype(int)
                          for name in ("torch", "onnx"))
     assert by_torch.shape == (280, 112) and np.abs(by_torch - by_onnx).max() <= 1
+
+
+def test_an_exported_vae_draws_its_latent_grid_and_scores_as_the_run_does(runs, tmp_path):
+    run_dir, out = runs["vae"]
+    call_tool("rlgen-generate", f"run={run_dir}", f"out={tmp_path / 'torch.png'}", "grid=6")
+    call_tool("rlgen-generate", f"run={out}", "backend=onnx", f"out={tmp_path / 'onnx.png'}",
+              "grid=6")
+    by_torch, by_onnx = (np.asarray(Image.open(tmp_path / f"{name}.png")).astype(int)
+                         for name in ("torch", "onnx"))
+    assert by_torch.shape == (168, 168) and np.abs(by_torch - by_onnx).max() <= 1
+    torch_run = json.loads(call_tool("rlgen-eval", f"run={run_dir}").stdout)
+    onnx_run = json.loads(call_tool("rlgen-eval", f"run={out}", "backend=onnx").stdout)
+    assert onnx_run.pop("backend") == "onnx" and torch_run.pop("backend") == "torch"
+    assert onnx_run["test_loss"] == pytest.approx(torch_run["test_loss"], abs=2e-3)
+
+
+@pytest.mark.parametrize("kind", ["classifier", "acgan"])
+def test_an_exported_classifier_and_generator_are_scored_through_onnx_runtime(runs, kind):
+    run_dir, out = runs[kind]
+    judge = [f"judge={runs['classifier'][0]}", "per_class=20"] if kind == "acgan" else []
+    torch_run = json.loads(call_tool("rlgen-eval", f"run={run_dir}", *judge).stdout)
+    onnx_run = json.loads(call_tool("rlgen-eval", f"run={out}", "backend=onnx", *judge).stdout)
+    figure = "test_accuracy" if kind == "classifier" else "class_accuracy"
+    assert onnx_run[figure] == pytest.approx(torch_run[figure], abs=0.01)
