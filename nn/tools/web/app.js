@@ -102,13 +102,14 @@ async function start() {
     }
   }
   rlgen.sessions = sessions;
-  // any network on given inputs: {name: {type, data, dims}} -> {name: {data, dims}}
+  // any network on given inputs: {name: {type, data, dims}} -> [{name, data, dims}] in the
+  // order of the network's outputs
   rlgen.infer = async (network, feeds) => {
     const inputs = {};
     for (const [name, f] of Object.entries(feeds)) inputs[name] = tensor(f.type, f.data, f.dims);
     const outputs = await sessions[network].run(inputs);
-    return Object.fromEntries(Object.entries(outputs).map(([name, t]) =>
-      [name, { data: Array.from(t.data, Number), dims: t.dims }]));
+    return sessions[network].outputNames.map((name) =>
+      ({ name, data: Array.from(outputs[name].data, Number), dims: outputs[name].dims }));
   };
   let firstRun = true;
   const timed = async (session, feeds) => { // records when the page first ran a model
