@@ -10,32 +10,30 @@ import io
 import json
 import shutil
 import subprocess
-import threading
 import time
 import urllib.request
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 
 import numpy as np
 import pytest
+import torch
 from conftest import BIN, call_tool, compose
 from PIL import Image
 
+import bench.browser as browser_tools
+from bench.browser import chromium, open_page, page_call
 from envs.cartpole import CartPoleEnv
 from envs.snake import SnakeEnv
 from nn.config import parse_key_values
 from nn.export import OnnxNetwork
 from nn.tools.export import ExportArgs, export_run
-from nn.tools.web import make_server, serve_main
+from nn.tools.web import serve_main
+from rl import reinforce
 
-CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-if not (CHROMIUM and DRIVER):
-    pytest.skip("browser tests need Debian's chromium and chromium-driver (apt-get install "
-                "chromium chromium-driver); .ci/run installs them", allow_module_level=True)
+if not (browser_tools.CHROMIUM and browser_tools.DRIVER):
+    pytest.skip(browser_tools.MISSING, allow_module_level=True)
 
-from selenium import webdriver  # noqa: E402 (only where a browser is)
-from selenium.webdriver.chrome.service import Service  # noqa: E402
-from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402 (only where a browser is)
 
 TOLERANCE = 1e-4  # ONNX Runtime Web (wasm) against ONNX Runtime in Python: float32 kernels
 TINY = {
@@ -70,45 +68,9 @@ def sites(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    options = webdriver.ChromeOptions()
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                 "--window-size=1200,900"):
-        options.add_argument(flag)
-    options.binary_location = CHROMIUM
-    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
-    driver.set_script_timeout(60)
+    driver = chromium()
     yield driver
     driver.quit()
-
-
-def serve(folder, handler=None):
-    server = (make_server(folder) if handler is None else
-              ThreadingHTTPServer(("127.0.0.1", 0), partial(handler, directory=str(folder))))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
-def open_page(browser, folder, handler=None):
-    """Serve the folder, load its page, wait until the page started or showed an error."""
-    server = serve(folder, handler)
-    browser.get(f"http://127.0.0.1:{server.server_address[1]}/")
-    for _ in range(300):
-        started, error = browser.execute_script(
-            "const r = window.rlgen; return [!!(r && r.page), r ? r.error : null]")
-        if started or error:
-            break
-        time.sleep(0.05)
-    server.started, server.error = started, error
-    return server
-
-
-def page_call(browser, code: str, *args):
-    """Await `code` (an expression over `page`, `rlgen` and args[0..]) in the page."""
-    return browser.execute_async_script(
-        "const done = arguments[arguments.length - 1], args = arguments;"
-        "const rlgen = window.rlgen, page = rlgen.page;"
-        f"Promise.resolve().then(async () => {code}).then(done, (e) => done('ERROR ' + e));",
-        *args)
 
 
 def python_outputs(folder, network: str, feeds: dict) -> list[np.ndarray]:
@@ -193,9 +155,12 @@ def test_the_pages_own_readings_match_python(sites, browser):
     obs = [0.1, -0.2, 0.03, 0.4]
     judged = page_call(browser, "page.judge(args[0])", obs)
     logits = python_outputs(folder, "policy", {"x": np.array([obs], np.float32)})[0][0]
-    want = [1 - 1 / (1 + np.exp(-logits[0])), 1 / (1 + np.exp(-logits[0]))] \
-        if len(logits) == 1 else np.exp(logits) / np.exp(logits).sum()
+    want = [1 / (1 + np.exp(-logits[0])), 1 - 1 / (1 + np.exp(-logits[0]))] \
+        if len(logits) == 1 else np.exp(logits) / np.exp(logits).sum()  # the book: P(left)
     np.testing.assert_allclose(judged["probabilities"], want, atol=TOLERANCE)
+    greedy = int(reinforce.greedy_action(torch.tensor(logits)[None])[0])
+    browser.find_element("id", "greedy").click()
+    assert page_call(browser, "page.choose(await page.judge(args[0]))", obs) == greedy
     server.shutdown()
 
 

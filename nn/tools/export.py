@@ -93,7 +93,8 @@ def export_run(args) -> Path:
                                 f"error of {worst:.3g} (tolerance {check['tolerance']:g} at "
                                 f"quantize={args.quantize}); nothing was written")
             described.append({**describe(network, file), "check": check})
-            if args.web and network.name == "generator":  # the page shows every precision
+            # a 32-bit page shows the generator at every precision (the book's exercise)
+            if args.web and network.name == "generator" and args.quantize == "none":
                 side_by_side = side_by_side_precisions(network, building, args.quantize)
         manifest = {"format": FORMAT, "experiment": payload["experiment"],
                     "trainer": payload["trainer"], "run": str(run_dir), "checkpoint": path.name,

@@ -14,13 +14,14 @@ export async function start({ manifest, sessions, run, root, controls }) {
   const greedy = control(controls, "<label><input id='greedy' type='checkbox'> greedy</label>");
   let held = null, games = [], last = null;
 
-  // P(action) from the policy (one logit: the book's sigmoid; more: softmax), or Q values
+  // P(action) from the policy (one logit: the book's P(push left) = sigmoid; more:
+  // softmax), or Q values
   async function judge(observation) {
     const feeds = { [session.inputNames[0]]: tensor("float32", observation, [1, 4]) };
     const out = Array.from((await run(session, feeds))[session.outputNames[0]].data);
     if (network === "q_network") return { values: out, probabilities: null };
-    const probabilities = out.length === 1 ? [1 - 1 / (1 + Math.exp(-out[0])), 1 / (1 + Math.exp(-out[0]))]
-      : softmax(out);
+    const left = 1 / (1 + Math.exp(-out[0]));
+    const probabilities = out.length === 1 ? [left, 1 - left] : softmax(out);
     return { values: out, probabilities };
   }
 
@@ -86,5 +87,5 @@ export async function start({ manifest, sessions, run, root, controls }) {
   env.reset();
   draw();
   await judge(env.observation());
-  return { env, judge, tick, loop };
+  return { env, judge, choose, tick, loop };
 }

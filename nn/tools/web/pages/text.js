@@ -47,12 +47,15 @@ export async function start({ manifest, sessions, run, root, controls }) {
     const mine = ++generation; // a newer generation (or stop) ends this one
     let h = new Float32Array(width), c = new Float32Array(width), logits;
     for (const ch of text) [logits, h, c] = await next(ids.get(ch), h, c);
-    let written = "";
+    let written = "", painted = performance.now();
     for (let i = 0; i < count && mine === generation; i++) {
       const id = pick(Array.from(logits), t);
       written += vocabulary[id];
       emit(vocabulary[id]);
-      if (i % 4 === 3) await new Promise((resolve) => setTimeout(resolve, 0)); // let it paint
+      if (performance.now() - painted > 30) { // let the page paint what came so far
+        await new Promise((resolve) => setTimeout(resolve, 0));
+        painted = performance.now();
+      }
       [logits, h, c] = await next(id, h, c);
     }
     return written;
