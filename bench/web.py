@@ -148,12 +148,36 @@ def screenshot(driver, kind: str, site: Path) -> str:
     return name
 
 
+def markdown(results: dict) -> str:
+    """docs/results.md's tables, from a results file this bench wrote."""
+    lines = ["| page (run) | weights | download, bytes | gzipped | of which models | "
+             "navigation to first inference, ms (rounds) |", "| --- | --- | --- | --- | --- | --- |"]
+    for kind, page in results["pages"].items():
+        for row in page["rows"]:
+            lines.append(f"| {kind} (`{page['run']}`) | {row['bits']} bits | {row['bytes']:,} | "
+                         f"{row['gzip_bytes']:,} | {row['model_bytes']:,} | "
+                         f"{', '.join(map(str, row['first_inference_ms']))} |")
+    lines += ["", "| what | in the browser | ONNX Runtime in Python | browser / Python |",
+              "| --- | --- | --- | --- |"]
+    for row in results["speed"]:
+        lines.append(f"| {row['what']} | {row['browser']} | {row['python']} | "
+                     f"{row['ratio_browser_over_python']} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", nargs="+", required=True, metavar="KIND=RUN_DIR",
+    parser.add_argument("--runs", nargs="+", metavar="KIND=RUN_DIR",
                         help="cartpole, snake, text, vae, acgan, classifier")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--markdown", action="store_true",
+                        help="print docs/results.md's tables from bench/results/web.json")
     args = parser.parse_args()
+    if args.markdown:
+        print(markdown(json.loads((common.RESULTS / "web.json").read_text())))
+        return
+    if not args.runs:
+        parser.error("give --runs KIND=RUN_DIR ...")
     runs = dict(spec.split("=", 1) for spec in args.runs)
     driver = chromium()
     pages, speed, shots = {}, [], {}
