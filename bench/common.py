@@ -3,6 +3,7 @@
 import json
 import os
 import platform
+import re
 import tempfile
 from datetime import date
 from pathlib import Path
@@ -67,10 +68,27 @@ def table(title: str, rows: list[dict]) -> None:
         print("| " + " | ".join(str(row.get(k, "")) for k in keys) + " |")
 
 
+# an absolute folder path (not one starting "../", which is relative to the repository)
+ABSOLUTE_FOLDERS = re.compile(r"(?<![\w.])/(?:[^\s/,'\"]+/)+")
+
+
+def portable(value):
+    """A results value without this machine's folders: an absolute path keeps its last
+    part (a temporary run folder's name), so no file names where the bench ran."""
+    if isinstance(value, str):
+        return ABSOLUTE_FOLDERS.sub("", value)
+    if isinstance(value, dict):
+        return {k: portable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [portable(v) for v in value]
+    return value
+
+
 def write(name: str, results: dict) -> None:
-    """bench/results/<name>.json, stamped with the date and machine if not already."""
-    results = {"date": date.today().isoformat(), "machine": machine(), "commit": commit(),
-               **results}
+    """bench/results/<name>.json, stamped with this run's date, machine and commit (over
+    any stamp a bench carried over from an earlier file: rows keep their own)."""
+    results = {**portable(results), "date": date.today().isoformat(), "machine": machine(),
+               "commit": commit()}
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(results, indent=2) + "\n")

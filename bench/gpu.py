@@ -137,7 +137,8 @@ def main() -> None:
             env_rows.append({"env": name, "games": 65536, "cpu_steps_per_s": round(cpu),
                              "cuda_steps_per_s": round(cuda), "cuda_over_cpu": round(cuda / cpu, 1)})
         common.table("batched envs, 65,536 games, random actions with auto-reset", env_rows)
-    rl = {"cartpole_reinforce_fast", "snake_dqn_fast"}
+    rl = {name for name, (train, *_rest) in experiments(args.seconds).items()
+          if train in (reinforce.train, dqn.train)}  # every RL recipe, snake_dqn_strong too
     variants = VARIANTS
     for name, (train, overrides, rate, unit) in experiments(args.seconds).items():
         if args.only in ("rl", "scale") and name not in rl or \

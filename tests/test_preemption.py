@@ -52,7 +52,12 @@ def test_signal_saves_and_resume_matches_an_uninterrupted_run(tmp_path, args, si
     resumed = json.loads((tmp_path / "cut" / "metrics.json").read_text())
     whole = json.loads((tmp_path / "whole" / "metrics.json").read_text())
     assert resumed["status"] == whole["status"] == "finished"
-    assert 0 < stopped["history"][-1].get("frame", 1) < resumed["history"][-1].get("frame", 2)
+    # the signal cut the run short: fewer records (DQN: fewer frames) than at its end
+    def progress(metrics):
+        history = metrics["history"]
+        return history[-1]["frame"] if history and "frame" in history[-1] else len(history)
+
+    assert progress(stopped) < progress(resumed) and len(resumed["history"]) > 1
     drop = {"train_seconds", "steps_per_second", "images_per_second", "seconds"}
     assert [{k: v for k, v in h.items() if k not in drop} for h in resumed["history"]] == \
         [{k: v for k, v in h.items() if k not in drop} for h in whole["history"]]

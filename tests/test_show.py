@@ -195,3 +195,16 @@ def test_tool_help_lists_the_keys_of_the_runs_trainer(trained_run):
     assert "temperature=0.5" in text and "0: always the likeliest character" in text
     result = call_tool("rlgen-watch", "--help")
     assert "record=null" in result.stdout and ".mp4" in result.stdout
+
+
+def test_a_results_file_gets_this_runs_stamps_and_no_machine_folders(tmp_path, monkeypatch):
+    from bench import common
+
+    monkeypatch.setattr(common, "RESULTS", tmp_path)
+    common.write("probe", {"date": "2020-01-01", "commit": "old", "rows": [
+        {"run": "/tmp/abc/seed0", "note": "wrote /work/x/bench/results/a.png",
+         "command": "python -m bench.web --runs snake=../bench_runs/s"}]})
+    written = json.loads((tmp_path / "probe.json").read_text())
+    assert written["date"] != "2020-01-01" and written["commit"] != "old"
+    assert written["rows"] == [{"run": "seed0", "note": "wrote a.png",
+                                "command": "python -m bench.web --runs snake=../bench_runs/s"}]
