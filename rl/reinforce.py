@@ -307,8 +307,8 @@ def export(payload: dict) -> tuple[list[Network], dict]:
     policy, P(action 0, push left) = sigmoid(logit); n logits: softmax over the n actions)."""
     cfg, env, policy = load_policy(payload, torch.device("cpu"))
     obs = sample_observations(env).float()
-    heads = "sigmoid of the one logit: P(action 0), the book's P(push left)" if policy(obs[:1]).shape[-1] == 1 \
-        else "softmax over the logits"
+    heads = ("sigmoid of the one logit: P(action 0), the book's P(push left)"
+             if policy(obs[:1]).shape[-1] == 1 else "softmax over the logits")
     network = Network("policy", policy, {"x": obs}, ["logits"], about=f"policy; {heads}")
     return [network], env_manifest(cfg, env)
 
