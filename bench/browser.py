@@ -1,4 +1,4 @@
-"""Headless chromium driving rlgen's web pages, for bench/web.py and tests/test_web.py:
+"""Headless chromium driving rlgen's web pages, for bench/web.py and tests/test_browser.py:
 Debian's chromium through its chromium-driver (both from apt, paths from PATH, so
 nothing is downloaded at run time), pages served by rlgen-serve's server on 127.0.0.1."""
 

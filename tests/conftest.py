@@ -53,6 +53,47 @@ def trained_run(tmp_path_factory) -> Path:
     return run_dir
 
 
+# one tiny trained run of every kind of network rlgen exports (Snake with the centred
+# view on a 6x7 board, so the exports and the web page meet a view that is not the book's)
+TINY_RUNS = {
+    "policy": ["experiment=cartpole_reinforce", "algo.iterations=2",
+               "algo.games_per_iteration=4", "env.max_steps_per_game=50"],
+    "snake": ["experiment=snake_dqn_strong", "model.channels=[8,8]", "model.hidden_sizes=[16]",
+              "algo.replay_size=300", "algo.replay_warmup=64", "algo.max_frames=200",
+              "algo.max_seconds=null", "env.height=6", "env.width=7"],
+    "gymnasium": ["experiment=acrobot_dqn", "model.hidden_sizes=[16]", "algo.replay_size=300",
+                  "algo.replay_warmup=64", "algo.max_frames=200"],
+    "classifier": ["experiment=mnist_cnn", "algo.epochs=1", "algo.batch_size=500"],
+    "vae": ["experiment=vae_mnist5k", "algo.epochs=1", "algo.batch_size=500"],
+    "acgan": ["experiment=acgan_mnist5k", "model=acgan_light", "algo.epochs=1",
+              "algo.epoch_images=100"],
+    "text": ["experiment=lstm_text_fast", "model.embedding_dim=8", "model.hidden_sizes=[24,16]",
+             "algo.sample_len=32", "algo.batch_size=8", "algo.examples_per_epoch=64",
+             "algo.epochs=1", "algo.display_length=20", "algo.warmup_steps=2"],
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory, worker_id) -> dict[str, Path]:
+    """TINY_RUNS trained once for the whole test session, shared by the test workers (a
+    file lock: the first to ask trains, the others wait). Tests read them and export
+    them, never change what training wrote."""
+    import importlib
+
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    root = root if worker_id == "master" else root.parent
+    shared = root / "tiny_runs"
+    with FileLock(str(root / "tiny_runs.lock")):
+        if not (shared / "trained").exists():
+            for kind, overrides in TINY_RUNS.items():
+                cfg = compose(*overrides, "device=cpu")
+                importlib.import_module(cfg.trainer).train(cfg, shared / kind)
+            (shared / "trained").touch()
+    return {kind: shared / kind for kind in TINY_RUNS}
+
+
 def error_line(result) -> str:
     """The user-facing error: exactly one line on stderr."""
     lines = [line for line in result.stderr.splitlines() if line.strip()]

@@ -10,7 +10,7 @@ import numpy as np
 import onnxruntime
 import pytest
 import torch
-from conftest import call_tool, compose
+from conftest import call_tool
 from PIL import Image
 
 from generative import char_lstm, text_tools
@@ -20,34 +20,21 @@ from nn.errors import UserError
 from nn.export import PRECISIONS, Network, quantize_weights, verify
 from nn.tools.export import ExportArgs, export_run
 
-TINY = {
-    "policy": ["experiment=cartpole_reinforce", "algo.iterations=2",
-               "algo.games_per_iteration=4", "env.max_steps_per_game=50"],
-    "snake": ["experiment=snake_dqn", "model.channels=[8,8]", "model.hidden_sizes=[16]",
-              "algo.replay_size=300", "algo.replay_warmup=64", "algo.max_frames=200"],
-    "gymnasium": ["experiment=acrobot_dqn", "model.hidden_sizes=[16]", "algo.replay_size=300",
-                  "algo.replay_warmup=64", "algo.max_frames=200"],
-    "classifier": ["experiment=mnist_cnn", "algo.epochs=1", "algo.batch_size=500"],
-    "vae": ["experiment=vae_mnist5k", "algo.epochs=1", "algo.batch_size=500"],
-    "acgan": ["experiment=acgan_mnist5k", "model=acgan_light", "algo.epochs=1",
-              "algo.epoch_images=100"],
-    "text": ["experiment=lstm_text_fast", "model.embedding_dim=8", "model.hidden_sizes=[24,16]",
-             "algo.sample_len=32", "algo.batch_size=8", "algo.examples_per_epoch=64",
-             "algo.epochs=1", "algo.display_length=20", "algo.warmup_steps=2"],
-}
 NETWORKS = {"policy": ["policy"], "snake": ["q_network"], "gymnasium": ["q_network"],
             "classifier": ["classifier"], "vae": ["encoder", "decoder"],
             "acgan": ["generator"], "text": ["step"]}
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """One tiny trained run of every kind, and its export at full precision."""
+def runs(tiny_runs, tmp_path_factory):
+    """The session's tiny run of every kind, and its export at full precision (beside a
+    copy of the run, so this file's exports never meet another file's)."""
+    import shutil
+
     made = {}
-    for kind, overrides in TINY.items():
-        cfg = compose(*overrides, "device=cpu")
-        run_dir = tmp_path_factory.mktemp(kind)
-        importlib.import_module(cfg.trainer).train(cfg, run_dir)
+    for kind, shared in tiny_runs.items():
+        run_dir = tmp_path_factory.mktemp(kind) / "run"
+        shutil.copytree(shared, run_dir)
         made[kind] = (run_dir, export_run(parse_key_values(ExportArgs, [f"run={run_dir}"])))
     return made
 
@@ -56,7 +43,7 @@ def manifest(folder) -> dict:
     return json.loads((folder / "manifest.json").read_text())
 
 
-@pytest.mark.parametrize("kind", sorted(TINY))
+@pytest.mark.parametrize("kind", sorted(NETWORKS))
 def test_every_kind_exports_its_networks_with_a_manifest(runs, kind):
     run_dir, out = runs[kind]
     about = manifest(out)
@@ -79,7 +66,7 @@ def test_every_kind_exports_its_networks_with_a_manifest(runs, kind):
         assert about["classes"] == [str(d) for d in range(10)]
 
 
-@pytest.mark.parametrize("kind", sorted(TINY))
+@pytest.mark.parametrize("kind", sorted(NETWORKS))
 def test_weights_at_16_and_8_bits_stay_within_their_tolerance(runs, kind, tmp_path):
     """Each exported file quantized both ways, rerun by ONNX Runtime on the real inputs."""
     run_dir, out = runs[kind]
@@ -153,7 +140,7 @@ def test_bad_input_is_one_line_and_leaves_nothing(runs, tmp_path):
     other = runs["snake"][1]  # another run's export is never written over
     with pytest.raises(UserError, match="holds an export of another run"):
         export_run(parse_key_values(ExportArgs, [f"run={run_dir}", f"out={other}"]))
-    assert manifest(other)["experiment"] == "snake_dqn"
+    assert manifest(other)["experiment"] == "snake_dqn_strong"
     assert not [p for p in tmp_path.rglob(".*") if p.is_dir()]  # no half-written folder
 
 

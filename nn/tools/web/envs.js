@@ -1,7 +1,7 @@
 // rlgen's two games in JavaScript, ported from envs/cartpole.py and envs/snake.py so
 // that a page plays the game its network was trained on: same constants from the
 // export's manifest, same order of arithmetic, same observation encoding.
-// tests/test_web.py steps both ports beside the Python envs and holds them equal.
+// tests/test_browser.py steps both ports beside the Python envs and holds them equal.
 
 // ------------------------------------------------------------------ cart-pole
 

@@ -5,7 +5,6 @@ a key press moves the snake and the cart; bad input is one message on the page a
 line from the command."""
 
 import contextlib
-import importlib
 import io
 import json
 import shutil
@@ -17,7 +16,7 @@ from http.server import SimpleHTTPRequestHandler
 import numpy as np
 import pytest
 import torch
-from conftest import BIN, call_tool, compose
+from conftest import BIN, call_tool
 from PIL import Image
 
 import bench.browser as browser_tools
@@ -36,33 +35,19 @@ if not (browser_tools.CHROMIUM and browser_tools.DRIVER):
 from selenium.webdriver.common.keys import Keys  # noqa: E402 (only where a browser is)
 
 TOLERANCE = 1e-4  # ONNX Runtime Web (wasm) against ONNX Runtime in Python: float32 kernels
-TINY = {
-    "cartpole": ["experiment=cartpole_reinforce", "algo.iterations=2",
-                 "algo.games_per_iteration=4", "env.max_steps_per_game=50"],
-    "snake": ["experiment=snake_dqn_strong", "model.channels=[8,8]", "model.hidden_sizes=[16]",
-              "algo.replay_size=300", "algo.replay_warmup=64", "algo.max_frames=200",
-              "algo.max_seconds=null", "env.height=6", "env.width=7"],
-    "classifier": ["experiment=mnist_cnn", "algo.epochs=1", "algo.batch_size=500"],
-    "vae": ["experiment=vae_mnist5k", "algo.epochs=1", "algo.batch_size=500"],
-    "acgan": ["experiment=acgan_mnist5k", "model=acgan_light", "algo.epochs=1",
-              "algo.epoch_images=100"],
-    "text": ["experiment=lstm_text_fast", "model.embedding_dim=8", "model.hidden_sizes=[24,16]",
-             "algo.sample_len=32", "algo.batch_size=8", "algo.examples_per_epoch=64",
-             "algo.epochs=1", "algo.display_length=20", "algo.warmup_steps=2"],
-}
+PAGES = ("cartpole", "snake", "classifier", "vae", "acgan", "text")
 
 
 @pytest.fixture(scope="module")
-def sites(tmp_path_factory):
-    """A tiny trained run of every kind with a page (Snake on a 6x7 board with the centred
-    view), exported with web=true."""
+def sites(tiny_runs, tmp_path_factory):
+    """The session's tiny runs with a page (Snake on a 6x7 board, centred view),
+    exported with web=true into this file's own folders."""
     made = {}
-    for kind, overrides in TINY.items():
-        cfg = compose(*overrides, "device=cpu")
-        run_dir = tmp_path_factory.mktemp(kind)
-        importlib.import_module(cfg.trainer).train(cfg, run_dir)
-        made[kind] = (run_dir, export_run(parse_key_values(ExportArgs, [f"run={run_dir}",
-                                                                        "web=true"])))
+    for kind in PAGES:
+        run_dir = tiny_runs["policy" if kind == "cartpole" else kind]
+        out = tmp_path_factory.mktemp(kind) / "site"
+        made[kind] = (run_dir, export_run(parse_key_values(ExportArgs, [
+            f"run={run_dir}", "web=true", f"out={out}"])))
     return made
 
 
@@ -112,7 +97,7 @@ def fixed_inputs(kind: str, manifest: dict, rng: np.random.Generator) -> dict[st
                      "c": rng.normal(0, 0.5, (3, width)).astype(np.float32)}}
 
 
-@pytest.mark.parametrize("kind", sorted(TINY))
+@pytest.mark.parametrize("kind", PAGES)
 def test_every_page_runs_its_models_as_onnx_runtime_does_in_python(sites, browser, kind, tmp_path):
     _, folder = sites[kind]
     server = open_page(browser, folder)

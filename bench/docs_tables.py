@@ -1,0 +1,70 @@
+"""The tables of the README and docs/results.md that are written from results files, by
+code: each sits between `<!-- results:NAME -->` and `<!-- /results:NAME -->`, and NAME
+says which bench's function writes it from which file. `python -m bench.docs_tables`
+rewrites them all; `--check` changes nothing and exits 1 naming every table that differs
+from its file (tests/test_docs_tables.py runs it).
+
+    python -m bench.docs_tables [--check]
+"""
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+from bench import common, export, web
+
+ROOT = Path(__file__).resolve().parents[1]
+# NAME: (document, results file, the function that writes the table from it)
+TABLES = {
+    "export": ("docs/results.md", "export.json", export.markdown),
+    "export-readme": ("README.md", "export.json", export.readme_rows),
+    "web": ("docs/results.md", "web.json", web.markdown),
+}
+
+
+def block(name: str) -> re.Pattern:
+    return re.compile(rf"(<!-- results:{re.escape(name)} -->\n)(.*?)(<!-- /results:{re.escape(name)} -->)",
+                      re.S)
+
+
+def generated(name: str, results_dir: Path = common.RESULTS) -> str:
+    _, file, write = TABLES[name]
+    return write(json.loads((results_dir / file).read_text())).strip() + "\n"
+
+
+def stale(root: Path = ROOT, results_dir: Path = common.RESULTS) -> list[str]:
+    """The tables whose text differs from what their results file gives (or are missing)."""
+    found = []
+    for name, (document, _, _) in TABLES.items():
+        match = block(name).search((root / document).read_text())
+        if match is None or match.group(2) != generated(name, results_dir):
+            found.append(f"{document}: the table results:{name} "
+                         f"{'is missing' if match is None else 'differs from bench/results'}")
+    return found
+
+
+def rewrite(root: Path = ROOT) -> None:
+    for name, (document, _, _) in TABLES.items():
+        path = root / document
+        text, count = block(name).subn(lambda m: m.group(1) + generated(name) + m.group(3),
+                                       path.read_text())
+        if count != 1:
+            raise SystemExit(f"bench.docs_tables: {document} needs one <!-- results:{name} --> "
+                             f"... <!-- /results:{name} --> block (found {count})")
+        path.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="report stale tables, change nothing")
+    if parser.parse_args().check:
+        found = stale()
+        print("\n".join(found) or "every generated table matches its results file")
+        sys.exit(1 if found else 0)
+    rewrite()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""The tables that bench code writes from results files are what the files say: a table
+edited by hand, or a results file re-measured without rewriting the docs, fails here."""
+
+import shutil
+
+from bench import common, docs_tables
+
+
+def test_every_generated_table_matches_its_results_file():
+    assert docs_tables.stale() == [], "run python -m bench.docs_tables"
+
+
+def test_a_figure_changed_in_a_results_file_is_caught(tmp_path):
+    results = tmp_path / "results"
+    shutil.copytree(common.RESULTS, results)
+    text = (results / "export.json").read_text()
+    first = docs_tables.generated("export")
+    changed = text.replace('"test_accuracy": 0.9', '"test_accuracy": 0.8', 1)
+    assert changed != text
+    (results / "export.json").write_text(changed)
+    assert docs_tables.generated("export", results) != first
+    stale = docs_tables.stale(results_dir=results)
+    assert any("results:export " in line for line in stale)
+    assert any("results:export-readme" in line for line in stale)
+
+
+def test_a_table_edited_by_hand_is_caught(tmp_path):
+    for document in ("README.md", "docs/results.md"):
+        (tmp_path / document).parent.mkdir(exist_ok=True)
+        shutil.copy(docs_tables.ROOT / document, tmp_path / document)
+    readme = (tmp_path / "README.md").read_text()
+    block = docs_tables.block("export-readme").search(readme).group(2)
+    edited = block.replace("x /", "x  /", 1) if "x /" in block else block + "| extra |\n"
+    (tmp_path / "README.md").write_text(readme.replace(block, edited))
+    assert docs_tables.stale(root=tmp_path) == [
+        "README.md: the table results:export-readme differs from bench/results"]
