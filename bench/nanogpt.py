@@ -142,20 +142,33 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, required=True, help="tiny Shakespeare")
     parser.add_argument("--minutes", type=float, default=30)
     parser.add_argument("--work", type=Path, default=Path("runs/bench_nanogpt"))
+    parser.add_argument("--score-only", action="store_true",
+                        help="score the runs a finished bench left in --work, train nothing")
     args = parser.parse_args()
     budget = args.minutes * 60
     args.work.mkdir(parents=True, exist_ok=True)
-    copy = prepare(args.peer, args.corpus, args.work)
+    rlgen_dir = (args.work / "lstm_text_small").resolve()
+    rlgen_command = ["rlgen-train", "experiment=lstm_text_small",
+                     f"data.path={args.corpus.resolve()}", f"algo.max_seconds={budget}",
+                     "threads=1", f"hydra.run.dir={rlgen_dir}"]
+    if args.score_only:
+        copy = args.work / "nanoGPT"
+        plans, finished = json.loads((args.work / "plans.json").read_text())
+    else:
+        copy = prepare(args.peer, args.corpus, args.work)
+        plans, finished = train_all(copy, args, budget, rlgen_dir, rlgen_command)
+        (args.work / "plans.json").write_text(json.dumps([plans, finished]))
+    score(copy, args, plans, finished, rlgen_dir, rlgen_command)
+
+
+def train_all(copy: Path, args, budget: float, rlgen_dir: Path, rlgen_command: list[str]):
+    """All three at once, one thread each; (plans, wall seconds of each)."""
     plans, running = {}, {}
     for name, seconds in paces(copy, args.work, args.corpus).items():
         iters = max(1, int(budget / seconds))
         plans[name] = {"seconds_per_iter": round(seconds, 3), "max_iters": iters,
                        "warmup_iters": min(100, iters // 10)}
-    rlgen_dir = (args.work / "lstm_text_small").resolve()
     shutil.rmtree(rlgen_dir, ignore_errors=True)
-    rlgen_command = ["rlgen-train", "experiment=lstm_text_small",
-                     f"data.path={args.corpus.resolve()}", f"algo.max_seconds={budget}",
-                     "threads=1", f"hydra.run.dir={rlgen_dir}"]
     began = time.time()
     for i, (name, settings) in enumerate(SETTINGS.items()):
         plan = plans[name]
@@ -179,6 +192,11 @@ def main() -> None:
                     raise SystemExit(f"bench.nanogpt: {name} failed; see {args.work}")
                 finished[name] = round(time.time() - began)
         time.sleep(5)
+    return plans, finished
+
+
+def score(copy: Path, args, plans: dict, finished: dict, rlgen_dir: Path,
+          rlgen_command: list[str]) -> None:
     rows = []
     for i, name in enumerate(SETTINGS):
         printed = (args.work / f"nanogpt-{i}.log").read_text()
@@ -209,7 +227,7 @@ def main() -> None:
     common.write("nanogpt", {
         "command": "python -m bench.nanogpt " + " ".join(sys.argv[1:]),
         "corpus_sha256": file_digest(args.corpus), "minutes": args.minutes,
-        "wall_seconds": round(time.time() - began), "threads": 1, "rows": rows})
+        "threads": 1, "rows": rows})
 
 
 if __name__ == "__main__":
