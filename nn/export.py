@@ -208,4 +208,5 @@ def read_export(folder: Path) -> dict:
         raise UserError(f"{manifest} is not a manifest this rlgen-export writes; export the "
                         "run again")
     return {"experiment": about["experiment"], "trainer": about["trainer"],
-            "config": about["config"], "meta": about["meta"], "export": Path(folder)}
+            "config": about["config"], "meta": about["meta"], "export": Path(folder),
+            "checkpoint": Path(str(about.get("checkpoint", ""))).stem}

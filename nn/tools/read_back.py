@@ -76,6 +76,8 @@ def run_tool(command: str, argv: list[str] | None = None):
             raise UserError(f"{command} does not apply to experiment "
                             f"{payload.get('experiment')!r}")
         args = parse_key_values(getattr(trainer, schema), argv)
+        if "export" in payload:  # the checkpoint the export was made from, not a default
+            args.checkpoint = payload["checkpoint"]
         if getattr(args, "import_env_module", False):
             env_cfg = (payload.get("config") or {}).get("env") or {}
             allow_module_of(str(env_cfg.get("id", "")))
