@@ -48,7 +48,8 @@ def stale(root: Path = ROOT, results_dir: Path = common.RESULTS) -> list[str]:
 def rewrite(root: Path = ROOT) -> None:
     for name, (document, _, _) in TABLES.items():
         path = root / document
-        text, count = block(name).subn(lambda m: m.group(1) + generated(name) + m.group(3),
+        table = generated(name)
+        text, count = block(name).subn(lambda m, table=table: m.group(1) + table + m.group(3),
                                        path.read_text())
         if count != 1:
             raise SystemExit(f"bench.docs_tables: {document} needs one <!-- results:{name} --> "

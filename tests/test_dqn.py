@@ -277,3 +277,37 @@ def test_game_figures_kept_on_the_device_equal_those_read_every_step():
     deferred.flush()
     assert every_step.games == deferred.games > 50
     assert every_step.means() == deferred.means()
+
+
+def test_the_apex_ladder_spreads_exploration_from_epsilon_to_nearly_greedy():
+    """Game i of N explores with epsilon^(1 + ladder * i / (N - 1)): the first game with
+    epsilon itself, the last with epsilon^(1 + ladder); no ladder, one epsilon for all."""
+    algo = compose("experiment=snake_dqn_strong").algo
+    algo.num_envs = 5
+    exponents = q_learning.epsilon_ladder(algo, torch.device("cpu"))
+    torch.testing.assert_close(exponents, 1 + algo.epsilon_ladder * torch.arange(5.0) / 4)
+    epsilons = 0.4 ** exponents
+    assert epsilons[0] == pytest.approx(0.4) and epsilons[-1] == pytest.approx(0.4 ** 8)
+    assert torch.all(epsilons[1:] < epsilons[:-1])
+    algo.epsilon_ladder = None
+    assert q_learning.epsilon_ladder(algo, torch.device("cpu")) == 1.0
+    # acting with the ladder: the greedy end of it almost never moves at random
+    q = torch.nn.Linear(4, 3)
+    obs = torch.randn(20000, 4)
+    per_game = torch.tensor([0.9, 1e-6]).repeat_interleave(10000)
+    chosen = q_learning.act(q, obs, per_game, torch.Generator().manual_seed(0))
+    off_greedy = chosen != q(obs).argmax(1)
+    assert off_greedy[:10000].float().mean() > 0.5 and off_greedy[10000:].sum() == 0
+
+
+def test_the_dqn_clock_asks_for_a_checkpoint_every_so_many_seconds(monkeypatch):
+    """algo.checkpoint_every_seconds: due once that long has passed since the last save,
+    not before, and the count starts again from the save."""
+    now = [100.0]
+    monkeypatch.setattr(dqn_bookkeeping.time, "perf_counter", lambda: now[0])
+    clock = dqn_bookkeeping.Clock(dqn_bookkeeping.LoopState())
+    due = []
+    for now[0] in (100.0, 159.0, 160.0, 161.0, 219.0, 220.5):
+        clock.seconds()
+        due.append(clock.checkpoint_due(60))
+    assert due == [False, False, True, False, False, True]

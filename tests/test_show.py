@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import imageio_ffmpeg
+import numpy as np
 import pytest
 from conftest import TINY, call_tool, compose, error_line, run_cli
 from PIL import Image
@@ -21,7 +22,7 @@ from nn.tools.runs import main as runs_main
 from nn.tools.train import train_help
 
 SEARCH = ["hparams_search=cartpole_reinforce_fast", "search.trials=2", "algo.iterations=3",
-          "algo.games_per_iteration=8", "search.rerun_seeds=[1]"]
+          "algo.games_per_iteration=8", "search.trial_seeds=[0,2]", "search.rerun_seeds=[1]"]
 
 
 @pytest.fixture(scope="module")
@@ -38,11 +39,13 @@ def test_a_search_returns_its_metric_per_trial_and_reruns_the_best(search_dir):
     summary = json.loads((search_dir / "search.json").read_text())
     assert summary["metric"] == "mean_steps_auc" and summary["direction"] == "maximize"
     assert [t["number"] for t in summary["trials"]] == [0, 1]
-    for trial in summary["trials"]:
-        metrics = json.loads((Path(trial["runs"][0]) / "metrics.json").read_text())
-        assert trial["value"] == pytest.approx(metrics["mean_steps_auc"])
-        history = [h["mean_steps"] for h in metrics["history"]]
-        assert metrics["mean_steps_auc"] == pytest.approx(sum(history) / 3)
+    for trial in summary["trials"]:  # search.trial_seeds: each trial the mean of its seeds
+        seeds = [json.loads((Path(run) / "metrics.json").read_text()) for run in trial["runs"]]
+        assert [m["seed"] for m in seeds] == [0, 2] and set(trial["per_seed"]) == {"0", "2"}
+        assert trial["value"] == pytest.approx((seeds[0]["mean_steps_auc"]
+                                                + seeds[1]["mean_steps_auc"]) / 2)
+        history = [h["mean_steps"] for h in seeds[0]["history"]]
+        assert seeds[0]["mean_steps_auc"] == pytest.approx(sum(history) / 3)
     best = max(summary["trials"], key=lambda t: t["value"])
     assert summary["best"]["number"] == best["number"]
     assert set(summary["best_rerun"]["per_seed"]) == {"1"}
@@ -208,3 +211,39 @@ def test_a_results_file_gets_this_runs_stamps_and_no_machine_folders(tmp_path, m
     assert written["date"] != "2020-01-01" and written["commit"] != "old"
     assert written["rows"] == [{"run": "seed0", "note": "wrote a.png",
                                 "command": "python -m bench.web --runs snake=../bench_runs/s"}]
+
+
+def test_smoothing_is_tensorboards_moving_average_and_bands_span_the_seeds():
+    """rlgen-plot smooth=W and band=minmax|std on the curves of a group's seeds."""
+    from nn.tools.plot import group_curve, smooth
+
+    values = np.array([0.0, 10.0, 10.0, 0.0])
+    np.testing.assert_allclose(smooth(values, 0.0), values)
+    np.testing.assert_allclose(smooth(values, 0.5), [0.0, 5.0, 7.5, 3.75])
+    steps = np.arange(5.0)
+    curves = [np.stack([steps, steps, steps * k], 1) for k in (1.0, 2.0, 3.0)]
+    x, mean, low, high, std = group_curve(curves, 0, 0.0)
+    at = np.searchsorted(x, 4.0)
+    assert (mean[at], low[at], high[at]) == pytest.approx((8.0, 4.0, 12.0))
+    assert std[at] == pytest.approx(np.std([4.0, 8.0, 12.0]))
+    shorter = [curves[0], curves[1][:3]]  # every point is a mean over all seeds
+    assert group_curve(shorter, 0, 0.0)[0].max() == pytest.approx(2.0)
+
+
+def test_rlgen_data_moves_every_dataset_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("RLGEN_DATA", str(tmp_path / "data"))
+    for data in ("mnist_5k", "mnist", "fashion_mnist", "tiny_shakespeare"):
+        cfg = compose("experiment=mnist_cnn", f"data={data}")
+        assert cfg.data.cache_dir == str(tmp_path / "data")
+    monkeypatch.delenv("RLGEN_DATA")
+    assert compose("experiment=mnist_cnn").data.cache_dir == "~/.cache/rlgen"
+
+
+def test_a_finished_run_logs_its_hparams_for_tensorboards_hparams_tab(trained_run):
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    events = EventAccumulator(str(trained_run), size_guidance={"tensors": 0}).Reload()
+    content = events.PluginTagToContent("hparams")
+    session = plugin_data_pb2.HParamsPluginData.FromString(
+        content["_hparams_/session_start_info"]).session_start_info
+    assert session.hparams["algo.lr"].number_value > 0 and "seed" in session.hparams
