@@ -87,6 +87,9 @@ class CartPoleEnv(gym.Env):
 
     metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 50}
     action_names = ("push left", "push right")
+    # what an export's manifest says of the observation (rl/play.py env_manifest)
+    observation_about = ("float32 [4]: cart position (m), cart velocity (m/s), pole angle "
+                         "(radians, 0 upright), pole angular velocity (rad/s)")
 
     def __init__(self, render_mode: str | None = None, gravity: float = 9.8,
                  cart_mass: float = 1.0, pole_mass: float = 0.1, pole_half_length: float = 0.5,

@@ -62,6 +62,13 @@ class SnakeEnvConfig:
 class SnakeEnv(gym.Env):
     metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 8}
     action_names = ACTION_NAMES
+    # what an export's manifest says of the observation (rl/play.py env_manifest)
+    observation_about = (
+        "uint8 [rows, columns, 2]: channel 0 is 2 at the head, 1 on the body, 3 on canvas "
+        "squares off the board; channel 1 is 1 on fruit. view=board: the board as it is; "
+        "turned: turned so the snake heads up, in the top-left of a square canvas of side "
+        "max(height, width); centred: turned, the head at the centre of a canvas of side "
+        "2 max(height, width) - 1. Actions turn relative to the heading.")
 
     def __init__(self, render_mode: str | None = None, height: int = 9, width: int = 9,
                  num_fruits: int = 1, init_len: int = 2, max_steps_per_game: int | None = None,

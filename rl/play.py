@@ -136,6 +136,20 @@ def sample_observations(env, count: int = 256, seed: int = 0) -> torch.Tensor:
     return torch.cat(seen)[:count]
 
 
+def observation_about(env) -> str:
+    """The observation in words: rlgen's envs say it themselves; gymnasium's docstrings
+    have an "Observation Space" section (its opening, without the markdown table)."""
+    own = getattr(env.unwrapped, "observation_about", None)
+    if own:
+        return own
+    doc = env.unwrapped.__doc__ or ""
+    section = doc.split("## Observation Space", 1)[1].split("##", 1)[0] if \
+        "## Observation Space" in doc else ""
+    words = " ".join(line.strip() for line in section.splitlines()
+                     if line.strip() and not line.strip().startswith("|"))
+    return words[:800] or str(env.observation_space)
+
+
 def env_manifest(cfg, env) -> dict:
     """What an export's user needs to know of the env: its settings, the observation a
     network takes and what each action means."""
@@ -143,7 +157,7 @@ def env_manifest(cfg, env) -> dict:
     names = getattr(env.unwrapped, "action_names", None)
     return {"env": OmegaConf.to_container(cfg.env, resolve=True),
             "observation": {"shape": list(space.shape), "dtype": str(space.dtype),
-                            "about": (env.unwrapped.__doc__ or "").strip().split("\n\n")[0]},
+                            "about": observation_about(env)},
             "actions": list(names) if names else [str(a) for a in range(n)]}
 
 

@@ -54,11 +54,13 @@ def test_every_kind_exports_its_networks_with_a_manifest(runs, kind):
         assert all(i["shape"][0] == "batch" for i in network["inputs"])
         session = onnxruntime.InferenceSession(str(out / network["file"]))
         assert [i.name for i in session.get_inputs()] == [i["name"] for i in network["inputs"]]
-    if kind in ("policy", "snake", "gymnasium"):
+    if kind in ("policy", "snake", "gymnasium"):  # the encoding in words, for any env
         assert about["actions"] and about["observation"]["shape"]
+        assert len(about["observation"]["about"]) > 40
     if kind == "snake":
         assert about["actions"] == ["straight", "left", "right"]
         assert about["networks"][0]["inputs"][0]["dtype"] == "uint8"
+        assert "centred" in about["observation"]["about"] and about["env"]["view"] == "centred"
     if kind == "text":
         assert about["vocabulary"] == load_checkpoint(run_dir / "checkpoints" / "best.pt")[
             "meta"]["chars"]
