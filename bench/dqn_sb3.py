@@ -1,12 +1,12 @@
-"""Peer comparison: rlgen's `cartpole_dqn` against Stable-Baselines3's DQN on gymnasium's
-CartPole-v1, both with RL Zoo's tuned CartPole DQN settings (the values in
-conf/experiment/cartpole_dqn.yaml). Both are measured the way RL Zoo scores its agents:
+"""Peer comparison: rlgen's DQN against Stable-Baselines3's DQN on the same env, gymnasium's
+CartPole-v1 (`cartpole_v1_dqn`: rlgen trains on gymnasium's env through its vector-env
+adapter), both with RL Zoo's tuned CartPole DQN settings (the values in
+conf/experiment/cartpole_v1_dqn.yaml), epsilon decaying over RL Zoo's 8,000 steps on both.
+Both are measured the way RL Zoo scores its agents:
 every 2,000 env steps the greedy agent plays 20 evaluation games, and a run is done once
 their mean return reaches 475. For each of 3 seeds: env steps and training seconds
 (evaluation time left out on both sides) until then, capped at 100,000 steps.
 Writes bench/results/dqn_sb3.json. Needs the `bench` extra (stable-baselines3).
-(rlgen's cart-pole pays 0 for the failing step where gymnasium's pays 1, so rlgen's
-returns are one lower for a game of the same length; both cap games at 500.)
 
     python -m bench.dqn_sb3
 """
@@ -70,8 +70,9 @@ def sb3_run(seed: int) -> dict:
 
 
 def rlgen_run(seed: int) -> dict:
-    m = common.train_quiet(dqn.train, "experiment=cartpole_dqn", f"seed={seed}",
-                           f"algo.max_frames={MAX_STEPS}", f"algo.eval_every_frames={EVAL_EVERY}",
+    m = common.train_quiet(dqn.train, "experiment=cartpole_v1_dqn", f"seed={seed}",
+                           f"algo.max_frames={MAX_STEPS}", "algo.exploration_fraction=null",
+                           "algo.epsilon_decay_frames=8000", f"algo.eval_every_frames={EVAL_EVERY}",
                            f"algo.eval_games={EVAL_GAMES}", f"algo.stop_eval_return={TARGET}")
     reached = next((r for r in m["eval_history"] if r["mean_return"] >= TARGET), None)
     return {"library": "rlgen", "seed": seed,
@@ -85,7 +86,7 @@ def main() -> None:
     rows = [rlgen_run(seed) for seed in range(3)] + [sb3_run(seed) for seed in range(3)]
     common.table(f"DQN on cart-pole, RL Zoo settings: until {EVAL_GAMES} greedy games average "
                  f">= {TARGET} (cap {MAX_STEPS} steps)", rows)
-    common.write("dqn_sb3", {"machine": common.machine(), "runs": rows})
+    common.write("dqn_sb3", {"env": "CartPole-v1 (gymnasium) for both", "runs": rows})
 
 
 if __name__ == "__main__":
