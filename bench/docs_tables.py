@@ -13,7 +13,7 @@ import re
 import sys
 from pathlib import Path
 
-from bench import common, export, web
+from bench import common, export, nanogpt, web
 
 ROOT = Path(__file__).resolve().parents[1]
 # NAME: (document, results file, the function that writes the table from it)
@@ -21,6 +21,7 @@ TABLES = {
     "export": ("docs/results.md", "export.json", export.markdown),
     "export-readme": ("README.md", "export.json", export.readme_rows),
     "web": ("docs/results.md", "web.json", web.markdown),
+    "nanogpt": ("docs/results.md", "nanogpt.json", nanogpt.markdown),
 }
 
 

@@ -136,6 +136,21 @@ def forward_all(model, x: torch.Tensor) -> torch.Tensor:
     return logits[0]
 
 
+def markdown(results: dict) -> str:
+    """docs/results.md's table, from a results file this bench wrote."""
+    lines = ["| model | plan | wall seconds | validation loss, nanoGPT's estimate | "
+             "validation loss, every character (context) |", "| --- | --- | --- | --- | --- |"]
+    for row in results["rows"]:
+        plan = (f"{row['max_iters']:,} iterations at {row['seconds_per_iter']} s (timed), warm-up "
+                f"{row['warmup_iters']}" if "max_iters" in row else
+                f"{row['epochs']} epochs, {row['train_seconds']:.0f} s of training")
+        context = row["context"] if isinstance(row["context"], str) else f"{row['context']} characters"
+        lines.append(f"| {row['model']} | {plan} | {row['wall_seconds']:,} | "
+                     f"{row['val_loss_nanogpt_estimate']} | {row['val_loss_full_context']} "
+                     f"({context}) |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--peer", type=Path, required=True, help="nanoGPT's folder")
