@@ -194,7 +194,8 @@ def test_the_judge_scores_real_digits_as_its_own_accuracy_and_wrong_labels_as_mi
 def test_judge_resume_continues_to_the_same_result(experiment, tmp_path):
     """fashion_cnn_strong (on digits here) adds batch norm, mirrored images and a cosine
     lr set from the epoch: a split run still retraces the straight one."""
-    common = [f"experiment={experiment}", "data=mnist_5k", "device=cpu", "algo.batch_size=500"]
+    common = [f"experiment={experiment}", "data=mnist_5k", "device=cpu", "algo.batch_size=500",
+              "model.channels=[8,16]", "model.hidden=32"]  # small: the recipe is what is tested
     classifier.train(compose(*common, "algo.epochs=1"), tmp_path / "split")
     resumed = classifier.train(
         compose(*common, "algo.epochs=2", f"resume={tmp_path / 'split'}"), tmp_path / "split")

@@ -57,11 +57,13 @@ def test_a_search_returns_its_metric_per_trial_and_reruns_the_best(search_dir):
 def test_the_plot_has_one_line_per_group_and_a_band_where_seeds_differ(search_dir):
     figure, shown = plot_runs([search_dir])
     axes = figure.axes[0]
-    # trial 0, trial 1 (the best one, with its re-run seed) and the defaults' re-run
+    # trial 0 (seeds 0 and 2), trial 1 (the best: seeds 0, 2 and its re-run seed 1) and
+    # the defaults' re-run
     assert len(axes.get_lines()) == 3 and shown["metric"] == "mean_steps"
-    assert sorted(shown["groups"].values()) == [1, 1, 2]
-    assert len(axes.collections) == 1  # the band of the one group with two seeds
-    assert any("(2 seeds)" in text.get_text() for text in axes.get_legend().get_texts())
+    assert sorted(shown["groups"].values()) == [1, 2, 3]
+    assert len(axes.collections) == 2  # a band for each group with more than one seed
+    legend = [text.get_text() for text in axes.get_legend().get_texts()]
+    assert any("(2 seeds)" in t for t in legend) and any("(3 seeds)" in t for t in legend)
     figure, _ = plot_runs([search_dir], metric="loss", x="time")
     assert figure.axes[0].get_xlabel() == "wall time (s)"
 
