@@ -355,3 +355,19 @@ def test_resume_continues_to_the_same_result(tmp_path):
     whole = json.loads((tmp_path / "whole" / "metrics.json").read_text())
     resumed = json.loads((tmp_path / "part" / "metrics.json").read_text())
     assert resumed["final_val_loss"] == pytest.approx(whole["final_val_loss"], abs=1e-6)
+
+
+def test_the_kneser_ney_baseline_is_a_distribution_that_learns_the_text():
+    """bench.ngram's smoothing: for any context the next character's probabilities sum to
+    one, and a higher order scores held-out text of the same source better."""
+    from bench.ngram import KneserNey
+
+    text = "the cat sat on the mat. the dog sat on the log. " * 40
+    for order in (1, 3):
+        model = KneserNey(text, order)
+        for context in ("", "th", "zq", "on "):
+            total = sum(model.probability(context, ch) for ch in model.vocabulary)
+            assert total == pytest.approx(1.0)
+    held_out = text + "the cat sat on the log. "
+    start = len(text)
+    assert KneserNey(text, 4).loss(held_out, start) < KneserNey(text, 1).loss(held_out, start)
