@@ -19,6 +19,7 @@ Writes bench/results/nanogpt.json.
 
 import argparse
 import json
+import os
 import pickle
 import re
 import shutil
@@ -62,7 +63,7 @@ def prepare(peer: Path, corpus: Path, work: Path) -> Path:
     return copy
 
 
-def nanogpt(copy: Path, args: list[str], out: str) -> list[str]:
+def nanogpt(args: list[str], out: str) -> list[str]:
     return [sys.executable, "train.py", *args, *ON_CPU, f"--out_dir={out}"]
 
 
@@ -70,7 +71,7 @@ def paces(copy: Path, work: Path, corpus: Path) -> dict[str, float]:
     """Seconds an iteration of each nanoGPT setting, timed as the real runs will go: all
     at once beside an rlgen run, one thread each (the first iteration, warm-up, left out)."""
     timing = {name: subprocess.Popen(
-        nanogpt(copy, settings, f"out-pace-{i}") + ["--max_iters=4", "--eval_iters=1",
+        nanogpt(settings, f"out-pace-{i}") + ["--max_iters=4", "--eval_iters=1",
                                                     "--log_interval=1",
                                                     "--always_save_checkpoint=False"],
         cwd=copy, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=one_thread())
@@ -92,8 +93,6 @@ def paces(copy: Path, work: Path, corpus: Path) -> dict[str, float]:
 
 
 def one_thread() -> dict:
-    import os
-
     return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
@@ -187,7 +186,7 @@ def train_all(copy: Path, args, budget: float, rlgen_dir: Path, rlgen_command: l
     began = time.time()
     for i, (name, settings) in enumerate(SETTINGS.items()):
         plan = plans[name]
-        command = nanogpt(copy, settings, f"out-{i}") + [
+        command = nanogpt(settings, f"out-{i}") + [
             f"--max_iters={plan['max_iters']}", f"--lr_decay_iters={plan['max_iters']}",
             f"--warmup_iters={plan['warmup_iters']}", f"--eval_interval={plan['max_iters']}",
             f"--eval_iters={EVAL_ITERS}", "--log_interval=50", "--always_save_checkpoint=True"]
