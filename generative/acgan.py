@@ -306,10 +306,13 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             record |= selection.judge_epoch(drawer, rng, device)
         history.append(record)
         log_epoch(logger, record, digit_grid(drawer, fixed_z, list(range(10))))
+        # with a judge, the best by the selection rule; without one, the latest. The best
+        # so far is updated before "last" is saved, so a resume knows what it must beat
+        improved = selection is None or selection.better(record, best)
+        if improved and selection is not None:
+            best = selection.score(record)
         save("last", epoch)
-        # with a judge, the best by the selection rule; without one, the latest
-        if selection is None or selection.better(record, best):
-            best = selection.score(record) if selection else best
+        if improved:
             save("best", epoch)
         if out_of_time(0.0):
             break

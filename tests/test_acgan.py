@@ -234,6 +234,35 @@ def test_sharp_run_keeps_the_lowest_frechet_and_stops_on_its_time_budget(judge_r
     assert timed["status"] == "finished" and timed["epochs"] <= 2 and timed["steps"] < 20
 
 
+@pytest.mark.parametrize("recipe", ["acgan_fast", "acgan_sharp"])
+def test_recipe_split_and_resumed_retraces_the_straight_run(recipe, judge_run, tmp_path):
+    """The named recipes carry more state than the book's (the generator's weight average,
+    its warm-up, the Frechet-kept checkpoint): a run cut after one epoch and resumed ends
+    where an uninterrupted one does."""
+    common = [f"experiment={recipe}", "device=cpu", f"algo.judge={judge_run}",
+              "algo.judge_per_class=10", "algo.batch_size=100", "algo.epoch_images=300",
+              "algo.max_seconds=null"]
+    whole = acgan.train(compose(*common, "algo.epochs=3"), tmp_path / "whole")
+    acgan.train(compose(*common, "algo.epochs=1"), tmp_path / "split")
+    resumed = acgan.train(compose(*common, "algo.epochs=3", f"resume={tmp_path / 'split'}"),
+                          tmp_path / "split")
+    timing = {"train_seconds", "seconds", "images_per_second", "steps_per_second"}
+
+    def figures(metrics):
+        return [{k: v for k, v in h.items() if k not in timing} for h in metrics["history"]]
+
+    assert resumed["status"] == whole["status"] == "finished" and len(resumed["history"]) == 3
+    assert figures(resumed) == figures(whole)
+    for name in ("best", "last"):
+        a, b = (torch.load(d / "checkpoints" / f"{name}.pt", weights_only=False)
+                for d in (tmp_path / "whole", tmp_path / "split"))
+        assert a["meta"]["epoch"] == b["meta"]["epoch"]
+        for key in ("generator", "generator_raw", "discriminator"):
+            if key in a["state"]:
+                assert all(torch.equal(x, y) for x, y in
+                           zip(a["state"][key].values(), b["state"][key].values(), strict=True))
+
+
 def test_eval_prints_judged_scores(gan_run, judge_run):
     out = call_tool("rlgen-eval", f"run={gan_run}", f"judge={judge_run}", "per_class=20",
                   "device=cpu").stdout
