@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import random
+import shlex
 import shutil
 import subprocess
 import sys
@@ -58,7 +59,7 @@ def mutate_one(checkout: Path, module: str, tests: str, sample: int, seed: int,
     # the checkout's packages ahead of the installed (editable) ones, in every subprocess
     env = {**os.environ, "PYTHONPATH": str(checkout), "OMP_NUM_THREADS": "1",
            "SDL_VIDEODRIVER": "dummy"}
-    baseline = subprocess.run(test_command.split(), cwd=checkout, env=env, capture_output=True,
+    baseline = subprocess.run(shlex.split(test_command), cwd=checkout, env=env, capture_output=True,
                               text=True)
     if baseline.returncode != 0:
         raise SystemExit(f"{tests} fail on the unmutated code: {baseline.stdout[-500:]}")
