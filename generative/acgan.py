@@ -305,6 +305,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         if selection is not None:
             record |= selection.judge_epoch(drawer, rng, device)
         history.append(record)
+        run.progress(epoch, record)
         log_epoch(logger, record, digit_grid(drawer, fixed_z, list(range(10))))
         # with a judge, the best by the selection rule; without one, the latest. The best
         # so far is updated before "last" is saved, so a resume knows what it must beat

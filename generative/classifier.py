@@ -169,6 +169,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                   "train_seconds": round(elapsed, 2)}
         run.check_finite(record["loss"], f"epoch {epoch} (step {step})")
         history.append(record)
+        run.progress(epoch, record)
         logger.scalars(epoch, {"loss": record["loss"], "test_accuracy": test_accuracy})
         if test_accuracy > best:
             best = test_accuracy

@@ -320,6 +320,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                   "lr": scheduler.get_last_lr()[0], "train_seconds": round(elapsed, 2),
                   "step_seconds": round(step_time, 2)}
         history.append(record)
+        run.progress(epoch, record)
         log_epoch(logger, record, sample_table(seed_text, samples))
         if val < best:
             best = val

@@ -237,6 +237,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                   "train_seconds": round(elapsed, 2)}
         run.check_finite(record["loss"] + record["test_loss"], f"epoch {epoch} (step {step})")
         history.append(record)
+        run.progress(epoch, record)
         log_epoch(logger, record, model, test_x[:10])
         if test["loss"] < best:
             best = test["loss"]

@@ -101,6 +101,12 @@ class Run:
                                 purge_step=logged_to + 1 if logged_to else None)
         return self.logger
 
+    def progress(self, step: int, record: dict) -> None:
+        """One line per evaluation in progress.jsonl, written as it happens: a search
+        worker follows it to prune a hopeless trial (nn/tools/search_worker.py)."""
+        with open(self.dir / "progress.jsonl", "a") as out:
+            out.write(json.dumps({"step": step, **record}) + "\n")
+
     def epoch_position(self, generator: torch.Generator | None) -> EpochPosition:
         """Where the run stands inside its epochs (nn/epochs.py), `generator` drawing each
         epoch's order: as the resumed checkpoint left it, and saved with every checkpoint."""

@@ -242,6 +242,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             log_video(run, cfg, online, algo, loop.frame, device)
         if loop.due(algo.eval_every_frames, "evals"):
             record = evaluate_greedily(env, online, algo, cfg.seed, device, loop, clock, autocast)
+            run.progress(loop.frame, record)
             keep_best_eval(run, loop, record, online)
             if algo.stop_eval_return is not None and record["mean_return"] >= algo.stop_eval_return:
                 break

@@ -230,6 +230,7 @@ def log_games(run: Run, loop: LoopState, stats: GameStats, algo, epsilon: float,
               **{name: round(value, 3) for name, value in means.items()}}
     if not loop.history or loop.frame - loop.history[-1]["frame"] >= algo.history_every_frames:
         loop.history.append(record)
+        run.progress(loop.frame, record)
     if stats.full:
         for level in algo.report_reward100_levels:
             if means["cumulativeReward100"] >= level and f"{level:g}" not in loop.reached:

@@ -231,6 +231,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         record = iteration_record(iteration, batch, loss.item(), seconds, elapsed)
         run.check_finite(record["loss"], f"iteration {iteration}")
         history.append(record)
+        run.progress(iteration, record)
         logger.scalars(iteration, {k: record[k] for k in ("mean_steps", "max_steps", "mean_return",
                                                           "steps_per_second", "loss")})
         if algo.video_every and iteration % algo.video_every == 0:

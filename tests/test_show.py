@@ -31,7 +31,7 @@ def search_dir(tmp_path_factory) -> Path:
     on one fresh seed."""
     where = tmp_path_factory.mktemp("search") / "s"
     result = run_cli("rlgen-search", *SEARCH, f"search.dir={where}")
-    assert "2 trials (0 failed)" in result.stdout and "best on fresh seeds" in result.stdout
+    assert "2 trials (0 failed, 0 pruned)" in result.stdout and "best on fresh seeds" in result.stdout
     return where
 
 
@@ -135,14 +135,14 @@ def test_the_preset_composes_with_its_objective_and_space():
 def test_sweeps_on_the_command_line_join_the_presets_space(tmp_path):
     from nn.tools.search import prepare
 
-    cfg, settings, space, _, overrides = prepare([
+    cfg, settings, space, _, overrides, launcher = prepare([
         "hparams_search=cartpole_reinforce_fast", "algo.games_per_iteration=choice(8,16)",
         "algo.gamma=interval(0.95,0.99)", "algo.iterations=3", f"search.dir={tmp_path / 's'}"])
     assert set(space) == {"algo.lr", "algo.gamma", "model.hidden_sizes",
                           "algo.games_per_iteration"}
     assert settings.params["algo.gamma"] == "interval(0.95,0.99)"  # replaces the preset's
     assert overrides == ["hparams_search=cartpole_reinforce_fast", "algo.iterations=3",
-                         f"search.dir={tmp_path / 's'}"]
+                         f"search.dir={tmp_path / 's'}"] and launcher is None
     with pytest.raises(UserError, match="algo.nosuch is not a setting"):
         prepare(["hparams_search=cartpole_reinforce_fast", "algo.nosuch=1,2",
                  f"search.dir={tmp_path / 't'}"])

@@ -21,8 +21,8 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ from nn.checkpoint import write_json
 from nn.config import explain_config_error
 from nn.errors import UserError
 from nn.schema import at_least, check_ranges, one_of
-from nn.tools.runs import UnknownMetric, optimized_value
+from nn.tools.runs import optimized_value
 
 
 @dataclass
@@ -52,6 +52,24 @@ class SearchConfig:
     # several at once, later proposals depend on which trial finishes first)
     sampler_seed: int = 0
     dir: str = MISSING  # where the trials go
+    # where the study lives (nn/tools/search_worker.py): null, a journal file in the search
+    # folder (workers on one machine); a database URL, e.g.
+    # postgresql+psycopg://user@host/db, for workers on several; a path: a journal file there
+    storage: str | None = None
+    study_name: str | None = None  # null: the search folder's name
+    # worker processes, each running `jobs` trials at once; with hydra/launcher=submitit_slurm
+    # (or submitit_local) one submitit job array of that many tasks
+    workers: int = at_least(1, 1)
+    # the history figure each run reports at every evaluation, for pruning (null: no pruning),
+    # reduced over the evaluations so far as the optimised metric is (mean: an area under
+    # the curve, best: a best_* figure, last: a final one)
+    progress: str | None = None
+    progress_reduce: str = one_of("last", "mean", "best", default="last")
+    pruner: str = one_of("median", "hyperband", "none", default="median")
+    prune_startup_trials: int = at_least(0, 4)  # median: trials finished before any is pruned
+    prune_warmup_steps: int = at_least(0, 0)  # median: steps of a trial before it may be pruned
+    heartbeat_seconds: int = at_least(1, 10)  # on a database: a running trial's sign of life
+    grace_seconds: int = at_least(1, 60)  # silent this long: failed and retried once
 
 
 class TrialFailed(Exception):
@@ -182,24 +200,32 @@ def plot_search(trials: list[dict], space: dict, direction: str, metric: str, pa
     plt.close(figure)
 
 
+def rerun_one(overrides: list[str], run_dir: Path, metric: str | None) -> float | str:
+    """One re-run: its figure, or why it failed (a submitit task returns it too)."""
+    try:
+        return run_trial(overrides, run_dir, metric)
+    except SearchStopped:
+        raise
+    except (TrialFailed, UserError) as err:
+        return str(err)
+
+
 def rerun(settings: dict[str, list[str]], seeds: list[int], base: list[str], search_dir: Path,
-          metric: str | None, jobs: int) -> dict:
-    """Each labelled group of settings again on every fresh seed, `jobs` runs at a time:
-    label -> its settings, each seed's figure (or why it failed) and their mean."""
+          metric: str | None, parallel: int, executor=None) -> dict:
+    """Each labelled group of settings again on every fresh seed, through the workers'
+    executor (submitit tasks, or local processes `parallel` at a time): label -> its
+    settings, each seed's figure (or why it failed) and their mean."""
     from concurrent.futures import ThreadPoolExecutor
 
-    def one(label: str, seed: int):
-        try:
-            return run_trial([*base, *settings[label], f"seed={seed}"],
-                             search_dir / f"{label}_seed{seed}", metric)
-        except SearchStopped:
-            raise
-        except (TrialFailed, UserError) as err:
-            return str(err)
-
     runs = [(label, seed) for label in settings for seed in seeds]
-    with ThreadPoolExecutor(jobs) as pool:
-        done = dict(zip(runs, pool.map(lambda run: one(*run), runs), strict=True))
+    arguments = ([[*base, *settings[label], f"seed={seed}"] for label, seed in runs],
+                 [search_dir / f"{label}_seed{seed}" for label, seed in runs], [metric] * len(runs))
+    if executor is not None:
+        outcomes = [job.result() for job in executor.map_array(rerun_one, *arguments)]
+    else:
+        with ThreadPoolExecutor(parallel) as pool:
+            outcomes = list(pool.map(rerun_one, *arguments))
+    done = dict(zip(runs, outcomes, strict=True))
     results = {}
     for label in settings:
         per_seed = {seed: done[label, seed] for seed in seeds}
@@ -265,64 +291,250 @@ def prepare(overrides: list[str]):
                         "seeds the search never saw")
     search_dir = Path(settings.dir)
     check_writable(search_dir)
+    study_name = settings.study_name or search_dir.name
+    marker = search_dir / "study.json"  # a search's folder: the same command resumes it
     if search_dir.exists() and any(search_dir.iterdir()):
-        raise UserError(f"{search_dir} is not empty; choose another search.dir")
-    return cfg, settings, space, search_dir, overrides
+        if not marker.is_file():
+            raise UserError(f"{search_dir} is not empty; choose another search.dir")
+        earlier = json.loads(marker.read_text())
+        if earlier["study_name"] != study_name:
+            raise UserError(f"{search_dir} holds study {earlier['study_name']}, not {study_name};"
+                            f" resume it with search.study_name={earlier['study_name']}")
+    launcher = None
+    if any(o.startswith(("hydra/launcher=", "hydra.launcher.")) for o in overrides):
+        try:
+            launcher = OmegaConf.to_container(
+                compose(overrides, return_hydra_config=True).hydra.launcher, resolve=False)
+        except Exception as err:
+            raise UserError(explain_config_error(err)) from err
+    return cfg, settings, space, search_dir, overrides, launcher
+
+
+@dataclass
+class Plan:
+    """What every worker of a search needs; kept in the study's attributes, so a worker on
+    another machine needs only the storage and the study's name."""
+    settings: Any  # SearchConfig
+    metric: str | None
+    base: list[str]  # the overrides that set every run of the search
+    space: dict[str, Any]
+    experiment: str
+
+
+def plan_from(record: dict) -> Plan:
+    settings = OmegaConf.merge(OmegaConf.structured(SearchConfig), record["settings"])
+    cfg = compose(record["base"])
+    return Plan(settings, record["metric"], record["base"], parse_space(dict(settings.params), cfg),
+                record["experiment"])
+
+
+def load_plan(search_dir: Path, storage: str | None, study_name: str) -> Plan:
+    import optuna
+
+    from nn.tools.search_worker import open_storage
+
+    study = optuna.load_study(study_name=study_name,
+                              storage=open_storage(storage, search_dir, 60, 120))
+    return plan_from(study.user_attrs["plan"])
+
+
+def make_pruner(settings):
+    """Median (Optuna's and RL Zoo's default) or Hyperband; none without a progress figure."""
+    import optuna
+
+    if settings.progress is None or settings.pruner == "none":
+        return optuna.pruners.NopPruner()
+    if settings.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner()
+    return optuna.pruners.MedianPruner(n_startup_trials=settings.prune_startup_trials,
+                                       n_warmup_steps=settings.prune_warmup_steps)
+
+
+def shown_storage(storage: str | None) -> str | None:
+    """A storage URL as it may be printed and recorded: its password hidden."""
+    if storage is None or "://" not in storage:
+        return storage
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(storage).render_as_string(hide_password=True)
+    except Exception:
+        return storage.split("://", 1)[0] + "://..."
+
+
+def open_study(settings, search_dir: Path, study_name: str, record: dict):
+    """The launcher alone creates the storage and the study, before any worker starts; a
+    study that exists already is resumed, if it is the same search."""
+    import optuna
+
+    from nn.tools import search_worker
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own lines say what happened
+    storage = search_worker.open_storage(settings.storage, search_dir, settings.heartbeat_seconds,
+                                         settings.grace_seconds)
+    if settings.storage and settings.storage.startswith("sqlite"):
+        print("rlgen-search: warning: SQLite is not made for workers writing at once; use the "
+              "default journal file on one machine, PostgreSQL across machines", file=sys.stderr)
+    study = optuna.create_study(storage=storage, study_name=study_name,
+                                direction=settings.direction, load_if_exists=True)
+    earlier = study.user_attrs.get("plan")
+    if earlier is not None:
+        same = ("experiment", "metric", "base")
+        for key in same:
+            if earlier[key] != record[key]:
+                raise UserError(f"study {study_name} was started with {key} {earlier[key]}, not "
+                                f"{record[key]}; choose another search.dir or search.study_name")
+        for key in ("direction", "params", "trial_seeds", "progress", "progress_reduce"):
+            if earlier["settings"][key] != record["settings"][key]:
+                raise UserError(f"study {study_name} was started with search.{key}="
+                                f"{earlier['settings'][key]}; resume it with the same, or choose "
+                                "another search.dir")
+    study.set_user_attr("plan", record)  # a resume may raise the budget or add workers
+    dead = search_worker.fail_dead_workers_trials(study) \
+        if search_worker.journal_path(settings.storage, search_dir) else []
+    if earlier is not None:
+        done = len(study.get_trials(deepcopy=False))
+        print(f"resuming study {study_name}: {done} trials so far"
+              + (f"; trials {dead} of dead workers failed and queued again" if dead else ""),
+              flush=True)
+    return study
+
+
+def submitit_parameters(launcher: dict) -> tuple[str, dict]:
+    """submitit's cluster and parameters from a Hydra launcher preset's fields (the names
+    hydra-submitit-launcher gives them: Slurm's own get a slurm_ prefix)."""
+    local = launcher["_target_"].endswith("LocalLauncher")
+    generic = {"timeout_min", "nodes", "tasks_per_node", "cpus_per_task", "gpus_per_node",
+               "mem_gb", "name", "stderr_to_stdout"}
+    parameters = {}
+    for key, value in launcher.items():
+        if key in ("_target_", "submitit_folder") or value is None or value == {}:
+            continue
+        if key in generic:
+            parameters[key] = value
+        elif not local:
+            parameters[f"slurm_{key}"] = value
+    return ("local" if local else "slurm"), parameters
+
+
+def submitit_executor(launcher: dict, search_dir: Path):
+    """One submitit job array for the workers (and then the re-runs)."""
+    import submitit
+
+    cluster, parameters = submitit_parameters(launcher)
+    try:
+        executor = submitit.AutoExecutor(folder=search_dir / ".submitit" / "%j", cluster=cluster)
+    except RuntimeError as err:  # no srun: not a Slurm machine
+        raise UserError(f"hydra/launcher=submitit_{cluster}: {err}; run it on the cluster's "
+                        "login node, or use hydra/launcher=submitit_local here") from err
+    executor.update_parameters(**parameters)
+    return executor
+
+
+def run_workers(settings, search_dir: Path, study_name: str, executor) -> None:
+    """search.workers workers: in this process (one), local processes, or submitit tasks."""
+    from nn.tools import search_worker
+
+    storage = settings.storage
+    if executor is not None:
+        n = settings.workers
+        jobs = executor.map_array(search_worker.work, [str(search_dir)] * n, [storage] * n,
+                                  [study_name] * n, list(range(n)))
+        print(f"{settings.workers} workers submitted as submitit jobs "
+              f"{', '.join(j.job_id for j in jobs)}", flush=True)
+        for job in jobs:
+            try:
+                job.result()
+            except Exception as err:  # the job's own log says more
+                first = str(err).strip().splitlines()
+                print(f"rlgen-search: worker job {job.job_id} failed: "
+                      f"{first[-1] if first else type(err).__name__}", file=sys.stderr)
+    elif settings.workers == 1:
+        search_worker.work(str(search_dir), storage, study_name)
+    else:
+        command = [sys.executable, "-m", "nn.tools.search_worker", str(search_dir), study_name]
+        children = [subprocess.Popen([*command, str(i), *([storage] if storage else [])])
+                    for i in range(settings.workers)]
+        for child in children:
+            child.wait()
+
+
+def summarize(study, cfg, settings, metric: str | None, started: float) -> dict:
+    """search.json from the storage, not from one process's memory: every trial of every
+    worker, with its state, settings, value, seeds and worker."""
+    from optuna.trial import TrialState
+
+    trials = []
+    for t in study.get_trials(deepcopy=False):
+        trials.append({
+            "number": t.number, "state": t.state.name.lower(), "params": dict(t.params),
+            "value": t.value if t.state == TrialState.COMPLETE else None,
+            "per_seed": t.user_attrs.get("per_seed", {}), "runs": t.user_attrs.get("runs", []),
+            "error": t.user_attrs.get("error") or t.user_attrs.get("stopped"),
+            "pruned_at": t.user_attrs.get("pruned_at"), "retry_of": t.user_attrs.get("retry_of"),
+            "worker": t.user_attrs.get("worker"),
+            "started": t.datetime_start.isoformat() if t.datetime_start else None,
+            "ended": t.datetime_complete.isoformat() if t.datetime_complete else None,
+            "intermediate": {str(k): v for k, v in sorted(t.intermediate_values.items())}})
+    states = [t["state"] for t in trials]
+    summary = {"experiment": cfg.name, "metric": metric or "best_*",
+               "direction": settings.direction, "study": study.study_name,
+               "storage": shown_storage(settings.storage) or "study.log (journal)",
+               "workers": settings.workers, "jobs": settings.jobs, "budget": settings.trials,
+               "pruner": make_pruner(settings).__class__.__name__,
+               "complete": states.count("complete"), "pruned": states.count("pruned"),
+               "failed": states.count("fail"), "trials": trials,
+               "search_seconds": round(time.perf_counter() - started, 1)}
+    stamps = [(t["started"], t["ended"]) for t in trials if t["started"] and t["ended"]]
+    if stamps:
+        from datetime import datetime
+
+        first = min(datetime.fromisoformat(a) for a, _ in stamps)
+        last = max(datetime.fromisoformat(b) for _, b in stamps)
+        summary["trials_span_seconds"] = round((last - first).total_seconds(), 1)
+    complete = [t for t in trials if t["value"] is not None]
+    if complete:
+        pick = max if settings.direction == "maximize" else min
+        best = pick(complete, key=lambda t: t["value"])
+        summary["best"] = {"number": best["number"], "value": best["value"],
+                           "params": best["params"]}
+    return summary
 
 
 def search(overrides: list[str]) -> dict:
-    import optuna
-
-    cfg, settings, space, search_dir, overrides = prepare(overrides)
+    cfg, settings, space, search_dir, overrides, launcher = prepare(overrides)
     metric = cfg.get("optimized_metric")
     # every run of the search composes as the preset does; the searched settings come last
-    base = [o for o in overrides if not o.startswith(("search.", "threads=", "hydra."))]
-    optuna.logging.set_verbosity(optuna.logging.ERROR)  # failed trials: our own line
-    study = optuna.create_study(direction=settings.direction,
-                                sampler=optuna.samplers.TPESampler(seed=settings.sampler_seed))
-    summary = {"experiment": cfg.name, "metric": metric or "best_*",
-               "direction": settings.direction, "trials": []}
-    lock = threading.Lock()
+    base = [o for o in overrides if not o.startswith(("search.", "threads=", "hydra.", "hydra/"))]
+    study_name = settings.study_name or search_dir.name
+    record = {"experiment": cfg.name, "metric": metric, "base": base,
+              "settings": OmegaConf.to_container(settings)}
     started = time.perf_counter()
-
-    def objective(trial) -> float:
-        params = suggest(trial, space)
-        runs = {seed: search_dir / f"trial_{trial.number:03d}_seed{seed}"
-                for seed in settings.trial_seeds}
-        record = {"number": trial.number, "params": dict(trial.params),
-                  "runs": [str(r) for r in runs.values()], "value": None, "per_seed": {},
-                  "error": None}
-        try:
-            for seed, run_dir in runs.items():
-                record["per_seed"][seed] = run_trial([*base, *params, f"seed={seed}"], run_dir,
-                                                     metric)
-            record["value"] = sum(record["per_seed"].values()) / len(runs)
-        except (UnknownMetric, SearchStopped):
-            raise  # every further trial would fail alike, or the user asked to stop
-        except (TrialFailed, UserError) as err:
-            record["error"] = str(err)
-        with lock:  # the record on disk after every trial, so a stopped search keeps it
-            summary["trials"] = sorted([*summary["trials"], record], key=lambda t: t["number"])
-            write_json(search_dir / "search.json", summary)
-            shown = (f"{record['value']:.4g}" if record["error"] is None
-                     else f"failed: {record['error']}")
-            print(f"trial {trial.number}: {' '.join(params)} -> {shown}", flush=True)
-        if record["error"] is not None:
-            raise TrialFailed(record["error"])
-        return record["value"]
-
-    study.optimize(objective, n_trials=settings.trials, n_jobs=settings.jobs,
-                   catch=(TrialFailed,))
+    executor = submitit_executor(launcher, search_dir) if launcher is not None else None
+    search_dir.mkdir(parents=True, exist_ok=True)
+    study = open_study(settings, search_dir, study_name, record)
+    write_json(search_dir / "study.json", {"study_name": study_name,
+                                          "storage": shown_storage(settings.storage)})
+    if launcher is not None and settings.storage is None and launcher["_target_"].endswith(
+            "SlurmLauncher"):
+        print("rlgen-search: warning: a journal file shared by several hosts may lose its "
+              "locks (NFS); give search.storage a PostgreSQL URL", file=sys.stderr)
+    run_workers(settings, search_dir, study_name, executor)
+    summary = summarize(study, cfg, settings, metric, started)
     trials = summary["trials"]
-    failed = sum(t["error"] is not None for t in trials)
-    if failed == len(trials):
-        raise UserError(f"all {len(trials)} trials failed; the first: {trials[0]['error']}")
-    best = study.best_trial
-    summary |= {"failed": failed, "search_seconds": round(time.perf_counter() - started, 1),
-                "best": {"number": best.number, "value": best.value, "params": best.params}}
+    write_json(search_dir / "search.json", summary)
+    if any(t["state"] == "waiting" for t in trials):  # a user's stop queued its trial again
+        raise SearchStopped("the search was stopped; the same command finishes its budget "
+                            f"(its trials so far: {search_dir / 'search.json'})")
+    if "best" not in summary:
+        errors = [t["error"] for t in trials if t["error"]]
+        raise UserError(f"all {len(trials)} trials failed; the first: "
+                        f"{errors[0] if errors else 'no trial finished'}")
+    best = summary["best"]
     if settings.rerun_seeds:  # the winner beside the experiment's own settings
-        reruns = rerun({"best": settings_of(best), "default": []}, list(settings.rerun_seeds),
-                       base, search_dir, metric, settings.jobs)
+        reruns = rerun({"best": [f"{k}={v}" for k, v in best["params"].items()], "default": []},
+                       list(settings.rerun_seeds), base, search_dir, metric,
+                       settings.jobs * settings.workers, executor)
         summary["best_rerun"], summary["default_rerun"] = reruns["best"], reruns["default"]
     summary["total_seconds"] = round(time.perf_counter() - started, 1)
     write_json(search_dir / "search.json", summary)
@@ -340,6 +552,7 @@ def describe_rerun(name: str, rerun_result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    warnings.filterwarnings("ignore", message="(?s).*validated against ConfigStore schema")
     if any(a in ("-h", "--help") for a in argv):
         from conf.compose import CONF_DIR
         from nn.config import describe_keys
@@ -363,8 +576,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     best = summary["best"]
     search_dir = Path(summary["trials"][0]["runs"][0]).parent
-    print(f"{len(summary['trials'])} trials ({summary['failed']} failed) in "
-          f"{summary['search_seconds']:.0f}s; best: trial {best['number']} "
+    print(f"{len(summary['trials'])} trials ({summary['failed']} failed, {summary['pruned']} "
+          f"pruned) in {summary['search_seconds']:.0f}s; best: trial {best['number']} "
           f"{' '.join(f'{k}={v}' for k, v in best['params'].items())} -> {best['value']:.4g}")
     for name in ("best_rerun", "default_rerun"):
         if name in summary:
