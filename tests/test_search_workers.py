@@ -129,7 +129,7 @@ def kill_a_worker_mid_trial(storage: str | None, where: Path) -> int:
 
 def test_a_killed_workers_trial_is_retried_on_postgresql(postgres, tmp_path):
     import optuna
-    from optuna.storages import RetryFailedTrialCallback
+    from optuna.storages import RetryHeartbeatStaleTrialCallback as Retry
 
     where = tmp_path / "killed_pg"
     search = start_search([*TINY, *storage_of("postgresql", postgres), "search.trials=5",
@@ -141,7 +141,7 @@ def test_a_killed_workers_trial_is_retried_on_postgresql(postgres, tmp_path):
     trials = study.get_trials()
     by_number = {t.number: t for t in trials}
     assert by_number[killed].state.name == "FAIL"
-    retried = [t for t in trials if RetryFailedTrialCallback.retried_trial_number(t) == killed]
+    retried = [t for t in trials if Retry.retried_trial_number(t) == killed]
     assert len(retried) == 1 and retried[0].params == by_number[killed].params
     assert retried[0].state.name == "COMPLETE"
     # the budget: five trials that count, the failed one beside them

@@ -19,6 +19,7 @@ hparams_search=PRESET ...` runs this same search.
 import copy
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -511,8 +512,14 @@ def search(overrides: list[str]) -> dict:
               "settings": OmegaConf.to_container(settings)}
     started = time.perf_counter()
     executor = submitit_executor(launcher, search_dir) if launcher is not None else None
+    made = not search_dir.exists()
     search_dir.mkdir(parents=True, exist_ok=True)
-    study = open_study(settings, search_dir, study_name, record)
+    try:
+        study = open_study(settings, search_dir, study_name, record)
+    except UserError:  # a storage that cannot be opened: leave nothing behind
+        if made:
+            shutil.rmtree(search_dir, ignore_errors=True)
+        raise
     write_json(search_dir / "study.json", {"study_name": study_name,
                                           "storage": shown_storage(settings.storage)})
     if launcher is not None and settings.storage is None and launcher["_target_"].endswith(

@@ -59,7 +59,7 @@ def journal_path(storage: str | None, search_dir: Path) -> Path | None:
 def open_storage(storage: str | None, search_dir: Path, heartbeat: int, grace: int):
     """Optuna's storage for `search.storage` (see the module docstring)."""
     import optuna
-    from optuna.storages import RDBStorage, RetryFailedTrialCallback
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
     from optuna.storages.journal import JournalFileBackend
 
     journal = journal_path(storage, search_dir)
@@ -69,10 +69,13 @@ def open_storage(storage: str | None, search_dir: Path, heartbeat: int, grace: i
         with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.8
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return RDBStorage(storage, heartbeat_interval=heartbeat, grace_period=grace,
-                              heartbeat_stale_trial_callback=RetryFailedTrialCallback(max_retry=1))
+                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+                                  max_retry=1))
     except Exception as err:  # a wrong URL, a server not running, a driver not installed
         detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"cannot open search.storage={storage}: {detail}") from err
+        from nn.tools.search import shown_storage
+
+        raise UserError(f"cannot open search.storage={shown_storage(storage)}: {detail}") from err
 
 
 @contextmanager
