@@ -168,3 +168,19 @@ def test_human_render_runs_headless():
     for _ in range(5):
         env.step(0)
     env.close()
+
+
+def test_batched_actions_outside_0_and_1_are_refused_naming_the_first_five():
+    batch = CartPoleEnv().batched(6)
+    with pytest.raises(ValueError, match=r"actions must be in \[0, 2\), got \[2, 3, -1, 5, 6\]"):
+        batch.step_arrays(np.array([2, 3, -1, 5, 6, 7]))
+    with pytest.raises(ValueError, match=r"got \[2\]"):
+        batch.step_arrays(np.array([0, 1, 1, 0, 2, 1]))
+
+
+def test_the_observation_space_bounds_twice_the_limits():
+    env = CartPoleEnv()
+    big = np.finfo(np.float32).max
+    expected = np.array([4.8, big, 2 * math.radians(12), big], dtype=np.float32)
+    assert np.allclose(env.observation_space.high, expected)
+    assert np.allclose(env.observation_space.low, -expected)

@@ -137,3 +137,32 @@ def test_key_value_args_reject_typos_and_bad_types():
     # text values are taken as typed, not read as YAML (a colon made them a mapping)
     args = parse_key_values(EvalArgs, ["run=ROMEO: ", "checkpoint=[best]", "episodes=2"])
     assert args.run == "ROMEO: " and args.checkpoint == "[best]"
+
+
+def test_png_pixels_and_the_liveness_check_only_asks(tmp_path):
+    import subprocess
+    import time
+
+    import numpy as np
+    from PIL import Image
+
+    from nn.checkpoint import process_alive, write_png
+
+    write_png(tmp_path / "a.png", torch.tensor([[0.0, 0.5], [1.0, 2.0]]))
+    assert np.array(Image.open(tmp_path / "a.png")).tolist() == [[0, 128], [255, 255]]
+    child = subprocess.Popen(["sleep", "30"])
+    assert process_alive(child.pid)
+    time.sleep(0.2)
+    assert child.poll() is None  # asking sent no signal that ends a process
+    child.kill()
+    child.wait()
+    assert not process_alive(child.pid)
+
+
+@pytest.mark.parametrize("found,expected", [("acgan", "vae"), ("vae", "acgan")])
+def test_another_experiments_checkpoint_is_refused_whichever_name_sorts_first(found, expected):
+    from nn.checkpoint import require_experiment
+
+    with pytest.raises(UserError, match=f"belongs to experiment '{found}', not '{expected}'"):
+        require_experiment({"experiment": found}, expected, "x.pt")
+    require_experiment({"experiment": found}, found, "x.pt")

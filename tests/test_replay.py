@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from nn.errors import UserError
 from rl.replay import NStepWindow, PrioritizedReplayMemory, ReplayMemory
 
 
@@ -100,3 +101,17 @@ def test_truncated_game_bootstraps_from_its_own_last_observation():
     obs0, _, total, bootstrap, discount = out[0]
     assert total.item() == 1.5 and abs(discount.item() - 0.25) < 1e-6
     assert bootstrap.item() == 2.0  # next_obs of step 1, where the game was cut
+
+
+def test_a_replay_memory_over_its_share_of_free_memory_is_refused_naming_its_size(monkeypatch):
+    import rl.replay as replay
+
+    monkeypatch.setattr(replay, "available_bytes", lambda device: 10 * 2**30)
+    # a transition: two 3x4x2 float32 observations (192 bytes), an int64 action and three
+    # 4-byte fields: 212 bytes
+    fits = int(7.9 * 2**30 / 212)
+    replay.check_memory_fits(fits, (3, 4, 2), torch.float32, torch.device("cpu"))
+    with pytest.raises(UserError, match=r"a replay memory of \d+ transitions of shape "
+                       r"\(3, 4, 2\) needs 9\.0 GiB, over 80% of the 10\.0 GiB free on cpu"):
+        replay.check_memory_fits(int(9 * 2**30 / 212) + 1, (3, 4, 2), torch.float32,
+                                 torch.device("cpu"))
