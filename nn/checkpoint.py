@@ -9,6 +9,7 @@ to a temporary file then renamed, so a crash mid-write never replaces a good one
 import io
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +113,11 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu",
     if not path.is_file():
         raise UserError(f"no checkpoint at {path}; train one with rlgen-train or pick another run")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+        # a plain pickle makes torch warn in several lines before it refuses: our one
+        # line below says it all
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as err:  # corrupt zip, foreign pickle, truncated file, ...
         reason = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
         raise UserError(f"{path} is not a readable rlgen checkpoint ({reason}); "

@@ -85,14 +85,18 @@ def sweep_combinations(overrides: list[str]) -> list[list[str]]:
 def check_writable(run_dir: Path) -> None:
     """A run dir on a read-only disk fails now, in one line, before anything is made."""
     existing = next(p for p in (run_dir, *run_dir.parents) if p.exists())
+    if not existing.is_dir():
+        raise UserError(f"cannot make the run dir {run_dir}: {existing} is a file, not a "
+                        "folder; write runs elsewhere (hydra.run.dir=... or hydra.sweep.dir=...)")
     if not os.access(existing, os.W_OK):
         raise UserError(f"cannot write the run dir {run_dir}: {existing} is read-only; write "
                         "runs elsewhere (hydra.run.dir=... or hydra.sweep.dir=...)")
 
 
-def validate_overrides(overrides: list[str], multirun: bool = False) -> None:
+def validate_overrides(overrides: list[str], multirun: bool = False):
     """Compose the config now and check it, so a bad override, a value out of range or an
-    env that cannot be built fails in one line before any run dir is made."""
+    env that cannot be built fails in one line before any run dir is made. Returns the
+    (last) composed config."""
     try:
         combos = sweep_combinations(overrides)
     except Exception as err:
@@ -111,6 +115,7 @@ def validate_overrides(overrides: list[str], multirun: bool = False) -> None:
             protect_run_dir(Path(cfg.hydra.run.dir), cfg.name, cfg.resume)
         if cfg.get("resume"):  # only the experiment is read: the tensors stay on disk
             resume_payload(cfg.resume, cfg.name, mmap=True)
+    return cfg
 
 
 def check_config(cfg) -> None:

@@ -14,11 +14,12 @@ from omegaconf import OmegaConf, open_dict
 
 from conf.compose import CONF_DIR, compose, register_resolvers
 from envs.gymnasium_env import allow_module_of
+from nn import run_lock
 from nn.config import explain_config_error, import_trainer
 from nn.errors import UserError
 from nn.preemption import pass_on
 from nn.run import STOPPED, run_status
-from nn.tools.checks import expand_resume, fail, split_hydra_args, validate_overrides
+from nn.tools.checks import expand_resume, fail, protect_run_dir, split_hydra_args, validate_overrides
 from nn.tools.runs import optimized_value
 
 # Our launcher presets (conf/hydra/launcher/) share their names with the plugin's schemas
@@ -43,12 +44,25 @@ def continues_itself(run_dir: Path) -> bool:
     return "SUBMITIT_FOLDER" in os.environ or run_status(run_dir) == STOPPED
 
 
+def hold_run_dir(run_dir: Path, cfg) -> None:
+    """The run folder's lock (nn/run_lock.py), before Hydra writes into it; what the
+    checks found on disk is checked again under it, as another writer may have just
+    finished there."""
+    note = run_lock.take(run_dir)
+    if note:
+        print(f"rlgen-train: {note}", flush=True)
+    protect_run_dir(run_dir, cfg.name, cfg.get("resume"))
+
+
 def _train_task(cfg) -> float | None:
     """One run; returns its `optimized_metric` (or headline) figure, for Hydra's sweepers."""
     from hydra.core.hydra_config import HydraConfig
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
+        note = run_lock.take(run_dir)  # a sweep's job (a single run holds it already)
+        if note:
+            print(f"rlgen-train: {note}", flush=True)
         if not cfg.resume and continues_itself(run_dir):
             with open_dict(cfg):
                 cfg.resume = str(run_dir)
@@ -94,9 +108,12 @@ def main() -> None:
         if override.startswith("env.id="):
             allow_module_of(override.split("=", 1)[1])
     if not HYDRA_NO_VALIDATE.intersection(flags):
+        multirun = bool({"-m", "--multirun"} & set(flags))
         try:
             overrides = expand_resume(overrides)
-            validate_overrides(overrides, multirun=bool({"-m", "--multirun"} & set(flags)))
+            cfg = validate_overrides(overrides, multirun=multirun)
+            if not multirun and not {"-c", "--cfg", "-i", "--info"} & set(flags):
+                hold_run_dir(Path(cfg.hydra.run.dir), cfg)
         except UserError as err:
             fail("rlgen-train", str(err))
     sys.argv = [sys.argv[0], *flags, *overrides]
