@@ -37,9 +37,11 @@ from envs.snake_rules import (
     RIGHT,
     TURN,
     UP,
+    memory_needs,
     view_offsets,
     view_shape,
 )
+from nn.memory import check_fits
 from nn.schema import at_least, one_of
 
 
@@ -84,6 +86,8 @@ class SnakeEnv(gym.Env):
         if not 1 <= num_fruits <= height * width - init_len:
             raise ValueError(f"num_fruits={num_fruits} must be between 1 and height * width - "
                              f"init_len = {height * width - init_len} on a {height}x{width} board")
+        check_fits(f"a {height}x{width} Snake board", memory_needs(height, width, view),
+                   "use a smaller board (env.height, env.width)")
         self.render_mode = render_mode
         self.view = view
         self.view_offsets = None if view == "board" else view_offsets(height, width, view)

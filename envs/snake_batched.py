@@ -5,7 +5,8 @@ import numpy as np
 import torch
 
 from envs import snake_kernel
-from envs.snake_rules import DX, DY, OFF_BOARD, RIGHT, TURN, view_offsets, view_shape
+from envs.snake_rules import DX, DY, OFF_BOARD, RIGHT, TURN, memory_needs, view_offsets, view_shape
+from nn.memory import check_fits
 from nn.seeding import make_generator
 
 
@@ -34,6 +35,10 @@ class BatchedSnake:
     def __init__(self, num_envs: int, height: int, width: int, num_fruits: int, init_len: int,
                  max_steps_per_game: int | None, rewards: tuple, device: torch.device,
                  seed: int = 0, view: str = "board", kernel: bool | None = None):
+        check_fits(f"{num_envs} Snake games on {height}x{width} boards",
+                   memory_needs(height, width, view, num_envs),
+                   "use a smaller board (env.height, env.width) or fewer games at once "
+                   "(algo.num_envs)", device)
         self.view = view
         self.kernel = device.type == "cpu" if kernel is None else kernel
         if self.kernel and device.type != "cpu":

@@ -37,6 +37,17 @@ def view_shape(height: int, width: int, view: str) -> tuple[int, int, int]:
     return side, side, 2
 
 
+def memory_needs(height: int, width: int, view: str, num_envs: int = 1) -> int:
+    """Bytes the envs of this board allocate, estimated from above: per game its board
+    and body (10 bytes a square) and an observation (2 bytes a viewed square); shared, the
+    move table (about 540 bytes a square while Python builds it), a turned or centred
+    view's offsets (128 bytes a viewed square) and the observation space's two bounds."""
+    squares = height * width
+    rows, cols, _ = view_shape(height, width, view)
+    offsets = 0 if view == "board" else 128 * rows * cols
+    return num_envs * (10 * squares + 2 * rows * cols) + 540 * squares + offsets + 4 * rows * cols
+
+
 def view_offsets(height: int, width: int, view: str) -> np.ndarray:
     """[4 headings, side, side, 2]: for each square of a turned or centred view, the
     (row, column) of the board square it shows, relative to the board's top-left square

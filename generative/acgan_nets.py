@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from omegaconf import MISSING
 
 from nn.blocks import glorot_normal_
-from nn.config import instantiate
+from nn.memory import build_network
 
 
 # rlgen-plot's default curve: the first of these tags a run logged (a judge's accuracy,
@@ -134,7 +134,7 @@ class SpectralDiscriminator(torch.nn.Module):
 
 
 def build_nets(cfg):
-    return instantiate(cfg.model.generator), instantiate(cfg.model.discriminator)
+    return build_network(cfg.model.generator), build_network(cfg.model.discriminator)
 
 
 def sample_z(n: int, latent_size: int, generator: torch.Generator, device) -> torch.Tensor:

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from omegaconf import MISSING
 
-from nn.config import instantiate
 from nn.errors import UserError
+from nn.memory import build_network
 from nn.schema import at_least, between, one_of, sizes
 from nn.seeding import make_generator
 
@@ -68,7 +68,7 @@ def detach_state(state: list) -> list:
 
 
 def build_model(cfg, vocab_size: int) -> CharLSTM:
-    return instantiate(cfg.model, vocab_size=vocab_size)
+    return build_network(cfg.model, vocab_size=vocab_size)
 
 
 def encode(text: str, chars: str, what: str = "seed text") -> list[int]:

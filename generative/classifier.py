@@ -25,6 +25,7 @@ from nn.device import maybe_compile, mixed_precision, select_device
 from nn.epochs import EpochRecipe
 from nn.errors import UserError
 from nn.export import Network, OnnxNetwork
+from nn.memory import build_network
 from nn.run import Run
 from nn.schema import at_least, between, sizes
 from nn.seeding import make_generator
@@ -102,7 +103,7 @@ def accuracy(model, images: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 def build_model(cfg) -> torch.nn.Module:
-    return instantiate(cfg.model)
+    return build_network(cfg.model)
 
 
 def train(cfg: DictConfig, run_dir: Path) -> dict:

@@ -27,6 +27,7 @@ from omegaconf import MISSING
 
 from generative.download import download
 from nn.errors import UserError
+from nn.memory import check_text_file
 from nn.schema import between
 
 
@@ -123,6 +124,7 @@ def python_source_text() -> str:
 
 def read_text(path: Path) -> str:
     try:
+        check_text_file(path, f"the text {path}", "train on a smaller file (data.path=...)")
         raw = Path(path).read_bytes()
     except OSError as err:
         raise UserError(f"cannot read text file {path}: {err.strerror}") from err

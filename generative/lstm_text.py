@@ -50,6 +50,7 @@ from nn.config import instantiate
 from nn.device import maybe_compile, mixed_precision
 from nn.epochs import EpochPosition
 from nn.errors import UserError
+from nn.memory import check_text_file
 from nn.run import Run
 from nn.schema import above, at_least, between, one_of, temperatures
 from nn.seeding import global_rng_state, make_generator, set_global_rng_state
@@ -153,6 +154,9 @@ def check_config(cfg: DictConfig) -> None:
         raise UserError("algo.sample_step must be at least 1 for the last_char objective")
     if algo.epochs is None and algo.max_seconds is None:
         raise UserError("algo.epochs=null plans the epochs from algo.max_seconds; set one of them")
+    if cfg.data.get("path") and Path(cfg.data.path).expanduser().is_file():  # a text of one's own
+        check_text_file(Path(cfg.data.path).expanduser(), f"the text {cfg.data.path}",
+                        "train on a smaller file (data.path=...)")
 
 
 def train_step(model, optimizer, scheduler, x, y, lstm_state, algo, autocast):

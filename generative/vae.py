@@ -29,6 +29,7 @@ from nn.device import mixed_precision, select_device
 from nn.epochs import EpochRecipe
 from nn.errors import UserError
 from nn.export import Network, OnnxNetwork
+from nn.memory import build_network
 from nn.run import Run
 from nn.schema import above, at_least, one_of, sizes
 from nn.seeding import make_generator
@@ -170,7 +171,7 @@ def pairs_image(originals: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
 
 
 def build_model(cfg) -> torch.nn.Module:
-    return instantiate(cfg.model)
+    return build_network(cfg.model)
 
 
 def train(cfg: DictConfig, run_dir: Path) -> dict:

@@ -163,7 +163,13 @@ def check_config(cfg: DictConfig) -> None:
     dtype = torch.uint8 if env.observation_space.dtype == "uint8" else torch.float32
     check_memory_fits(algo.replay_size, env.observation_space.shape, dtype,
                       select_device(cfg.device))
-    check_model_fits(cfg, env, build_q_network)
+    # acting on every game at once; a learning step keeps its activations for the backward
+    # pass, and the double-DQN target takes two more forward passes
+    check_model_fits(cfg, env, build_q_network, (
+        (algo.num_envs, "the Q network's forward pass over the games",
+         "fewer games at once (algo.num_envs) or a smaller board"),
+        (3 * algo.batch_size, "a learning step's forward passes",
+         "a smaller algo.batch_size or a smaller board")))
     env.close()
 
 

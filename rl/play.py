@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 from nn.checkpoint import load_weights
 from nn.config import instantiate
 from nn.contracts import OnnxToolArgs, ToolArgs
+from nn.device import select_device
 from nn.errors import UserError
 from nn.export import OnnxNetwork
 from nn.media import check_record_path, save_frames
@@ -114,13 +115,25 @@ def evaluate_agent(payload: dict, args, env, act, device: torch.device, max_step
     return summary
 
 
-def check_model_fits(cfg, env, build) -> None:
-    """The network builds for this env's observations (a conv net needs a board)."""
+def check_model_fits(cfg, env, build, batches: tuple = ()) -> None:
+    """The network builds for this env's observations (a conv net needs a board) and fits
+    in memory, and so do its forward passes over `batches` ((size, what, knob) each);
+    built and run on the meta device, so nothing is allocated."""
+    from nn.memory import OverMemory, activation_bytes, check_fits
+
     try:
-        build(cfg, env)
+        with torch.device("meta"):
+            network = build(cfg, env)
+    except OverMemory:
+        raise
     except UserError as err:
         raise UserError(f"{err}; the env observes shape {tuple(env.observation_space.shape)}: "
                         "pick a model that takes it (e.g. model=mlp)") from err
+    shape = env.observation_space.shape
+    dtype = torch.uint8 if env.observation_space.dtype == "uint8" else torch.float32
+    for size, what, knob in batches:
+        check_fits(f"{what} ({size} at once)", activation_bytes(network, shape, dtype, size),
+                   knob, select_device(cfg.device))
 
 
 def sample_observations(env, count: int = 256, seed: int = 0) -> torch.Tensor:

@@ -5,8 +5,8 @@ gradient step and the target network's copy. rl/dqn.py's loop calls these."""
 import torch
 import torch.nn.functional as F
 
-from nn.config import instantiate
 from nn.errors import UserError
+from nn.memory import build_network
 from rl.replay import NStepWindow, PrioritizedReplayMemory, ReplayMemory
 
 
@@ -41,8 +41,8 @@ def epsilon_ladder(algo, device: torch.device) -> torch.Tensor | float:
 
 
 def build_q_network(cfg, env) -> torch.nn.Module:
-    return instantiate(cfg.model, in_shape=list(env.observation_space.shape),
-                       out_features=int(env.action_space.n))
+    return build_network(cfg.model, in_shape=list(env.observation_space.shape),
+                         out_features=int(env.action_space.n))
 
 
 def set_training(module: torch.nn.Module, training: bool) -> None:

@@ -30,6 +30,7 @@ from nn.config import instantiate
 from nn.device import maybe_compile, mixed_precision, select_device
 from nn.errors import UserError
 from nn.export import Network
+from nn.memory import build_network
 from nn.run import Run
 from nn.schema import above, at_least, between, one_of
 from nn.seeding import make_generator
@@ -164,8 +165,8 @@ def reinforce_loss(policy, batch: dict, gamma: float, baseline: str) -> torch.Te
 def build_policy(cfg, env) -> torch.nn.Module:
     """Two actions: one logit, the book's sigmoid policy; n > 2: n logits (softmax)."""
     actions = int(env.action_space.n)
-    return instantiate(cfg.model, in_shape=list(env.observation_space.shape),
-                       out_features=1 if actions == 2 else actions)
+    return build_network(cfg.model, in_shape=list(env.observation_space.shape),
+                         out_features=1 if actions == 2 else actions)
 
 
 def check_config(cfg: DictConfig) -> None:

@@ -7,38 +7,19 @@ game ended inside the n steps), so one-step and n-step transitions share one buf
 """
 
 import math
-import os
 
 import torch
 
-from nn.errors import UserError
-
-
-def available_bytes(device: torch.device) -> int:
-    """Memory a new allocation can take: free GPU memory, or the host's MemAvailable."""
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+from nn.memory import check_fits
 
 
 def check_memory_fits(capacity: int, obs_shape: tuple, obs_dtype: torch.dtype,
-                      device: torch.device, share: float = 0.8) -> None:
-    """Refuse, in one line before anything is allocated or written, a replay memory that
-    would take more than `share` of the memory the device has free."""
+                      device: torch.device) -> None:
+    """Refuse, in one line before anything is allocated or written, a replay memory too
+    large for what the process may use (nn/memory.py)."""
     per_transition = 2 * math.prod(obs_shape) * obs_dtype.itemsize + 8 + 3 * 4
-    need, have = capacity * per_transition, available_bytes(device)
-    if need > share * have:
-        raise UserError(
-            f"a replay memory of {capacity} transitions of shape {tuple(obs_shape)} needs "
-            f"{need / 2**30:.1f} GiB, over {share:.0%} of the {have / 2**30:.1f} GiB free on "
-            f"{device}: lower algo.replay_size or use a smaller board")
+    check_fits(f"a replay memory of {capacity} transitions of shape {tuple(obs_shape)}",
+               capacity * per_transition, "lower algo.replay_size or use a smaller board", device)
 
 
 class ReplayMemory:

@@ -104,14 +104,15 @@ def test_truncated_game_bootstraps_from_its_own_last_observation():
 
 
 def test_a_replay_memory_over_its_share_of_free_memory_is_refused_naming_its_size(monkeypatch):
+    import nn.memory
     import rl.replay as replay
 
-    monkeypatch.setattr(replay, "available_bytes", lambda device: 10 * 2**30)
+    monkeypatch.setattr(nn.memory, "usable", lambda device: (10 * 2**30, "available memory"))
     # a transition: two 3x4x2 float32 observations (192 bytes), an int64 action and three
     # 4-byte fields: 212 bytes
     fits = int(7.9 * 2**30 / 212)
     replay.check_memory_fits(fits, (3, 4, 2), torch.float32, torch.device("cpu"))
     with pytest.raises(UserError, match=r"a replay memory of \d+ transitions of shape "
-                       r"\(3, 4, 2\) needs 9\.0 GiB, over 80% of the 10\.0 GiB free on cpu"):
+                       r"\(3, 4, 2\) needs 9\.0 GiB, over 80% of the 10\.0 GiB available memory"):
         replay.check_memory_fits(int(9 * 2**30 / 212) + 1, (3, 4, 2), torch.float32,
                                  torch.device("cpu"))
