@@ -77,10 +77,10 @@ def sb3_job(name: str, seed: int) -> None:
     print(json.dumps({"train_seconds": round(seconds, 1), **figures}), flush=True)
 
 
-def rlgen_figures(run_dir: Path) -> dict:
+def rlgen_figures(run_dir: Path, checkpoint: str = "last") -> dict:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     out = subprocess.run([sys.executable, "-c", "from nn.tools.read_back import eval_main; eval_main()",
-                          f"run={run_dir}", "checkpoint=last", f"episodes={EVAL_EPISODES}",
+                          f"run={run_dir}", f"checkpoint={checkpoint}", f"episodes={EVAL_EPISODES}",
                           f"seed={EVAL_SEED}", "device=cpu"],
                          capture_output=True, text=True, check=True)
     summary = json.loads(out.stdout.strip().splitlines()[-1])

@@ -225,6 +225,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                 f"up to {algo.max_frames} frames{planned}; run dir {run_dir}")
     clock = Clock(loop)
     ladder = epsilon_ladder(algo, device)
+    synced_at = -1  # loop.updates at the last sync
     while loop.frame < algo.max_frames:
         epsilon = linear_decay(loop.frame, algo.epsilon_init, algo.epsilon_final,
                                algo.epsilon_decay_frames)
@@ -242,8 +243,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                 loss, q_mean = learn(online, target, optimizer, memory, algo, loop.frame,
                                      updates, generator, autocast, mirrored)
                 loop.updates += updates
-            if loop.due(algo.sync_every_frames, "syncs"):
-                sync(online, target)
+            if loop.due(algo.sync_every_frames, "syncs") and synced_at != loop.updates:
+                sync(online, target)  # (a copy of unchanged weights would change nothing)
+                synced_at = loop.updates
         if loop.due(algo.video_every_frames, "videos"):
             log_video(run, cfg, online, algo, loop.frame, device)
         if loop.due(algo.eval_every_frames, "evals"):

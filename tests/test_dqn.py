@@ -311,3 +311,23 @@ def test_the_dqn_clock_asks_for_a_checkpoint_every_so_many_seconds(monkeypatch):
         clock.seconds()
         due.append(clock.checkpoint_due(60))
     assert due == [False, False, True, False, False, True]
+
+
+def test_the_target_is_synced_only_when_the_online_net_changed(tmp_path, monkeypatch):
+    """sync_every_frames=1 asks for a sync at every frame; between two learning steps the
+    online net is the same, so one copy per learning step is all there is to do."""
+    import rl.dqn
+
+    syncs, learns = [], []
+    real_sync, real_learn = rl.dqn.sync, rl.dqn.learn
+    monkeypatch.setattr(rl.dqn, "sync", lambda *a: (syncs.append(1), real_sync(*a))[1])
+    monkeypatch.setattr(rl.dqn, "learn", lambda *a: (learns.append(1), real_learn(*a))[1])
+    metrics = dqn.train(compose("experiment=cartpole_dqn", "device=cpu", "algo.max_frames=1500",
+                                "algo.replay_warmup=200", "algo.sync_every_frames=1",
+                                "algo.train_every_frames=16", "algo.updates_per_train=1",
+                                "model.hidden_sizes=[16]", "algo.eval_every_frames=null"),
+                        tmp_path)
+    assert metrics["updates"] > 0 and len(learns) > 50
+    # one per learning step (and one before the first, at the first frame that asks)
+    assert len(learns) <= len(syncs) <= len(learns) + 1
+    assert torch.set_flush_denormal(True)  # the run counts denormal floats as zero (CPU)
