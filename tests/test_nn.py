@@ -139,7 +139,7 @@ def test_key_value_args_reject_typos_and_bad_types():
     assert args.run == "ROMEO: " and args.checkpoint == "[best]"
 
 
-def test_png_pixels_and_the_liveness_check_only_asks(tmp_path):
+def test_checkpoint_helpers_png_pixels_and_a_liveness_check_that_only_asks(tmp_path):
     import subprocess
     import time
 
