@@ -13,7 +13,7 @@ import re
 import sys
 from pathlib import Path
 
-from bench import common, export, nanogpt, ngram, web
+from bench import common, export, mutation, nanogpt, ngram, web
 
 ROOT = Path(__file__).resolve().parents[1]
 # NAME: (document, results file, the function that writes the table from it)
@@ -23,6 +23,7 @@ TABLES = {
     "web": ("docs/results.md", "web.json", web.markdown),
     "nanogpt": ("docs/results.md", "nanogpt.json", nanogpt.markdown),
     "ngram": ("docs/results.md", "ngram.json", ngram.markdown),
+    "mutation": ("docs/results.md", "mutation.json", mutation.markdown),
 }
 
 

@@ -45,6 +45,15 @@ from filelock import FileLock
 
 from nn.errors import UserError
 from nn.tools.runs import UnknownMetric, optimized_value
+from nn.tools.search_space import (
+    Plan,
+    failure_cause,
+    make_pruner,
+    plan_from,
+    shown_storage,
+    suggest,
+    train_command,
+)
 
 POLL_SECONDS = 0.5  # how often a worker reads its runs' progress files
 
@@ -73,9 +82,15 @@ def open_storage(storage: str | None, search_dir: Path, heartbeat: int, grace: i
                                   max_retry=1))
     except Exception as err:  # a wrong URL, a server not running, a driver not installed
         detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        from nn.tools.search import shown_storage
-
         raise UserError(f"cannot open search.storage={shown_storage(storage)}: {detail}") from err
+
+
+def load_plan(search_dir: Path, storage: str | None, study_name: str) -> Plan:
+    import optuna
+
+    study = optuna.load_study(study_name=study_name,
+                              storage=open_storage(storage, search_dir, 60, 120))
+    return plan_from(study.user_attrs["plan"])
 
 
 @contextmanager
@@ -189,12 +204,10 @@ class Worker:
                  index: int = 0):
         import optuna
 
-        from nn.tools import search as launcher
-
         self.search_dir = Path(search_dir)
         self.storage_name, self.study_name = storage_name, study_name
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # failed trials: our own line
-        plan = launcher.load_plan(self.search_dir, storage_name, study_name)
+        plan = load_plan(self.search_dir, storage_name, study_name)
         self.settings, self.metric, self.base = plan.settings, plan.metric, plan.base
         self.space = plan.space
         self.storage = open_storage(storage_name, self.search_dir, self.settings.heartbeat_seconds,
@@ -204,7 +217,7 @@ class Worker:
                                        # a one-worker search
                                        sampler=optuna.samplers.TPESampler(
                                            seed=self.settings.sampler_seed + 7919 * index),
-                                       pruner=launcher.make_pruner(self.settings))
+                                       pruner=make_pruner(self.settings))
         self.who = identity()
         self.stopping = threading.Event()  # the user stopped the search
         self.lock = threading.Lock()  # threads of this worker take turns with Optuna
@@ -262,9 +275,7 @@ class Worker:
     def run_trial(self, trial) -> None:
         from optuna.trial import TrialState
 
-        from nn.tools import search as launcher
-
-        params = launcher.suggest(trial, self.space)
+        params = suggest(trial, self.space)
         runs = {seed: self.search_dir / f"trial_{trial.number:03d}_seed{seed}"
                 for seed in self.settings.trial_seeds}
         trial.set_user_attr("runs", [str(r) for r in runs.values()])
@@ -302,8 +313,6 @@ class Worker:
         """Run the trial's seeds at once, reporting their mean at every step all have
         reached; ('complete', per-seed values), ('pruned', step), ('stopped', why) or
         ('failed', why)."""
-        from nn.tools import search as launcher
-
         maximize = self.settings.direction == "maximize"
         followers = {seed: Follower(run / "progress.jsonl", self.settings.progress,
                                     self.settings.progress_reduce, maximize)
@@ -311,7 +320,7 @@ class Worker:
         children = {}
         for seed, run in runs.items():
             errors = tempfile.TemporaryFile("w+")
-            command = [*launcher.train_command(), *self.base, *params, f"seed={seed}",
+            command = [*train_command(), *self.base, *params, f"seed={seed}",
                        "threads=1", f"hydra.run.dir={run}"]
             children[seed] = (subprocess.Popen(
                 command, stdout=subprocess.DEVNULL, stderr=errors, text=True,
@@ -345,7 +354,7 @@ class Worker:
             # a run that ended as the pruning signal came may die of it after it finished
             late = pruned_at is not None and not stopped(runs[seed])
             if child.returncode != 0 and not late:
-                return "failed", launcher.failure_cause(stderr, child.returncode)
+                return "failed", failure_cause(stderr, child.returncode)
             try:
                 metrics = json.loads((runs[seed] / "metrics.json").read_text())
                 if metrics.get("status") == "stopped":
