@@ -87,7 +87,7 @@ def test_sigkill_at_random_moments_while_checkpointing_then_resume_finishes(tmp_
         args = [*DQN, f"hydra.run.dir={run_dir}"] if round_ == 0 else [f"resume={run_dir}"]
         child = start(*args)
         wait_until_training(child, run_dir)
-        time.sleep(rng.uniform(1.0, 2.5))
+        time.sleep(rng.uniform(0.5, 1.5))
         if child.poll() is not None:
             pytest.fail(f"the run ended before it was killed: {child.communicate()}")
         child.send_signal(signal.SIGKILL)

@@ -302,7 +302,9 @@ def test_a_planned_schedule_fits_the_budget_and_a_resume_keeps_it(tmp_path):
     # the plan is the timed pace applied to what is left of the budget
     cfg = compose(*planned)
     epoch_seconds = lt.steps_per_epoch(cfg.algo) * plan["step_seconds"] + plan["eval_seconds"]
-    assert abs(plan["epochs"] - 0.97 * (10 - plan["seconds"]) / epoch_seconds) <= 1
+    # (its figures are recorded rounded: a tenth of slack)
+    expected = 0.97 * (10 - plan["seconds"]) / epoch_seconds
+    assert abs(plan["epochs"] - expected) <= 0.1 * expected + 1
     # the cosine schedule spans the planned epochs, however many the machine then fits
     total = lt.steps_per_epoch(cfg.algo) * plan["epochs"]
     for record in metrics["history"]:
@@ -311,7 +313,11 @@ def test_a_planned_schedule_fits_the_budget_and_a_resume_keeps_it(tmp_path):
     assert metrics["epochs"] <= plan["epochs"]
     if metrics["epochs"] < plan["epochs"]:  # a busier machine than when timed: the budget cut it
         assert metrics["train_seconds"] >= 10 - 1
-    assert metrics["train_seconds"] <= 10 + 3
+    # a run stops inside the epoch that reaches the budget: it overshoots by at most that
+    # epoch (with its evaluation), however busy the machine
+    ends = [plan["seconds"]] + [h["train_seconds"] for h in metrics["history"]]
+    longest = max(b - a for a, b in zip(ends, ends[1:], strict=False))
+    assert metrics["train_seconds"] <= 10 + longest + 1
     run_cli("rlgen-train", f"resume={tmp_path / 'run'}")  # no new timing: the saved plan
     resumed = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert resumed["plan"] == plan and resumed["epochs"] == plan["epochs"]

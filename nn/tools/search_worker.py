@@ -55,7 +55,7 @@ from nn.tools.search_space import (
     train_command,
 )
 
-POLL_SECONDS = 0.5  # how often a worker reads its runs' progress files
+POLL_SECONDS = 0.2  # how often a worker reads its runs' progress files
 
 
 def journal_path(storage: str | None, search_dir: Path) -> Path | None:
