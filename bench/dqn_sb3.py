@@ -86,7 +86,39 @@ def main() -> None:
     rows = [rlgen_run(seed) for seed in range(3)] + [sb3_run(seed) for seed in range(3)]
     common.table(f"DQN on cart-pole, RL Zoo settings: until {EVAL_GAMES} greedy games average "
                  f">= {TARGET} (cap {MAX_STEPS} steps)", rows)
-    common.write("dqn_sb3", {"env": "CartPole-v1 (gymnasium) for both", "runs": rows})
+    ratios = []  # per seed: rlgen's seconds to the score over SB3's, and per 1,000 steps
+    for seed in range(3):
+        ours, theirs = rows[seed], rows[3 + seed]
+        ratios.append({"seed": seed, "to_score": ratio(ours["seconds_to_475"],
+                                                       theirs["seconds_to_475"]),
+                       "per_step": ratio(per_step(ours), per_step(theirs))})
+    common.write("dqn_sb3", {"command": "python -m bench.dqn_sb3",
+                             "env": "CartPole-v1 (gymnasium) for both", "runs": rows,
+                             "ratios_rlgen_to_sb3": ratios})
+
+
+def per_step(row: dict) -> float | None:
+    if row["seconds_to_475"] is None or not row["steps_to_475"]:
+        return None
+    return row["seconds_to_475"] / row["steps_to_475"]
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else round(a / b, 3)
+
+
+def markdown(results: dict) -> str:
+    """docs/results.md's table, from a results file this bench wrote."""
+    runs = results["runs"]
+    lines = ["| seed | rlgen: steps, seconds to 475 | SB3: steps, seconds to 475 | time ratio "
+             "rlgen / SB3 to 475 | per env step |", "| --- | --- | --- | --- | --- |"]
+    for r in results["ratios_rlgen_to_sb3"]:
+        ours = next(x for x in runs if x["library"] == "rlgen" and x["seed"] == r["seed"])
+        theirs = next(x for x in runs if x["library"] != "rlgen" and x["seed"] == r["seed"])
+        lines.append(f"| {r['seed']} | {ours['steps_to_475']}, {ours['seconds_to_475']} s | "
+                     f"{theirs['steps_to_475']}, {theirs['seconds_to_475']} s | "
+                     f"{r['to_score']} | {r['per_step']} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
