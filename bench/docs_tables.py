@@ -13,7 +13,17 @@ import re
 import sys
 from pathlib import Path
 
-from bench import common, export, mutation, nanogpt, ngram, web
+from bench import (
+    common,
+    dqn_profile,
+    dqn_sb3,
+    export,
+    mutation,
+    nanogpt,
+    ngram,
+    search_pruning,
+    web,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 # NAME: (document, results file, the function that writes the table from it)
@@ -24,6 +34,9 @@ TABLES = {
     "nanogpt": ("docs/results.md", "nanogpt.json", nanogpt.markdown),
     "ngram": ("docs/results.md", "ngram.json", ngram.markdown),
     "mutation": ("docs/results.md", "mutation.json", mutation.markdown),
+    "dqn-sb3": ("docs/results.md", "dqn_sb3.json", dqn_sb3.markdown),
+    "dqn-profile": ("docs/results.md", "dqn_profile.json", dqn_profile.markdown),
+    "search-pruning": ("docs/results.md", "search_pruning.json", search_pruning.markdown),
 }
 
 

@@ -53,24 +53,33 @@ def test_sizes_over_the_hosts_memory_are_refused_in_one_line(args, needs, tmp_pa
     assert "model=mlp" not in line  # no hint about something else
 
 
-def test_an_address_space_cap_is_the_limit_it_is_under(tmp_path):
-    line = refused(["experiment=snake_dqn", "env.height=3000", "env.width=3000"], tmp_path,
-                   address_space=5 * 2**30)
-    assert "a 3000x3000 Snake board needs 4.7 GiB" in line
-    assert "left under the address-space limit (ulimit -v): use a smaller board" in line
+@pytest.mark.parametrize("args,needs", [
+    (["experiment=snake_dqn", "env.height=3000", "env.width=3000"],
+     "a 3000x3000 Snake board needs 4.7 GiB"),
+    (["experiment=cartpole_reinforce", "model.hidden_sizes=[2000000000]"],
+     "the network MLP with 12,000,000,001 parameters"),
+], ids=["board", "network"])
+def test_an_address_space_cap_is_the_limit_it_is_under(args, needs, tmp_path):
+    line = refused(args, tmp_path, address_space=5 * 2**30)
+    assert needs in line and "left under the address-space limit (ulimit -v): " in line
 
 
-def test_a_cgroup_limit_refuses_a_corpus_too_large_for_it(tmp_path):
+@pytest.mark.parametrize("kind", ["dataset", "board", "network"])
+def test_a_cgroup_limit_read_from_its_files_refuses_what_exceeds_it(kind, tmp_path):
     cgroup = tmp_path / "cgroup"
     cgroup.mkdir()
     (cgroup / "memory.max").write_text(f"{300 * 2**20}\n")
     (cgroup / "memory.current").write_text(f"{100 * 2**20}\n")
     corpus = tmp_path / "corpus.txt"
-    corpus.write_text("To be, or not to be, that is the question.\n" * 400_000)  # 17.2 MB
-    line = refused(["experiment=lstm_text_fast", f"data.path={corpus}"], tmp_path,
-                   env={"RLGEN_CGROUP_DIR": str(cgroup)})
-    assert f"the text {corpus} (17,200,000 bytes" in line
-    assert "over 80% of the 0.2 GiB left under the cgroup's memory.max: train on a smaller" in line
+    if kind == "dataset":
+        corpus.write_text("To be, or not to be, that is the question.\n" * 400_000)  # 17.2 MB
+    args = {"dataset": ["experiment=lstm_text_fast", f"data.path={corpus}"],
+            "board": ["experiment=snake_dqn", "env.height=3000", "env.width=3000"],
+            "network": ["experiment=cartpole_reinforce", "model.hidden_sizes=[2000000000]"]}[kind]
+    line = refused(args, tmp_path, env={"RLGEN_CGROUP_DIR": str(cgroup)})
+    assert "over 80% of the 0.2 GiB left under the cgroup's memory.max: " in line
+    if kind == "dataset":
+        assert f"the text {corpus} (17,200,000 bytes" in line and "train on a smaller" in line
 
 
 def test_the_limit_is_the_least_of_memory_cgroup_and_address_space(tmp_path, monkeypatch):
