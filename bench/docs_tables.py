@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from bench import (
+    cartpole_v1_misses,
     common,
     dqn_profile,
     dqn_sb3,
@@ -37,6 +38,8 @@ TABLES = {
     "dqn-sb3": ("docs/results.md", "dqn_sb3.json", dqn_sb3.markdown),
     "dqn-profile": ("docs/results.md", "dqn_profile.json", dqn_profile.markdown),
     "search-pruning": ("docs/results.md", "search_pruning.json", search_pruning.markdown),
+    "cartpole-v1-misses": ("docs/results.md", "cartpole_v1_misses.json",
+                           cartpole_v1_misses.markdown),
 }
 
 

@@ -226,11 +226,12 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     clock = Clock(loop)
     ladder = epsilon_ladder(algo, device)
     synced_at = -1  # loop.updates at the last sync
+    num_actions = int(env.action_space.n)
     while loop.frame < algo.max_frames:
         epsilon = linear_decay(loop.frame, algo.epsilon_init, algo.epsilon_final,
                                algo.epsilon_decay_frames)
         with autocast:
-            actions = act(online, obs, epsilon ** ladder, generator)
+            actions = act(online, obs, epsilon ** ladder, generator, num_actions)
         next_obs, reward, terminated, truncated = envs.step(actions)
         ended = terminated | truncated
         store(memory, window, obs, actions, reward, next_obs, terminated, ended)

@@ -164,7 +164,7 @@ def plan_by_budget(cfg, env, online, target, loop: LoopState, autocast,
     def step() -> int:  # one step of the loop; frames count from the first update on
         nonlocal obs, learned
         with autocast:
-            actions = act(online, obs, 0.5, generator)
+            actions = act(online, obs, 0.5, generator, int(env.action_space.n))
         next_obs, reward, terminated, truncated = envs.step(actions)
         ended = terminated | truncated
         store(memory, window, obs, actions, reward, next_obs, terminated, ended)

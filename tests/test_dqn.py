@@ -122,9 +122,16 @@ def test_epsilon_greedy_explores_at_the_given_rate():
     obs = torch.randn(20000, 4)
     greedy = net(obs).argmax(1)
     gen = torch.Generator().manual_seed(0)
-    assert torch.equal(q_learning.act(net, obs, 0.0, gen), greedy)
-    differs = (q_learning.act(net, obs, 0.3, gen) != greedy).float().mean()
+    assert torch.equal(q_learning.act(net, obs, 0.0, gen, 3), greedy)
+    differs = (q_learning.act(net, obs, 0.3, gen, 3) != greedy).float().mean()
     assert abs(differs - 0.3 * 2 / 3) < 0.02  # a random pick equals greedy a third of the time
+    # every game exploring: the network is not asked, and the actions are the same draws
+    calls = []
+    net.register_forward_hook(lambda *a: calls.append(1))
+    explored = q_learning.act(net, obs[:5], 1.0, torch.Generator().manual_seed(1), 3)
+    same = torch.Generator().manual_seed(1)
+    torch.rand(5, generator=same)
+    assert calls == [] and torch.equal(explored, torch.randint(3, (5,), generator=same))
 
 
 def test_book_snake_network_shape_and_size():
@@ -295,7 +302,7 @@ def test_the_apex_ladder_spreads_exploration_from_epsilon_to_nearly_greedy():
     q = torch.nn.Linear(4, 3)
     obs = torch.randn(20000, 4)
     per_game = torch.tensor([0.9, 1e-6]).repeat_interleave(10000)
-    chosen = q_learning.act(q, obs, per_game, torch.Generator().manual_seed(0))
+    chosen = q_learning.act(q, obs, per_game, torch.Generator().manual_seed(0), 3)
     off_greedy = chosen != q(obs).argmax(1)
     assert off_greedy[:10000].float().mean() > 0.5 and off_greedy[10000:].sum() == 0
 

@@ -141,6 +141,7 @@ def test_key_value_args_reject_typos_and_bad_types():
 
 def test_checkpoint_helpers_png_pixels_and_a_liveness_check_that_only_asks(tmp_path):
     import subprocess
+    import sys
     import time
 
     import numpy as np
@@ -150,7 +151,9 @@ def test_checkpoint_helpers_png_pixels_and_a_liveness_check_that_only_asks(tmp_p
 
     write_png(tmp_path / "a.png", torch.tensor([[0.0, 0.5], [1.0, 2.0]]))
     assert np.array(Image.open(tmp_path / "a.png")).tolist() == [[0, 128], [255, 255]]
-    child = subprocess.Popen(["sleep", "30"])
+    # a child that ends on any signal (a shell started with nohup would ignore SIGHUP)
+    child = subprocess.Popen([sys.executable, "-c", "import signal, time; "
+                              "[signal.signal(s, signal.SIG_DFL) for s in (1, 2, 15)]; time.sleep(30)"])
     assert process_alive(child.pid)
     time.sleep(0.2)
     assert child.poll() is None  # asking sent no signal that ends a process
