@@ -56,15 +56,13 @@ def test_sizes_over_the_hosts_memory_are_refused_in_one_line(args, needs, tmp_pa
 @pytest.mark.parametrize("args,needs", [
     (["experiment=snake_dqn", "env.height=3000", "env.width=3000"],
      "a 3000x3000 Snake board needs 4.7 GiB"),
-    (["experiment=cartpole_reinforce", "model.hidden_sizes=[2000000000]"],
-     "the network MLP with 12,000,000,001 parameters"),
-], ids=["board", "network"])
+], ids=["board"])
 def test_an_address_space_cap_is_the_limit_it_is_under(args, needs, tmp_path):
     line = refused(args, tmp_path, address_space=5 * 2**30)
     assert needs in line and "left under the address-space limit (ulimit -v): " in line
 
 
-@pytest.mark.parametrize("kind", ["dataset", "board", "network"])
+@pytest.mark.parametrize("kind", ["dataset", "network"])
 def test_a_cgroup_limit_read_from_its_files_refuses_what_exceeds_it(kind, tmp_path):
     cgroup = tmp_path / "cgroup"
     cgroup.mkdir()

@@ -83,7 +83,7 @@ DQN = ["experiment=snake_dqn", "device=cpu", "model.channels=[8,8]", "model.hidd
 def test_sigkill_at_random_moments_while_checkpointing_then_resume_finishes(tmp_path):
     run_dir = tmp_path / "dqn"
     rng = random.Random(0)
-    for round_ in range(3):
+    for round_ in range(2):
         args = [*DQN, f"hydra.run.dir={run_dir}"] if round_ == 0 else [f"resume={run_dir}"]
         child = start(*args)
         wait_until_training(child, run_dir)

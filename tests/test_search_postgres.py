@@ -16,7 +16,7 @@ def test_a_killed_workers_trial_is_retried_on_postgresql(postgres, tmp_path):
 
     where = tmp_path / "killed_pg"
     search = start_search([*TINY, *storage_of("postgresql", postgres), "search.trials=2",
-                           "algo.iterations=20", "search.pruner=none", f"search.dir={where}"])
+                           "algo.iterations=12", "search.pruner=none", f"search.dir={where}"])
     killed = kill_a_worker_mid_trial(postgres, where)
     out, err = search.communicate(timeout=300)
     assert search.returncode == 0, err

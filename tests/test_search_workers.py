@@ -19,7 +19,7 @@ def test_two_submitit_array_tasks_share_one_journal_study_within_its_budget_and_
 
 def test_a_killed_worker_on_a_journal_is_failed_on_resume_and_the_budget_finished(tmp_path):
     where = tmp_path / "killed_journal"
-    args = [*TINY, "search.trials=2", "algo.iterations=20", "search.pruner=none",
+    args = [*TINY, "search.trials=2", "algo.iterations=12", "search.pruner=none",
             f"search.dir={where}"]
     search = start_search(args)
     killed = kill_a_worker_mid_trial(None, where)
