@@ -107,3 +107,15 @@ def compose(*overrides: str):
     from conf.compose import compose as compose_config
 
     return compose_config(list(overrides), job_name="test")
+
+
+# pytest-xdist (--dist loadfile) hands out whole files in collection order: the longest
+# files first, so that neither worker is left with one of them at the end
+LONGEST_FIRST = ["test_run_lock.py", "test_search_workers.py", "test_search_postgres.py",
+                 "test_preemption.py", "test_show.py", "test_text.py", "test_acgan.py",
+                 "test_export.py", "test_browser.py", "test_stop.py"]
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable within a file
