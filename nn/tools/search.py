@@ -59,10 +59,6 @@ def run_trial(overrides: list[str], run_dir: Path, metric: str | None) -> float:
     return optimized_value(metrics, metric)
 
 
-def settings_of(trial) -> list[str]:
-    return [f"{key}={value}" for key, value in trial.params.items()]
-
-
 def plot_search(trials: list[dict], space: dict, direction: str, metric: str, path: Path) -> None:
     """The objective per trial with the best so far, and against each searched setting."""
     import matplotlib
