@@ -45,6 +45,24 @@ def call_tool(command: str, *args: str, check: bool = True) -> subprocess.Comple
     return result
 
 
+def call_train(*args: str) -> subprocess.CompletedProcess:
+    """rlgen-train's command line run in this process, for inputs refused before training
+    starts (the same code path as the console script, without a new interpreter's import
+    of torch). Returns what `run_cli` does; never raises on a failed command."""
+    from nn.tools.train import main
+
+    out, err, code, argv = io.StringIO(), io.StringIO(), 0, sys.argv
+    sys.argv = [str(BIN / "rlgen-train"), *args]
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main()
+        except SystemExit as stop:
+            code = stop.code or 0
+        finally:
+            sys.argv = argv
+    return subprocess.CompletedProcess(["rlgen-train", *args], code, out.getvalue(), err.getvalue())
+
+
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory) -> Path:
     """One tiny real training run through the CLI, shared by the read-back tests."""

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import BIN, TINY, compose, error_line, run_cli
+from conftest import BIN, TINY, call_train, compose, error_line, run_cli
 from PIL import Image
 
 from nn.config import import_trainer, instantiate
@@ -110,7 +110,7 @@ def test_multirun_sweep_with_the_basic_launcher(tmp_path):
     (["device=tpu"], "not a torch device"),
 ])
 def test_bad_train_input_is_one_clear_line(args, message, tmp_path):
-    result = run_cli("rlgen-train", *args, f"hydra.run.dir={tmp_path / 'r'}", check=False)
+    result = call_train(*args, f"hydra.run.dir={tmp_path / 'r'}")
     assert message in error_line(result)
 
 
@@ -177,8 +177,7 @@ def test_render_during_training_draws_the_games_headless(tmp_path):
 ])
 def test_values_that_cannot_be_right_are_one_line_before_any_run_dir(args, message, tmp_path):
     run_dir = tmp_path / "r"
-    result = run_cli("rlgen-train", *args, f"hydra.run.dir={run_dir}",
-                     f"hydra.sweep.dir={run_dir}", check=False)
+    result = call_train(*args, f"hydra.run.dir={run_dir}", f"hydra.sweep.dir={run_dir}")
     assert message in error_line(result)
     assert not run_dir.exists()
 

@@ -1,6 +1,7 @@
 """Signals sent to a real training process: it saves, exits cleanly, and a resumed run
 ends exactly where an uninterrupted one does."""
 
+import importlib
 import json
 import os
 import signal
@@ -9,7 +10,7 @@ import time
 
 import pytest
 
-from tests.conftest import BIN, run_cli
+from tests.conftest import BIN, compose
 
 REINFORCE = ["experiment=cartpole_reinforce", "algo.iterations=60", "algo.games_per_iteration=8",
              "env.max_steps_per_game=100", "device=cpu"]
@@ -47,8 +48,10 @@ def test_signal_saves_and_resume_matches_an_uninterrupted_run(tmp_path, args, si
     assert f"stopped by {signal.Signals(sig).name}" in out and "resume=" in out
     stopped = json.loads((tmp_path / "cut" / "metrics.json").read_text())
     assert stopped["status"] == "stopped"
-    run_cli("rlgen-train", f"resume={tmp_path / 'cut'}")
-    run_cli("rlgen-train", *args, f"hydra.run.dir={tmp_path / 'whole'}")
+    # the resume and the straight run in this process: the signal is the process's part
+    trainer = importlib.import_module(compose(*args).trainer)
+    trainer.train(compose(*args, f"resume={tmp_path / 'cut'}"), tmp_path / "cut")
+    trainer.train(compose(*args), tmp_path / "whole")
     resumed = json.loads((tmp_path / "cut" / "metrics.json").read_text())
     whole = json.loads((tmp_path / "whole" / "metrics.json").read_text())
     assert resumed["status"] == whole["status"] == "finished"

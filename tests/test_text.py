@@ -363,9 +363,9 @@ def test_faithful_recipe_trains_a_few_windows(tmp_path):
 def test_resume_continues_to_the_same_result(tmp_path):
     # a constant schedule: a cosine one is laid out over the planned number of epochs
     tiny = [*TEXT_TINY, "algo.lr_schedule=constant"]
-    run_cli("rlgen-train", *tiny, f"hydra.run.dir={tmp_path / 'whole'}")
-    run_cli("rlgen-train", *tiny, "algo.epochs=1", f"hydra.run.dir={tmp_path / 'part'}")
-    run_cli("rlgen-train", f"resume={tmp_path / 'part'}", "algo.epochs=2")
+    lt.train(compose(*tiny), tmp_path / "whole")  # in this process: the CLI is not the point
+    lt.train(compose(*tiny, "algo.epochs=1"), tmp_path / "part")
+    lt.train(compose(*tiny, "algo.epochs=2", f"resume={tmp_path / 'part'}"), tmp_path / "part")
     whole = json.loads((tmp_path / "whole" / "metrics.json").read_text())
     resumed = json.loads((tmp_path / "part" / "metrics.json").read_text())
     assert resumed["final_val_loss"] == pytest.approx(whole["final_val_loss"], abs=1e-6)
