@@ -59,6 +59,21 @@ def machine() -> str:
             f"{torch.get_num_threads()} torch threads, torch {torch.__version__}")
 
 
+def command() -> str:
+    """This bench's command line as typed from the repository root."""
+    import sys
+
+    module = Path(sys.argv[0]).with_suffix("").relative_to(RESULTS.parent.parent)
+    return " ".join(["python -m " + ".".join(module.parts), *sys.argv[1:]])
+
+
+def stamp(seconds: float) -> dict:
+    """What one row of a results file carries for itself, so that rows from runs of
+    different days, machines or commits can sit in one file."""
+    return {"commit": commit(), "command": command(), "machine": machine(),
+            "date": date.today().isoformat(), "seconds": round(seconds, 1)}
+
+
 def table(title: str, rows: list[dict]) -> None:
     print(f"\n## {title}")
     keys = list(rows[0])

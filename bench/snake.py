@@ -116,6 +116,7 @@ def train_seeds(experiment: str, seeds: list[int], overrides: list[str], runs_di
     rows = []
     for seed in seeds:
         run = runs_dir / f"{experiment}{''.join('_' + o.split('=')[-1] for o in overrides)}_s{seed}"
+        began = time.perf_counter()
         subprocess.run([tool("rlgen-train"), f"experiment={experiment}", f"seed={seed}",
                         *overrides, f"hydra.run.dir={run}"], check=True)
         metrics = json.loads((run / "metrics.json").read_text())
@@ -133,7 +134,8 @@ def train_seeds(experiment: str, seeds: list[int], overrides: list[str], runs_di
             "fresh_greedy_mean_fruits": fresh["mean_fruits"],
             "fresh_greedy_max_fruits": fresh["max_fruits"],
             "fresh_greedy_mean_steps": fresh["mean_steps"],
-            "max_steps_without_reward": fresh["max_steps_without_reward"], "run": str(run)})
+            "max_steps_without_reward": fresh["max_steps_without_reward"], "run": str(run),
+            **common.stamp(time.perf_counter() - began)})
         common.table(f"{experiment} seed {seed}", rows[-1:])
     return rows
 
