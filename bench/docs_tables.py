@@ -19,6 +19,7 @@ from bench import (
     dqn_profile,
     dqn_sb3,
     export,
+    headlines,
     mutation,
     nanogpt,
     ngram,
@@ -27,8 +28,11 @@ from bench import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-# NAME: (document, results file, the function that writes the table from it)
+# NAME: (document, results file (or files: the function gets them by name), the function
+# that writes the table from it)
 TABLES = {
+    "headlines": ("README.md", ("same_figures.json", "snake.json", "zoo.json", "nanogpt.json",
+                                "generative.json"), headlines.readme_rows),
     "export": ("docs/results.md", "export.json", export.markdown),
     "export-readme": ("README.md", "export.json", export.readme_rows),
     "web": ("docs/results.md", "web.json", web.markdown),
@@ -50,7 +54,12 @@ def block(name: str) -> re.Pattern:
 
 def generated(name: str, results_dir: Path = common.RESULTS) -> str:
     _, file, write = TABLES[name]
-    return write(json.loads((results_dir / file).read_text())).strip() + "\n"
+
+    def read(file_name: str) -> dict:
+        return json.loads((results_dir / file_name).read_text())
+
+    results = {each: read(each) for each in file} if isinstance(file, tuple) else read(file)
+    return write(results).strip() + "\n"
 
 
 def stale(root: Path = ROOT, results_dir: Path = common.RESULTS) -> list[str]:

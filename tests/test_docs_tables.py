@@ -34,3 +34,22 @@ def test_a_table_edited_by_hand_is_caught(tmp_path):
     (tmp_path / "README.md").write_text(readme.replace(block, edited))
     assert docs_tables.stale(root=tmp_path) == [
         "README.md: the table results:export-readme differs from bench/results"]
+
+
+def test_a_headline_read_from_one_of_several_files_is_caught(tmp_path):
+    """The README's headlines come from five files: a Snake seed re-measured in snake.json
+    alone makes them stale."""
+    import json
+
+    results = tmp_path / "results"
+    shutil.copytree(common.RESULTS, results)
+    snake = json.loads((results / "snake.json").read_text())
+    row = next(r for r in snake["trained"] if r["experiment"] == "snake_dqn_strong"
+               and not r["overrides"])
+    before = docs_tables.generated("headlines", results)
+    assert f"{row['fresh_greedy_mean_fruits']:g}" in before
+    row["fresh_greedy_mean_fruits"] = 99.25
+    (results / "snake.json").write_text(json.dumps(snake))
+    assert "99.25" in docs_tables.generated("headlines", results)
+    assert docs_tables.stale(results_dir=results) == [
+        "README.md: the table results:headlines differs from bench/results"]
