@@ -46,6 +46,12 @@ def temperatures():
     return field(default_factory=list, metadata={"low": 0, "rule": ">= 0 each"})
 
 
+def shares():
+    """Shares of a whole (of a time budget, say), each strictly between 0 and 1."""
+    return field(default_factory=list, metadata={"low": 0, "low_open": True, "high": 1,
+                                                 "high_open": True, "rule": "in (0, 1) each"})
+
+
 def in_range(value: Any, rule: dict) -> bool:
     if "choices" in rule:
         return value in rule["choices"]

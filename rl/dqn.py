@@ -40,7 +40,7 @@ from nn.device import maybe_compile, mixed_precision, select_device
 from nn.errors import UserError
 from nn.export import Network
 from nn.run import Run
-from nn.schema import above, at_least, between, one_of
+from nn.schema import above, at_least, between, one_of, shares
 from nn.seeding import make_generator
 from rl.dqn_bookkeeping import (
     Clock,
@@ -54,6 +54,8 @@ from rl.dqn_bookkeeping import (
     log_games,
     log_video,
     plan_by_budget,
+    replan,
+    replan_due,
 )
 from rl.play import (
     EvalArgs,
@@ -125,6 +127,10 @@ class DQNConfig:
     # plan is saved, so a resume keeps it; give a number to repeat a run exactly)
     max_frames: int | None = at_least(1)
     max_seconds: float | None = above(0, None)  # wall-time budget
+    # a planned run plans its frames again when its training time passes each of these
+    # shares of max_seconds, from the pace it kept since the last plan: the timing at the
+    # start cannot see checkpoints, logging or a pace that changes as the run goes on
+    replan_at: list[float] = shares()
     stop_reward100: float | None = None  # stop once cumulativeReward100 reaches this
     report_reward100_levels: list[float] = field(default_factory=lambda: [])
     history_every_frames: int = at_least(1)
@@ -153,6 +159,9 @@ def check_config(cfg: DictConfig) -> None:
     if algo.max_frames is None and algo.max_seconds is None:
         raise UserError("algo.max_frames=null plans the run from its time budget: set "
                         "algo.max_seconds too, or give algo.max_frames a number")
+    if list(algo.replan_at) != sorted(set(algo.replan_at)):
+        raise UserError(f"algo.replan_at={list(algo.replan_at)} must rise: each share of "
+                        "max_seconds after the one before")
     if algo.prioritized and algo.sample_without_replacement:
         raise UserError("prioritized replay draws with replacement: set "
                         "algo.sample_without_replacement=false or algo.prioritized=false")
@@ -256,6 +265,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             if algo.stop_eval_return is not None and record["mean_return"] >= algo.stop_eval_return:
                 break
         loop.train_seconds = clock.seconds()
+        if replan_due(loop, algo):
+            logger.info(replan(loop, algo))
+            logger.bar.total = algo.max_frames  # the progress bar runs to the new plan
         if finished:
             means = log_games(run, loop, stats, algo, epsilon, loss, q_mean, clock)
             keep_best(run, loop, stats, means, online)

@@ -15,7 +15,7 @@ from nn.config import instantiate, plain
 from nn.run import Run
 from nn.seeding import make_generator
 from rl.play import log_game_video, mean_figures, play_batched
-from rl.q_learning import act, learn, make_choose, make_memory, set_training, store
+from rl.q_learning import act, learn, make_choose, make_memory, set_training, size_schedules, store
 from rl.replay import NStepWindow
 
 
@@ -96,6 +96,9 @@ class LoopState:
     train_seconds: float = 0.0
     planned_frames: int | None = None  # the run's length, when planned from the time budget
     planned_pace: float | None = None  # the frames/s measured for that plan
+    plan_frame: int = 0  # where the latest plan was made: its frame and training seconds
+    plan_seconds: float = 0.0
+    replans: list = field(default_factory=list)  # each re-plan: when, the pace, the frames
 
     def updates_due(self, algo) -> int:
         """Gradient steps due after this step: `updates_per_train` every
@@ -177,10 +180,34 @@ def plan_by_budget(cfg, env, online, target, loop: LoopState, autocast,
         return algo.num_envs if learned else 0
 
     pace = budget.measure_pace(step, seconds=8.0)
-    loop.train_seconds = time.perf_counter() - began
+    loop.train_seconds = loop.plan_seconds = time.perf_counter() - began
     loop.planned_pace = round(pace, 1)
     loop.planned_frames = budget.plan(pace, algo.max_seconds, loop.train_seconds, share,
                                minimum=algo.num_envs)
+
+
+def replan_due(loop: LoopState, algo) -> bool:
+    """A planned run (not one given max_frames) whose training time has passed the next
+    share of algo.replan_at."""
+    done = len(loop.replans)
+    return (loop.planned_frames is not None and done < len(algo.replan_at)
+            and loop.train_seconds >= algo.replan_at[done] * algo.max_seconds)
+
+
+def replan(loop: LoopState, algo, share: float = 0.9) -> str:
+    """Plan the frames again at the pace the loop kept since the last plan, filling
+    `share` of the time left as the first plan did, and size the schedules to the new
+    plan (a schedule already past its end stays ended). Returns a line for the log."""
+    pace = (loop.frame - loop.plan_frame) / max(loop.train_seconds - loop.plan_seconds, 1e-9)
+    before = loop.planned_frames
+    loop.planned_frames = loop.frame + budget.plan(pace, algo.max_seconds, loop.train_seconds,
+                                                   share, minimum=algo.num_envs)
+    loop.plan_frame, loop.plan_seconds = loop.frame, loop.train_seconds
+    loop.replans.append({"frame": loop.frame, "seconds": round(loop.train_seconds, 1),
+                         "pace": round(pace, 1), "planned_frames": loop.planned_frames})
+    size_schedules(algo, loop.planned_frames)
+    return (f"re-planned at {loop.train_seconds:.0f} s: {pace:.0f} frames/s since the last "
+            f"plan, {before} -> {loop.planned_frames} frames")
 
 
 def evaluate_greedily(env, online, algo, seed: int, device: torch.device, loop: LoopState,
@@ -277,7 +304,7 @@ def finish(run: Run, loop: LoopState, stats: GameStats, device: torch.device) ->
         "best_cumulativeReward100": loop.best, "best_frame": loop.best_frame,
         "best_eval_return": loop.best_eval, "eval_history": loop.eval_history,
         "planned_frames": loop.planned_frames, "planned_pace": loop.planned_pace,
-        "reached": loop.reached, "history": loop.history,
+        "replans": loop.replans, "reached": loop.reached, "history": loop.history,
     }
     best_text = f"{loop.best:.1f}" if loop.best is not None else "n/a (under 100 games)"
     summary = (f"{run.cfg.name} seed {run.cfg.seed}: {loop.frame} frames, {stats.games} games "

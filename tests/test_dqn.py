@@ -1,4 +1,6 @@
 import json
+import os
+import signal
 
 import numpy as np
 import pytest
@@ -7,6 +9,8 @@ from conftest import call_tool, compose, run_cli
 from PIL import Image
 
 from nn.blocks import MLP, ConvNet
+from nn.checkpoint import load_checkpoint
+from nn.config import plain
 from rl import dqn, dqn_bookkeeping, q_learning
 
 TINY_SNAKE = ["experiment=snake_dqn", "device=cpu", "model.channels=[8,8]",
@@ -246,21 +250,72 @@ def test_resume_continues_exactly_where_the_run_stopped(tmp_path, replay):
     assert a["state"]["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-4)  # decayed
 
 
-def test_a_budget_planned_run_sizes_its_schedules_and_a_resume_keeps_the_plan(tmp_path):
+def test_a_budget_planned_run_replans_on_its_shares_and_a_resume_goes_on_from_them(
+        tmp_path, monkeypatch):
     """max_frames=null: the frames are planned from the time budget at the pace timed at
-    the start; the schedules' shares follow the plan, and a resume with a longer budget
-    keeps the saved plan instead of timing again."""
+    the start, then planned again at each share of algo.replan_at from the pace the run
+    kept; the schedules follow the latest plan. A run stopped after its first re-plan and
+    resumed keeps that one and makes the next, once; a resume with a longer budget keeps
+    the saved plan instead of timing again."""
     common = [*TINY_SNAKE, "algo.max_frames=null", "algo.exploration_fraction=0.5",
-              "algo.lr_final=1e-4", "algo.lr_decay_fraction=1.0", "algo.replay_warmup=100"]
-    first = dqn.train(compose(*common, "algo.max_seconds=14"), tmp_path)
-    plan = first["planned_frames"]
-    assert plan > 0 and first["planned_pace"] > 0 and first["train_seconds"] <= 16
-    resumed = dqn.train(compose(*common, "algo.max_seconds=1000", f"resume={tmp_path}"), tmp_path)
-    assert resumed["planned_frames"] == plan
-    assert plan <= resumed["frames"] < plan + 64  # stopped at the plan, not at 1000 s
+              "algo.lr_final=1e-4", "algo.lr_decay_fraction=1.0", "algo.replay_warmup=100",
+              "algo.max_seconds=20", "algo.replan_at=[0.55,0.8]"]
+    def replan_then_stop(loop, algo):  # SIGTERM, rlgen's graceful stop, after a re-plan
+        line = dqn_bookkeeping.replan(loop, algo)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return line
+
+    monkeypatch.setattr(dqn, "replan", replan_then_stop)
+    cut = dqn.train(compose(*common), tmp_path)
+    monkeypatch.undo()
+    assert cut["status"] == "stopped" and cut["planned_pace"] > 0
+    (first,) = cut["replans"]  # the stop came before the second share
+    assert first["seconds"] >= 0.55 * 20 and first["pace"] > 0
+    assert first["planned_frames"] == cut["planned_frames"] > cut["frames"]  # cut short
+    resumed = dqn.train(compose(*common, f"resume={tmp_path}"), tmp_path)
+    assert resumed["replans"][0] == first and len(resumed["replans"]) == 2
+    assert resumed["replans"][1]["seconds"] >= 0.8 * 20
+    plan = resumed["planned_frames"]
+    assert plan == resumed["replans"][1]["planned_frames"]
+    assert resumed["frames"] <= plan + 64 and resumed["train_seconds"] <= 22
+    # the schedules were sized to the latest plan: epsilon reached its end at half of it
+    saved = load_checkpoint(tmp_path / "checkpoints" / "last.pt")["meta"]["loop"]
+    assert saved["planned_frames"] == plan
+    longer = dqn.train(compose(*common, "algo.max_seconds=1000", f"resume={tmp_path}"), tmp_path)
+    assert longer["planned_frames"] == plan and longer["frames"] == resumed["frames"]
     with pytest.raises(dqn.UserError, match="set algo.max_seconds too"):
         dqn.train(compose(*TINY_SNAKE, "algo.max_frames=null", "algo.max_seconds=null"),
                   tmp_path / "none")
+
+
+def test_replan_sizes_the_schedules_from_the_pace_kept_since_the_last_plan():
+    algo = compose(*TINY_SNAKE, "algo.max_frames=null", "algo.max_seconds=100",
+                   "algo.exploration_fraction=0.5", "algo.lr_decay_fraction=1.0",
+                   "algo.replan_at=[0.25,0.5]").algo
+    algo = plain(algo)
+    loop = dqn_bookkeeping.LoopState(frame=2000, train_seconds=24.0, planned_frames=9000,
+                                     plan_seconds=4.0)
+    assert not dqn_bookkeeping.replan_due(loop, algo)  # 24 s: before a quarter of 100 s
+    loop.train_seconds = 25.0
+    assert dqn_bookkeeping.replan_due(loop, algo)
+    line = dqn_bookkeeping.replan(loop, algo)
+    # 2000 frames in 21 s since the plan: 95.2 frames/s for 0.9 of the 75 s left
+    assert loop.planned_frames == 2000 + int(2000 / 21 * 0.9 * 75) == algo.max_frames
+    assert algo.epsilon_decay_frames == round(0.5 * loop.planned_frames)
+    assert algo.lr_decay_frames == loop.planned_frames and "9000 ->" in line
+    assert (loop.plan_frame, loop.plan_seconds) == (2000, 25.0)
+    assert not dqn_bookkeeping.replan_due(loop, algo)  # the next share is 50 s
+    given = dqn_bookkeeping.LoopState(frame=2000, train_seconds=90.0)  # max_frames given
+    assert not dqn_bookkeeping.replan_due(given, algo)
+
+
+def test_replan_shares_must_rise_and_lie_inside_the_budget():
+    with pytest.raises(dqn.UserError, match="must rise"):
+        dqn.check_config(compose("experiment=snake_dqn_strong", "algo.replan_at=[0.5,0.25]"))
+    from nn.schema import check_ranges
+
+    assert "in (0, 1) each" in check_ranges(compose("experiment=snake_dqn_strong",
+                                                    "algo.replan_at=[0.5,1.0]"))
 
 
 def test_game_figures_kept_on_the_device_equal_those_read_every_step():
