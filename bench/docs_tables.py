@@ -24,6 +24,7 @@ from bench import (
     nanogpt,
     ngram,
     search_pruning,
+    snake,
     web,
 )
 
@@ -44,6 +45,7 @@ TABLES = {
     "search-pruning": ("docs/results.md", "search_pruning.json", search_pruning.markdown),
     "cartpole-v1-misses": ("docs/results.md", "cartpole_v1_misses.json",
                            cartpole_v1_misses.markdown),
+    "snake-seeds": ("docs/results.md", "snake.json", snake.markdown),
 }
 
 

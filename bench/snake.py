@@ -180,6 +180,28 @@ def compare_runs(run_dirs: list[str]) -> list[dict]:
     return rows
 
 
+def markdown(results: dict) -> str:
+    """The seeds trained by `--train` (each row stamped with its own commit and date):
+    plan, pace, when the greedy mean passed 25 and 35 fruits, and the fresh games."""
+    def when(passed: dict | None) -> str:
+        return f"{passed['wall_seconds']:,.0f} s" if passed else "not reached"
+
+    lines = ["| experiment (overrides) | seed | planned frames (pace timed at the start) | "
+             "frames in training seconds (frames/s) | greedy mean first >= 25 / >= 35 | best "
+             "selection mean | 100 fresh games (seed): mean / max fruits | commit, date |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    rows = sorted((r for r in results.get("trained", []) if "commit" in r),
+                  key=lambda r: (r["experiment"], r["overrides"], r["seed"]))
+    lines += [f"| `{r['experiment']}` ({r['overrides'] or 'as it is'}) | {r['seed']} | "
+              f"{r['planned_frames']:,} ({r['planned_pace']:,.0f}/s) | {r['frames']:,} in "
+              f"{r['train_seconds']:,.0f} s ({r['frames_per_second']:,.0f}) | "
+              f"{when(r['first_25_fruits'])} / {when(r['first_35_fruits'])} | "
+              f"{r['selection_best_mean_fruits']} | ({r['fresh_eval_seed']}) "
+              f"**{r['fresh_greedy_mean_fruits']}** / {r['fresh_greedy_max_fruits']} | "
+              f"{r['commit']}, {r['date']} |" for r in rows]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--summarize", nargs="+", metavar="RUN_DIR")
