@@ -186,7 +186,7 @@ def markdown(results: dict) -> str:
     def when(passed: dict | None) -> str:
         return f"{passed['wall_seconds']:,.0f} s" if passed else "not reached"
 
-    lines = ["| experiment (overrides) | seed | planned frames (pace timed at the start) | "
+    lines = ["| experiment (overrides) | seed | last plan, frames (pace timed at the start) | "
              "frames in training seconds (frames/s) | greedy mean first >= 25 / >= 35 | best "
              "selection mean | 100 fresh games (seed): mean / max fruits | commit, date |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
