@@ -209,7 +209,9 @@ def main() -> None:
     common.RESULTS.mkdir(exist_ok=True)
     for part in args.only:
         print(f"\n# {part}", flush=True)
-        results[part] = plots(args.snake_runs) if part == "plots" else globals()[part]()
+        began = time.perf_counter()
+        measured = plots(args.snake_runs) if part == "plots" else globals()[part]()
+        results[part] = {**measured, **common.stamp(time.perf_counter() - began)}
         common.write("show", {k: v for k, v in results.items() if k not in ("date", "machine")})
 
 
