@@ -2,7 +2,8 @@
 code: each sits between `<!-- results:NAME -->` and `<!-- /results:NAME -->`, and NAME
 says which bench's function writes it from which file. `python -m bench.docs_tables`
 rewrites them all; `--check` changes nothing and exits 1 naming every table that differs
-from its file (tests/test_docs_tables.py runs it).
+from its file, and every figure of a hand-written row that is in none of the results
+files the row links (tests/test_docs_tables.py runs it).
 
     python -m bench.docs_tables [--check]
 """
@@ -75,6 +76,66 @@ def stale(root: Path = ROOT, results_dir: Path = common.RESULTS) -> list[str]:
     return found
 
 
+# a figure in a docs row: 1,234 or -0.5 or 38.7 or 1.44x or 916k (not part of a name such as bf16 or v3)
+FIGURE = re.compile(r"(?<![\w.])-?\d+(?:,\d{3})*(?:\.\d+)?(?=[xkM%]?(?!\w))")
+# quoted figures that are not measured here: the book's, a target or stretch, RL Zoo's, the
+# original's, a value before a change ("was ...", "before: ..."), up to the next ; or )
+QUOTED = re.compile(r"\b(?:[Bb]ook|target|stretch|RL Zoo|[Tt]he original|was|before)\b[^;)]*")
+RESULTS_LINK = re.compile(r"\]\(\.\./bench/results/([\w.]+\.json)\)|\]\(bench/results/([\w.]+\.json)\)")
+
+
+def numbers_in(value, found: list[float]) -> list[float]:
+    """Every number a results file holds, in its values and inside its strings."""
+    if isinstance(value, bool):
+        return found
+    if isinstance(value, (int, float)):
+        found.append(float(value))
+    elif isinstance(value, str):
+        found.extend(float(x.replace(",", "")) for x in FIGURE.findall(value))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            numbers_in(key, found)
+            numbers_in(item, found)
+    elif isinstance(value, list):
+        for item in value:
+            numbers_in(item, found)
+    return found
+
+
+def backed(figure: str, numbers: list[float]) -> bool:
+    """The figure as printed is some number of the file rounded to the figure's digits,
+    read as it is, as a percentage, or in thousands or millions ("916k", "1.13M")."""
+    x = abs(float(figure.replace(",", "")))
+    tolerance = 0.5 * 10 ** -len(figure.partition(".")[2]) + 1e-9
+    return any(abs(abs(n) * scale - x) <= tolerance
+               for n in numbers for scale in (1, 100, 1e-3, 1e-6))
+
+
+def unbacked(root: Path = ROOT, results_dir: Path = common.RESULTS) -> list[str]:
+    """Hand-written table rows that link a results file: every figure in the row's value
+    cell (the second) must be in a linked file, except figures quoted from elsewhere
+    (the book's, a target, RL Zoo's, values before a change)."""
+    found = []
+    for document in ("README.md", "docs/results.md"):
+        text = (root / document).read_text()
+        for name in TABLES:  # generated tables are checked against their files above
+            text = block(name).sub("", text)
+        for number, line in enumerate(text.splitlines(), 1):
+            files = [a or b for a, b in RESULTS_LINK.findall(line)]
+            cells = line.strip().strip("|").split("|")
+            if not line.startswith("|") or not files or len(cells) < 3:
+                continue
+            numbers = []
+            for file in files:
+                numbers_in(json.loads((results_dir / file).read_text()), numbers)
+            missing = [f for f in FIGURE.findall(QUOTED.sub("", cells[1]))
+                       if not backed(f, numbers)]
+            if missing:
+                found.append(f"{document} line {number}: {', '.join(missing)} in no figure of "
+                             f"{', '.join(files)}")
+    return found
+
+
 def rewrite(root: Path = ROOT) -> None:
     for name, (document, _, _) in TABLES.items():
         path = root / document
@@ -91,8 +152,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="report stale tables, change nothing")
     if parser.parse_args().check:
-        found = stale()
-        print("\n".join(found) or "every generated table matches its results file")
+        found = stale() + unbacked()
+        print("\n".join(found) or "every generated table matches its results file and "
+              "every hand-written figure is in its")
         sys.exit(1 if found else 0)
     rewrite()
 

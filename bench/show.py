@@ -52,7 +52,7 @@ def search(name: str = "search", *extra: str) -> dict:
     print(done.stdout)
     summary = json.loads((where / "search.json").read_text())
     shutil.copy(where / "search.png", common.RESULTS / f"{name}_cartpole_reinforce_fast.png")
-    return {"command": " ".join(["rlgen-search hparams_search=cartpole_reinforce_fast", *extra]),
+    return {"search_command": " ".join(["rlgen-search hparams_search=cartpole_reinforce_fast", *extra]),
             "wall_seconds": round(seconds, 1), "within_5_minutes": seconds <= 300,
             "trials": len(summary["trials"]), "failed": summary["failed"],
             "metric": summary["metric"], "direction": summary["direction"],

@@ -54,3 +54,25 @@ def test_a_headline_read_from_one_of_several_files_is_caught(tmp_path):
     assert docs_tables.stale(results_dir=results) == [  # and the seeds' own table
         "README.md: the table results:headlines differs from bench/results",
         "docs/results.md: the table results:snake-seeds differs from bench/results"]
+
+
+def test_every_hand_written_figure_is_in_the_results_file_its_row_links():
+    assert docs_tables.unbacked() == []
+
+
+def test_a_hand_written_figure_that_no_results_file_holds_is_caught(tmp_path):
+    for document in ("README.md", "docs/results.md"):
+        (tmp_path / document).parent.mkdir(exist_ok=True)
+        shutil.copy(docs_tables.ROOT / document, tmp_path / document)
+    results = (tmp_path / "docs/results.md").read_text()
+    row = next(line for line in results.splitlines() if line.startswith("| `vae_mnist5k`"))
+    assert "40.26" in row
+    (tmp_path / "docs/results.md").write_text(results.replace(row, row.replace("40.26", "41.26")))
+    before = docs_tables.unbacked()
+    found = [line for line in docs_tables.unbacked(root=tmp_path) if line not in before]
+    assert len(found) == 1 and "41.26 in no figure of generative.json" in found[0]
+    # a figure quoted from the book is not a measurement, and is not looked for
+    quoted = row.replace("(book: 40-50)", "(book: 40-55)")
+    assert quoted != row
+    (tmp_path / "docs/results.md").write_text(results.replace(row, quoted))
+    assert docs_tables.unbacked(root=tmp_path) == before
