@@ -42,7 +42,8 @@ def cpu_model() -> str:
 
 
 def commit() -> str:
-    """The checkout's commit, `-dirty` when tracked files differ from it."""
+    """The checkout's commit, `-dirty` when tracked files differ from it (results files
+    and pictures under bench/results/ aside: a bench writes those as it goes)."""
     import subprocess
 
     def git(*args: str) -> str:
@@ -50,7 +51,8 @@ def commit() -> str:
                               text=True).stdout.strip()
 
     head = git("rev-parse", "--short", "HEAD") or "unknown"
-    return head + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    return head + ("-dirty" if git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                                         ":(exclude)bench/results") else "")
 
 
 def machine() -> str:
