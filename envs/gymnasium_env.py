@@ -22,7 +22,7 @@ import gymnasium
 import numpy as np
 import torch
 from gymnasium.error import DependencyNotInstalled
-from gymnasium.vector import AutoresetMode
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from omegaconf import MISSING
 
 from nn.errors import UserError
@@ -126,7 +126,9 @@ class GymnasiumEnv(gymnasium.Wrapper):
         vector = gymnasium.make_vec(
             self.id, num_envs=num_envs, vectorization_mode=self.vectorization_mode,
             # rlgen's algorithms start new games themselves (`reset_done`)
-            vector_kwargs={"autoreset_mode": AutoresetMode.DISABLED},
+            # copy=False: gymnasium would deep-copy every observation; `_tensor` copies
+            # it once, into the tensor the algorithm keeps
+            vector_kwargs={"autoreset_mode": AutoresetMode.DISABLED, "copy": False},
             max_episode_steps=self.max_steps_per_game, **self.kwargs)
         return TorchVectorEnv(vector, torch.device(device), seed)
 
@@ -156,33 +158,49 @@ class TorchVectorEnv:
                                   else torch.float32)
         self.seeded = False
         self.ended = np.zeros(self.num_envs, dtype=bool)
-        self.obs = None
+        self.obs = None  # the observations as tensors, a copy of the vector env's buffer
+        # one game in gymnasium's plain sync vector env (RL Zoo's DQN settings): stepped
+        # directly, as the vector env steps it, without its per-step concatenation, info
+        # merging and copies, which cost five times the step of a classic-control env
+        self.single = vector.envs[0] if (
+            type(vector) is SyncVectorEnv and self.num_envs == 1
+            and isinstance(vector.single_action_space, gymnasium.spaces.Discrete)) else None
 
     def _tensor(self, array: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(array), device=self.device).to(dtype)
+        """A tensor of its own (the vector env reuses its arrays at the next step)."""
+        return torch.tensor(np.asarray(array), dtype=dtype, device=self.device)
 
     def reset(self) -> torch.Tensor:
         """New games everywhere; the first reset seeds game i with seed + i."""
-        self.obs, _ = self.vector.reset(seed=None if self.seeded else self.seed)
+        obs, _ = self.vector.reset(seed=None if self.seeded else self.seed)
         self.seeded = True
         self.ended[:] = False
-        return self._tensor(self.obs, self.observation_dtype)
+        self.obs = self._tensor(obs, self.observation_dtype)
+        return self.obs
 
     def reset_done(self, done: torch.Tensor) -> torch.Tensor:
         mask = done.cpu().numpy().astype(bool)
         if mask.any():
-            self.obs, _ = self.vector.reset(options={"reset_mask": mask})
+            obs, _ = self.vector.reset(options={"reset_mask": mask})
             self.ended[mask] = False
-        return self._tensor(self.obs, self.observation_dtype)
+            self.obs = self._tensor(obs, self.observation_dtype)
+        return self.obs
 
     def step(self, actions: torch.Tensor):
         if self.ended.any():
             self.reset_done(torch.from_numpy(self.ended))
-        self.obs, reward, terminated, truncated, _ = self.vector.step(actions.cpu().numpy())
+        if self.single is not None:
+            obs, reward, terminated, truncated, _ = self.single.step(actions.item())
+            self.ended[0] = terminated or truncated
+            self.obs = self._tensor(np.asarray(obs)[None], self.observation_dtype)
+            return (self.obs, torch.tensor([reward], dtype=torch.float32, device=self.device),
+                    torch.tensor([terminated], device=self.device),
+                    torch.tensor([truncated], device=self.device))
+        obs, reward, terminated, truncated, _ = self.vector.step(actions.cpu().numpy())
         self.ended = terminated | truncated
-        return (self._tensor(self.obs, self.observation_dtype),
-                self._tensor(reward, torch.float32), self._tensor(terminated, torch.bool),
-                self._tensor(truncated, torch.bool))
+        self.obs = self._tensor(obs, self.observation_dtype)
+        return (self.obs, self._tensor(reward, torch.float32),
+                self._tensor(terminated, torch.bool), self._tensor(truncated, torch.bool))
 
     def state_dict(self) -> dict:
         """Each game's random stream: resume starts new games from where they were."""

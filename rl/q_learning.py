@@ -54,23 +54,27 @@ def set_training(module: torch.nn.Module, training: bool) -> None:
 @torch.no_grad()
 def act(q_network, obs, epsilon, generator, num_actions: int) -> torch.Tensor:
     """Epsilon-greedy: a random action with probability epsilon (one for all games, or a
-    tensor with one per game), else the best Q. When every game explores the network is
-    not run (on the CPU, where asking costs no device sync): the same draws, the same
-    actions, one forward pass fewer."""
-    set_training(q_network, False)
+    tensor with one per game), else the best Q. On the CPU, where asking costs no device
+    sync, the network is not run when every game explores and no random action is drawn
+    when none does: an acting step is a handful of small operations, and each counts."""
     n = obs.shape[0]
     explore = torch.rand(n, generator=generator, device=obs.device) < epsilon
+    on_cpu = obs.device.type == "cpu"
+    if on_cpu and bool(explore.all()):
+        return torch.randint(num_actions, (n,), generator=generator, device=obs.device)
+    set_training(q_network, False)
+    greedy = q_network(obs).argmax(1)
+    if on_cpu and not bool(explore.any()):
+        return greedy
     random = torch.randint(num_actions, (n,), generator=generator, device=obs.device)
-    if obs.device.type == "cpu" and bool(explore.all()):  # no Q value is needed (no GPU sync)
-        return random
-    return torch.where(explore, random, q_network(obs).float().argmax(1))
+    return torch.where(explore, random, greedy)
 
 
 def td_loss(online, batch: dict, double_dqn: bool, loss: str):
-    """Loss between Q_online(s, a) and r + discount * Q_target(s', a*); batch["next_q"]
+    """Loss between Q_online(s, a) and y = r + discount * Q_target(s', a*); batch["next_q"]
     holds the target net's values at s' (see `training_batches`), batch["weights"], when
-    there, each transition's importance weight (prioritized replay). Returns the loss,
-    the mean Q taken and the TD errors."""
+    there, each transition's importance weight (prioritized replay). Returns the loss, the
+    Q values taken (detached) and y: their difference is the TD error."""
     set_training(online, True)  # as the original: batch statistics and dropout for the taken Q
     q_taken = online(batch["obs"]).float().gather(1, batch["actions"][:, None]).squeeze(1)
     with torch.no_grad():
@@ -83,14 +87,14 @@ def td_loss(online, batch: dict, double_dqn: bool, loss: str):
         else:
             next_value = next_q.max(1).values
         y = batch["rewards"] + batch["discounts"] * next_value
-    if loss == "mse":
-        each = F.mse_loss(q_taken, y, reduction="none")
-    elif loss == "huber":
-        each = F.smooth_l1_loss(q_taken, y, reduction="none")
-    else:
+    losses = {"mse": F.mse_loss, "huber": F.smooth_l1_loss}
+    if loss not in losses:
         raise UserError(f"algo.loss={loss!r} is not mse or huber")
-    value = (each * batch["weights"]).mean() if "weights" in batch else each.mean()
-    return value, q_taken.detach().mean(), y - q_taken.detach()
+    if "weights" in batch:
+        value = (losses[loss](q_taken, y, reduction="none") * batch["weights"]).mean()
+    else:
+        value = losses[loss](q_taken, y)
+    return value, q_taken.detach(), y
 
 
 @torch.no_grad()
@@ -144,18 +148,30 @@ def learn(online, target, optimizer, memory, algo, frame: int, updates: int, gen
             group["lr"] = linear_decay(frame, algo.lr, algo.lr_final, algo.lr_decay_frames)
     beta = linear_decay(frame, algo.priority_beta_init, 1.0,
                         algo.priority_beta_frames) if algo.prioritized else None
+    parameters = list(online.parameters())
     for batch in training_batches(memory, target, updates, algo, generator, autocast,
                                   mirrored, beta):
         with autocast:
-            loss, q_mean, td_errors = td_loss(online, batch, algo.double_dqn, algo.loss)
+            loss, q_taken, y = td_loss(online, batch, algo.double_dqn, algo.loss)
         if algo.prioritized:
-            memory.update_priorities(batch["index"], td_errors)
-        optimizer.zero_grad(set_to_none=True)
+            memory.update_priorities(batch["index"], y - q_taken)
+        for parameter in parameters:  # optimizer.zero_grad(set_to_none=True), without
+            parameter.grad = None      # its per-call wrappers (a few % of an update here)
         loss.backward()
         if algo.max_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(online.parameters(), algo.max_grad_norm)
+            clip_grad_norm(parameters, algo.max_grad_norm)
         optimizer.step()
-    return loss, q_mean
+    return loss, q_taken.mean()
+
+
+def clip_grad_norm(parameters: list, max_norm: float) -> None:
+    """torch.nn.utils.clip_grad_norm_ (scale all gradients so that their joint norm is at
+    most max_norm) for one network's parameters on one device and dtype: torch's version
+    first sorts the gradients by device and dtype, which on the CPU took as long as the
+    Adam step itself in RL Zoo's cart-pole updates."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    torch._foreach_mul_(grads, (max_norm / (total + 1e-6)).clamp_(max=1.0))
 
 
 def sync(online, target) -> None:

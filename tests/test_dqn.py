@@ -1,3 +1,4 @@
+import copy
 import json
 import os
 import signal
@@ -44,11 +45,11 @@ def test_bellman_target_uses_the_done_mask_and_the_max():
              "rewards": torch.tensor([1.0, 2.0]), "next_obs": torch.tensor([[1], [1]]),
              "discounts": torch.tensor([0.5, 0.0])}
     batch["next_q"] = target(batch["next_obs"])
-    loss, q_mean, td_errors = q_learning.td_loss(online, batch, double_dqn=False, loss="mse")
+    loss, q_taken, y = q_learning.td_loss(online, batch, double_dqn=False, loss="mse")
     # targets: 1 + 0.5 * max(3, 7) = 4.5 and 2 + 0 = 2; Q taken: 1 and 0
     assert loss.item() == pytest.approx(((1 - 4.5) ** 2 + (0 - 2) ** 2) / 2)
-    assert q_mean.item() == pytest.approx(0.5)
-    assert torch.allclose(td_errors, torch.tensor([3.5, 2.0]))
+    assert torch.equal(q_taken, torch.tensor([1.0, 0.0]))
+    assert torch.allclose(y - q_taken, torch.tensor([3.5, 2.0]))
     # importance weights scale each transition's share of the loss
     loss, _, _ = q_learning.td_loss(online, {**batch, "weights": torch.tensor([1.0, 0.5])},
                              double_dqn=False, loss="mse")
@@ -56,6 +57,34 @@ def test_bellman_target_uses_the_done_mask_and_the_max():
     # Double DQN: the online net picks action 0 at next_obs, the target values it at 3
     loss, _, _ = q_learning.td_loss(online, batch, double_dqn=True, loss="mse")
     assert loss.item() == pytest.approx(((1 - 2.5) ** 2 + (0 - 2) ** 2) / 2)
+
+
+def test_clipping_scales_the_gradients_as_torchs_clip_grad_norm():
+    torch.manual_seed(0)
+    for scale in (0.01, 100.0):  # under the bound (unchanged) and over it (scaled down)
+        ours = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+        theirs = copy.deepcopy(ours)
+        data = torch.randn(16, 4) * scale
+        for net in (ours, theirs):
+            net(data).pow(2).sum().backward()
+        q_learning.clip_grad_norm(list(ours.parameters()), 1.0)
+        torch.nn.utils.clip_grad_norm_(theirs.parameters(), 1.0)
+        for a, b in zip(ours.parameters(), theirs.parameters(), strict=True):
+            assert torch.allclose(a.grad, b.grad, rtol=1e-6, atol=0)
+        norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in ours.parameters()]))
+        assert norm <= 1.0 + 1e-5
+
+
+def test_acting_is_greedy_at_epsilon_0_random_at_1_and_mixed_per_game():
+    q = Fixed([[0.0, 1.0, 0.5]] * 3)
+    obs = torch.zeros(400, 1, dtype=torch.long)
+    generator = torch.Generator().manual_seed(0)
+    assert (q_learning.act(q, obs, 0.0, generator, 3) == 1).all()
+    random = q_learning.act(q, obs, 1.0, generator, 3)
+    assert set(random.tolist()) == {0, 1, 2}
+    # one epsilon per game: game i explores with epsilon i % 2
+    mixed = q_learning.act(q, obs, (torch.arange(400) % 2).float(), generator, 3)
+    assert (mixed[0::2] == 1).all() and set(mixed[1::2].tolist()) == {0, 1, 2}
 
 
 def test_training_batches_carry_the_target_values_of_their_own_next_states():

@@ -172,6 +172,30 @@ def test_a_gymnasium_env_steps_as_tensors_like_rlgens_envs():
     assert torch.equal(restarted[1:4], obs[1:4]) and not torch.equal(restarted[0], obs[0])
 
 
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Acrobot-v1"])
+def test_one_game_stepped_directly_plays_as_the_vector_env_steps_it(env_id):
+    """One game in a sync vector env is stepped without the vector env (its per-step
+    copies cost more than the game): the same observations, rewards and ends, through
+    resets, as the vector env gives."""
+    direct = GymnasiumEnv(env_id).batched(1, "cpu", seed=3)
+    through_vector = GymnasiumEnv(env_id).batched(1, "cpu", seed=3)
+    assert direct.single is not None
+    through_vector.single = None
+    actions = torch.Generator().manual_seed(0)
+    assert torch.equal(direct.reset(), through_vector.reset())
+    ends = 0
+    for _ in range(600):
+        action = torch.randint(int(direct.vector.single_action_space.n), (1,), generator=actions)
+        one, other = direct.step(action), through_vector.step(action)
+        for a, b in zip(one, other, strict=True):
+            assert a.dtype == b.dtype and torch.equal(a, b)
+        ended = one[2] | one[3]
+        ends += int(ended.sum())
+        assert torch.equal(direct.reset_done(ended), through_vector.reset_done(ended))
+    assert ends >= 1
+    assert GymnasiumEnv(env_id).batched(2, "cpu").single is None  # more games: the vector env
+
+
 def test_reinforce_takes_a_categorical_policy_for_more_than_two_actions():
     cfg = compose("experiment=cartpole_reinforce", "env=gymnasium", "env.id=Acrobot-v1")
     env = GymnasiumEnv("Acrobot-v1")
