@@ -25,6 +25,7 @@ from bench import (
     nanogpt,
     ngram,
     search_pruning,
+    show,
     snake,
     web,
 )
@@ -47,6 +48,7 @@ TABLES = {
     "cartpole-v1-misses": ("docs/results.md", "cartpole_v1_misses.json",
                            cartpole_v1_misses.markdown),
     "snake-seeds": ("docs/results.md", "snake.json", snake.markdown),
+    "show": ("docs/results.md", "show.json", show.markdown),
 }
 
 

@@ -28,7 +28,7 @@ PARTS = {("", "torch._fused_adam_"): "optimizer step",
          ("q_learning.py", "td_loss"): "online forward and loss",
          ("q_learning.py", "training_batches"): "sampling and target values",
          ("q_learning.py", "act"): "choosing the action",
-         ("sync_vector_env.py", "step"): "env step (gymnasium vector env)",
+         ("gymnasium_env.py", "step"): "env step (gymnasium's env through rlgen's adapter)",
          ("q_learning.py", "sync"): "target sync",
          ("dqn.py", "train"): "whole run"}
 PROFILE = ("import cProfile, os, sys; sys.argv = ['rlgen-train', *sys.argv[1:]]; "
@@ -60,7 +60,7 @@ def profile(checkout: Path, frames: int, out: Path) -> dict:
         unit = "run" if label == "whole run" else "update" if label in (
             "optimizer step", "backward pass", "online forward and loss",
             "sampling and target values") else "step" if label in (
-            "choosing the action", "env step (gymnasium vector env)") else "call"
+            "choosing the action", "env step (gymnasium's env through rlgen's adapter)") else "call"
         count = {"run": 1, "update": updates, "step": frames, "call": calls}[unit]
         per[label] = {"calls": calls, "seconds": round(seconds, 3),
                       "per_unit_ms": round(1000 * seconds / count, 4), "unit": unit}

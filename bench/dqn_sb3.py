@@ -6,15 +6,22 @@ Both are measured the way RL Zoo scores its agents:
 every 2,000 env steps the greedy agent plays 20 evaluation games, and a run is done once
 their mean return reaches 475. For each of 3 seeds: env steps and training seconds
 (evaluation time left out on both sides) until then, capped at 100,000 steps.
-Writes bench/results/dqn_sb3.json. Needs the `bench` extra (stable-baselines3).
+Every run has a fresh process of its own, one torch thread, the machine to itself, and
+its library's own process settings (rlgen counts denormal floats as zero on the CPU;
+SB3 leaves torch's default): a run in the process of the other library's run would
+inherit them. Writes bench/results/dqn_sb3.json. Needs the `bench` extra
+(stable-baselines3).
 
     python -m bench.dqn_sb3
 """
 
+import argparse
+import json
+import subprocess
+import sys
 import time
 
 from bench import common
-from rl import dqn
 
 MAX_STEPS = 100_000
 TARGET = 475
@@ -28,7 +35,10 @@ ZOO = dict(learning_rate=2.3e-3, batch_size=64, buffer_size=100_000, learning_st
 
 def sb3_run(seed: int) -> dict:
     import gymnasium
+    import torch
     from stable_baselines3 import DQN
+
+    torch.set_num_threads(1)
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.evaluation import evaluate_policy
 
@@ -70,7 +80,9 @@ def sb3_run(seed: int) -> dict:
 
 
 def rlgen_run(seed: int) -> dict:
-    m = common.train_quiet(dqn.train, "experiment=cartpole_v1_dqn", f"seed={seed}",
+    from rl import dqn
+
+    m = common.train_quiet(dqn.train, "experiment=cartpole_v1_dqn", f"seed={seed}", "threads=1",
                            f"algo.max_frames={MAX_STEPS}", "algo.exploration_fraction=null",
                            "algo.epsilon_decay_frames=8000", f"algo.eval_every_frames={EVAL_EVERY}",
                            f"algo.eval_games={EVAL_GAMES}", f"algo.stop_eval_return={TARGET}")
@@ -82,8 +94,24 @@ def rlgen_run(seed: int) -> dict:
             "best_greedy_mean_return": m["best_eval_return"]}
 
 
+def in_own_process(library: str, seed: int) -> dict:
+    done = subprocess.run([sys.executable, "-m", "bench.dqn_sb3", "--job", library, str(seed)],
+                          capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"bench.dqn_sb3: {library} seed {seed} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
-    rows = [rlgen_run(seed) for seed in range(3)] + [sb3_run(seed) for seed in range(3)]
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--job", nargs=2, metavar=("LIBRARY", "SEED"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.job:  # one run, in the fresh process main started for it
+        run = rlgen_run if args.job[0] == "rlgen" else sb3_run
+        print(json.dumps(run(int(args.job[1]))))
+        return
+    began = time.perf_counter()
+    rows = [in_own_process(library, seed) for library in ("rlgen", "sb3") for seed in range(3)]
     common.table(f"DQN on cart-pole, RL Zoo settings: until {EVAL_GAMES} greedy games average "
                  f">= {TARGET} (cap {MAX_STEPS} steps)", rows)
     ratios = []  # per seed: rlgen's seconds to the score over SB3's, and per 1,000 steps
@@ -92,9 +120,10 @@ def main() -> None:
         ratios.append({"seed": seed, "to_score": ratio(ours["seconds_to_475"],
                                                        theirs["seconds_to_475"]),
                        "per_step": ratio(per_step(ours), per_step(theirs))})
-    common.write("dqn_sb3", {"command": "python -m bench.dqn_sb3",
-                             "env": "CartPole-v1 (gymnasium) for both", "runs": rows,
-                             "ratios_rlgen_to_sb3": ratios})
+    common.write("dqn_sb3", {**common.stamp(time.perf_counter() - began),
+                             "env": "CartPole-v1 (gymnasium) for both",
+                             "threads": "1, each run in its own process, one at a time",
+                             "runs": rows, "ratios_rlgen_to_sb3": ratios})
 
 
 def per_step(row: dict) -> float | None:

@@ -137,14 +137,19 @@ def forward_all(model, x: torch.Tensor) -> torch.Tensor:
 
 def markdown(results: dict) -> str:
     """docs/results.md's table, from a results file this bench wrote."""
-    lines = ["| model | plan | wall seconds | validation loss, nanoGPT's estimate | "
-             "validation loss, every character (context) |", "| --- | --- | --- | --- | --- |"]
+    lines = ["| model | plan | wall seconds | checkpoint kept by | validation loss, nanoGPT's "
+             "estimate | validation loss, every character (context) |",
+             "| --- | --- | --- | --- | --- | --- |"]
     for row in results["rows"]:
         plan = (f"{row['max_iters']:,} iterations at {row['seconds_per_iter']} s (timed), warm-up "
                 f"{row['warmup_iters']}" if "max_iters" in row else
                 f"{row['epochs']} epochs, {row['train_seconds']:.0f} s of training")
         context = row["context"] if isinstance(row["context"], str) else f"{row['context']} characters"
-        lines.append(f"| {row['model']} | {plan} | {row['wall_seconds']:,} | "
+        # nanoGPT keeps its checkpoint by its own validation estimate (its train.py)
+        kept = row.get("kept_by", "validation text")
+        if row.get("best_selection_loss") is not None:
+            kept += f" ({row['best_selection_loss']:.4f})"
+        lines.append(f"| {row['model']} | {plan} | {row['wall_seconds']:,} | {kept} | "
                      f"{row['val_loss_nanogpt_estimate']} | {row['val_loss_full_context']} "
                      f"({context}) |")
     return "\n".join(lines)
@@ -233,7 +238,12 @@ def score(copy: Path, args, plans: dict, finished: dict, rlgen_dir: Path,
                  "train_seconds": metrics["train_seconds"], "epochs": metrics["epochs"],
                  "wall_seconds": finished["rlgen lstm_text_small"],
                  "val_loss_nanogpt_estimate": windows["loss"],
-                 "val_loss_full_context": full["loss"], "context": "all before"})
+                 "val_loss_full_context": full["loss"], "context": "all before",
+                 # the epoch kept was chosen on the selection text (algo.selection_share),
+                 # not on the validation text scored here
+                 "kept_by": ("selection text" if metrics.get("best_selection_loss") is not None
+                             else "validation text"),
+                 "best_selection_loss": metrics.get("best_selection_loss")})
     common.table(f"tiny Shakespeare, {args.minutes:g} minutes each, all at once on one thread "
                  "each: validation loss (nats/char)",
                  [{k: r.get(k) for k in ("model", "val_loss_nanogpt_estimate",

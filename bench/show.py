@@ -197,6 +197,44 @@ def tabs() -> dict:
     return found
 
 
+def markdown(results: dict) -> str:
+    """docs/results.md's table of the searches and the other parts, from show.json."""
+    def scores(rerun: dict) -> str:
+        each = ", ".join(f"{v:.1f}" for v in rerun["per_seed"].values())
+        return f"{each} (mean {rerun['mean']:.1f})"
+
+    lines = ["| part | what ran | figures | seconds | commit, date |", "| --- | --- | --- | --- | --- |"]
+    for part in ("search", "search_two_seeds"):
+        if part not in results:
+            continue
+        r = results[part]
+        params = r["best"]["params"]
+        best = (f"trial {r['best']['number']}: lr {params['algo.lr']:.3g}, gamma "
+                f"{params['algo.gamma']:.3f}, width {params['model.hidden_sizes']}")
+        lines.append(
+            f"| {part} | `{r['search_command']}` | {r['trials']} trials ({r['failed']} failed); "
+            f"best {best}, {r['best']['value']:.1f} on its own seeds; fresh seeds "
+            f"{', '.join(r['best_rerun']['per_seed'])}: best {scores(r['best_rerun'])}, the "
+            f"experiment's own settings {scores(r['default_rerun'])} | {r['wall_seconds']} "
+            f"(within 300: {'yes' if r['within_5_minutes'] else 'no'}) | {r['commit']}, {r['date']} |")
+    if "curves" in results:
+        r = results["curves"]
+        lines.append(f"| curves | the two REINFORCE recipes, seeds 0-2, one Hydra sweep | "
+                     f"6 runs | {r['sweep_seconds']} | {r['commit']}, {r['date']} |")
+    if "videos" in results:
+        r = results["videos"]
+        steps = "; ".join(f"{run}: {', '.join(map(str, at))}"
+                          for run, at in r["tensorboard_video_steps"].items())
+        lines.append(f"| videos | greedy games logged to TensorBoard while training | at {steps} "
+                     f"| {r['seconds']} | {r['commit']}, {r['date']} |")
+    if "mp4" in results:
+        r = results["mp4"]
+        lines.append(f"| mp4 | `rlgen-watch ... record=cartpole_games.mp4 games=2` | "
+                     f"{r['mp4_frames']} frames, {r['mp4_seconds']} s, {r['mp4_bytes']:,} bytes | "
+                     f"{r['seconds']} | {r['commit']}, {r['date']} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -46,6 +46,7 @@ from generative.text_tools import (  # noqa: F401
     generate,
 )
 from nn import budget
+from nn.checkpoint import load_checkpoint
 from nn.config import instantiate
 from nn.device import maybe_compile, mixed_precision
 from nn.epochs import EpochPosition
@@ -72,6 +73,11 @@ class TextTrainConfig:
     max_grad_norm: float | None = above(0, None)
     max_seconds: float | None = above(0, None)  # wall-time budget, evaluation included
     val_positions: int | None = at_least(1, None)  # last_char: evenly spaced validation targets (null: all)
+    # null: evaluate on the validation text and keep the best checkpoint by it (the book).
+    # A share: that last part of the training text becomes the selection text, which the
+    # run evaluates on and keeps its best by; the validation text is scored once, at the
+    # end, with the kept weights, so the figure reported was never used to choose
+    selection_share: float | None = between(0, 0.5, default=None)
     display_length: int = at_least(1)  # characters per logged sample
     temperatures: list[float] = temperatures()
 
@@ -240,13 +246,18 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     optimizer = instantiate(algo.optimizer)(model.parameters(), lr=algo.lr)
     data_rng = make_generator(cfg.seed + 1, device)
     sampler_class = StreamSampler if algo.objective == "all_positions" else WindowSampler
-    sampler = sampler_class(ids[:corpus.val_start], algo, data_rng)
+    # the text the run evaluates on while training: ids[judged_from:judged_to]
+    judged_from, judged_to = corpus.val_start, len(ids)
+    if algo.selection_share is not None:
+        judged_from, judged_to = selection_split(corpus.val_start, algo.selection_share), corpus.val_start
+    sampler = sampler_class(ids[:judged_from], algo, data_rng)
     autocast = mixed_precision(device, cfg.bf16)
     seed_text = pick_seed_text(corpus.val_text, algo.sample_len, cfg.seed + 2)
 
     def validate(model) -> tuple[float, dict]:
-        """Validation loss and a sample at each temperature, seeded by the epoch."""
-        val = validation_loss(model, ids, corpus.val_start, algo, autocast)
+        """The loss the run judges itself by (validation or selection text) and a sample
+        at each temperature, seeded by the epoch."""
+        val = validation_loss(model, ids[:judged_to], judged_from, algo, autocast)
         return val, {t: decode_sample(model, seed_text, corpus.chars, algo, t, cfg.seed + epoch)
                      for t in algo.temperatures}
 
@@ -295,8 +306,10 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
 
     logger = run.open_logger(epochs, "epoch", done=start_epoch)
     logger.info(f"training {cfg.name} on {device}: corpus {corpus.name} "
-                f"({len(corpus.train_text):,} training, {len(corpus.val_text):,} validation "
-                f"characters, {len(corpus.chars)} distinct); run dir {run_dir}")
+                f"({judged_from:,} training, "
+                + (f"{judged_to - judged_from:,} selection, " if algo.selection_share else "")
+                + f"{len(corpus.val_text):,} validation characters, {len(corpus.chars)} "
+                f"distinct); run dir {run_dir}")
     if plan and algo.epochs is None:
         logger.info(f"planned {epochs} epochs for max_seconds={algo.max_seconds:g}: "
                     f"{plan['chars_per_second']:,} characters/s of training, "
@@ -335,16 +348,24 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
 
     last = history[-1] if history else {}
     metrics = {"device": str(device), "corpus": corpus.name,
-               "train_chars": len(corpus.train_text), "val_chars": len(corpus.val_text),
+               "train_chars": judged_from, "val_chars": len(corpus.val_text),
                "vocab_size": len(corpus.chars), "epochs": last.get("epoch", 0), "steps": step,
                "planned_epochs": epochs, "plan": plan,
                "final_val_loss": last.get("val_loss"), "best_val_loss": best if history else None,
-               "best_val_bpc": best / math.log(2) if history else None,
                "train_seconds": round(elapsed, 2), "history": history}
+    if algo.selection_share is not None and history:
+        # the history's val_loss is the selection text's; the validation text, once
+        metrics.update(selection_chars=judged_to - judged_from, best_selection_loss=best,
+                       final_val_loss=None, best_val_loss=heldout_loss(run, model, ids, corpus,
+                                                                       algo, autocast))
+    if history:
+        metrics["best_val_bpc"] = metrics["best_val_loss"] / math.log(2)
     summary = (f"{cfg.name} seed {cfg.seed}: stopped inside its first epoch" if not history
                else f"{cfg.name} seed {cfg.seed}: {metrics['epochs']} epochs in {elapsed:.0f}s, best "
                f"validation loss {metrics['best_val_loss']:.4f} nats/char "
                f"({metrics['best_val_bpc']:.3f} bits)")
+    if "best_selection_loss" in metrics:
+        summary += f", kept by its selection loss {metrics['best_selection_loss']:.4f}"
     return run.finish(metrics, {"best_val_loss": metrics["best_val_loss"],
                                 "final_val_loss": metrics["final_val_loss"]}, summary)
 
@@ -354,6 +375,18 @@ def steps_per_epoch(algo) -> int:
     if algo.objective == "all_positions":
         return algo.examples_per_epoch // algo.batch_size
     return math.ceil(algo.examples_per_epoch / algo.batch_size)
+
+
+def selection_split(val_start: int, share: float) -> int:
+    """Where the selection text starts: the last `share` of the training text."""
+    return val_start - round(share * val_start)
+
+
+def heldout_loss(run, model, ids, corpus, algo, autocast) -> float:
+    """The validation loss of the kept (best-by-selection) weights, the run's one look at
+    the validation text."""
+    model.load_state_dict(load_checkpoint(run.checkpoints / "best.pt")["state"]["model"])
+    return validation_loss(model, ids, corpus.val_start, algo, autocast)
 
 
 def pick_seed_text(val_text: str, sample_len: int, seed: int) -> str:

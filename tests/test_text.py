@@ -290,6 +290,27 @@ def test_eval_scores_any_text_file_like_the_validation_text(text_run, tmp_path):
     assert "characters outside this corpus's set: 'Ω'" in error_line(result)
 
 
+def test_with_a_selection_share_the_run_chooses_on_training_text_and_scores_validation_once(
+        tmp_path):
+    """algo.selection_share: the end of the training text is set aside; the run's
+    evaluations and its choice of `best` use only it, and the reported validation loss
+    is that of the kept weights on the validation text, measured once at the end."""
+    run_cli("rlgen-train", *TEXT_TINY, "algo.epochs=3", "algo.selection_share=0.02",
+            f"hydra.run.dir={tmp_path / 'run'}")
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    corpus = corpora.load_corpus(data_cfg())
+    assert metrics["train_chars"] == lt.selection_split(corpus.val_start, 0.02)
+    assert metrics["train_chars"] + metrics["selection_chars"] == corpus.val_start
+    judged = [h["val_loss"] for h in metrics["history"]]
+    assert metrics["best_selection_loss"] == min(judged)
+    best_epoch = judged.index(min(judged)) + 1
+    payload = load_checkpoint(checkpoint_path(tmp_path / "run", "best"))
+    assert payload["meta"]["epoch"] == best_epoch
+    validation = lt.evaluate(payload, lt.EvalArgs(run=str(tmp_path / "run"), device="cpu"))
+    assert metrics["best_val_loss"] == pytest.approx(validation["loss"], abs=1e-3)
+    assert metrics["best_val_loss"] not in judged  # another text than the one it chose on
+
+
 def test_a_planned_schedule_fits_the_budget_and_a_resume_keeps_it(tmp_path):
     planned = [o for o in TEXT_TINY if not o.startswith("algo.epochs=")]
     # a short validation text: many cheap epochs, so the plan is more than a few
