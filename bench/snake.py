@@ -108,8 +108,11 @@ def first_passed(eval_history: list[dict], fruits: float) -> dict | None:
     return None
 
 
+REPORT_SEED = 5000  # fresh games: run seed + this, away from the selection boards' seeds
+
+
 def train_seeds(experiment: str, seeds: list[int], overrides: list[str], runs_dir: Path,
-                eval_seed: int = 5000) -> list[dict]:
+                eval_seed: int = REPORT_SEED) -> list[dict]:
     """Train each seed in turn (nothing else of this bench runs meanwhile), then report
     per seed: frames, pace, the plan, when the greedy mean first passed 25 and 35 fruits,
     and 100 fresh greedy games of the kept checkpoint."""

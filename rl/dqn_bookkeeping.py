@@ -210,6 +210,11 @@ def replan(loop: LoopState, algo, share: float = 0.9) -> str:
             f"plan, {before} -> {loop.planned_frames} frames")
 
 
+# the evaluations that pick `best_eval` play boards seeded run seed + this; reported
+# games (bench.snake: run seed + 5000) must come from other seeds
+SELECTION_SEED_OFFSET = 1000
+
+
 def evaluate_greedily(env, online, algo, seed: int, device: torch.device, loop: LoopState,
                       clock: Clock, autocast) -> dict:
     """`eval_games` greedy games; `seconds` is the training time so far, evaluations
@@ -218,7 +223,7 @@ def evaluate_greedily(env, online, algo, seed: int, device: torch.device, loop: 
     seconds = began - clock.start - loop.eval_seconds
     # a fresh env with a fixed seed: every evaluation starts from the same boards, and
     # resume has no evaluation stream to restore
-    eval_envs = env.batched(algo.eval_games, device, seed=seed + 1000)
+    eval_envs = env.batched(algo.eval_games, device, seed=seed + SELECTION_SEED_OFFSET)
     set_training(online, False)
     with autocast:
         games = play_batched(eval_envs, lambda o: online(o).float().argmax(1),

@@ -11,7 +11,7 @@ from PIL import Image
 
 from nn.blocks import MLP, ConvNet
 from nn.checkpoint import load_checkpoint
-from nn.config import plain
+from nn.config import instantiate, plain
 from rl import dqn, dqn_bookkeeping, q_learning
 
 TINY_SNAKE = ["experiment=snake_dqn", "device=cpu", "model.channels=[8,8]",
@@ -422,3 +422,21 @@ def test_the_target_is_synced_only_when_the_online_net_changed(tmp_path, monkeyp
     # one per learning step (and one before the first, at the first frame that asks)
     assert len(learns) <= len(syncs) <= len(learns) + 1
     assert torch.set_flush_denormal(True)  # the run counts denormal floats as zero (CPU)
+
+
+def test_the_games_that_pick_the_checkpoint_are_not_the_games_reported():
+    """The evaluations during training (which keep `best_eval`) and bench.snake's 100
+    fresh games start from different boards: were the seeds the same, every game
+    would start alike."""
+    from bench.snake import REPORT_SEED
+
+    env = instantiate(compose("experiment=snake_dqn_strong").env)
+    for seed in range(3):
+        picked = env.batched(200, "cpu", seed=seed + dqn_bookkeeping.SELECTION_SEED_OFFSET)
+        reported = env.batched(100, "cpu", seed=seed + REPORT_SEED)
+        picked_boards, reported_boards = picked.reset(), reported.reset()
+        same = (picked_boards[:100] == reported_boards).flatten(1).all(1)
+        assert same.float().mean() < 0.2, seed
+        assert not set(range(seed + REPORT_SEED, seed + REPORT_SEED + 100)) & set(
+            range(seed + dqn_bookkeeping.SELECTION_SEED_OFFSET,
+                  seed + dqn_bookkeeping.SELECTION_SEED_OFFSET + 200))
