@@ -142,7 +142,7 @@ def main() -> None:
             print(f"  warning: {warning}")
     snake = sb3_dqn_on_snake(args.sb3_steps)
     common.table("SB3 DQN on rlgen's Snake", [snake])
-    common.write("gym_interop", {"threads": 1, "command": "python -m bench.gym_interop",
+    common.write("gym_interop", {"threads": 1, "command": common.command(), "rounds": args.rounds,
                                  "vector_speed": speed, "sb3_check_env": checks,
                                  "sb3_dqn_snake": snake})
 

@@ -34,8 +34,9 @@ def zoo_cartpole(zoo: dict) -> str:
     found = next(s for s in zoo["summary"] if s["experiment"] == "cartpole_v1_dqn")
     return row("`cartpole_v1_dqn` (RL Zoo's DQN settings, 50k steps), seeds 0-2: greedy "
                "return over 100 episodes", f"{', '.join(f'{v:g}' for v in found['rlgen_per_seed'])} "
-               f"(RL Zoo: 500; measured {zoo['date']}, before later DQN changes: "
-               "see docs/results.md)", zoo["commands"][0], "zoo.json")
+               f"(RL Zoo: 500; SB3 given the same settings, same run: "
+               f"{', '.join(f'{v:g}' for v in found['sb3_per_seed'])})", zoo["commands"][0],
+               "zoo.json")
 
 
 def text_small(nanogpt: dict) -> str:
@@ -43,7 +44,9 @@ def text_small(nanogpt: dict) -> str:
     peer = next(r for r in nanogpt["rows"] if r["model"] == "nanoGPT README CPU settings")
     return row(f"`lstm_text_small`, tiny Shakespeare, nanoGPT's split, {nanogpt['minutes']:g} "
                "minutes on 2 cores: validation loss by nanoGPT's estimate / over the whole "
-               "split", f"{ours['val_loss_nanogpt_estimate']} / {ours['val_loss_full_context']} "
+               "split" + (", the epoch kept by a selection text carved from the training text"
+                          if ours.get("kept_by") == "selection text" else ""),
+               f"{ours['val_loss_nanogpt_estimate']} / {ours['val_loss_full_context']} "
                f"nats/char (nanoGPT at its README's CPU settings, same run: "
                f"{peer['val_loss_nanogpt_estimate']} / {peer['val_loss_full_context']})",
                nanogpt["command"], "nanogpt.json")
