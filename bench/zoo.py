@@ -11,7 +11,8 @@ Writes bench/results/zoo.json. Needs the `bench` and `box2d` extras.
 
     python -m bench.zoo                         # all, about an hour on a 2-core CPU
     python -m bench.zoo --envs acrobot --seeds 0
-    python -m bench.zoo --no-variants       # then: python -m bench.zoo --variants-only
+    python -m bench.zoo --no-variants       # the variants' rows kept from the last file
+    python -m bench.zoo --variants-only     # the faithful rows kept from the last file
 """
 
 import argparse
@@ -59,7 +60,7 @@ def greedy_returns(env_id: str, act) -> dict:
             "std_return": round(returns.std(unbiased=False).item(), 2)}
 
 
-def sb3_job(name: str, seed: int) -> None:
+def sb3_job(name: str, seed: int, steps: int | None = None) -> None:
     """One SB3 run in this process (started by `run_pair`); prints its JSON line."""
     import gymnasium
     from stable_baselines3 import DQN
@@ -70,7 +71,7 @@ def sb3_job(name: str, seed: int) -> None:
     model = DQN("MlpPolicy", gymnasium.make(env_id), seed=seed, device="cpu", verbose=0,
                 **sb3_settings(cfg))
     began = time.perf_counter()
-    model.learn(total_timesteps=cfg.algo.max_frames)
+    model.learn(total_timesteps=steps or cfg.algo.max_frames)
     seconds = time.perf_counter() - began
     model.q_net.eval()
     figures = greedy_returns(env_id, lambda obs: model.q_net(obs.float()).argmax(1))
@@ -95,13 +96,15 @@ def train_command(experiment: str, seed: int, run_dir: Path, *overrides: str) ->
             f"hydra.run.dir={run_dir}", *overrides]
 
 
-def run_pair(name: str, seed: int, work: Path) -> list[dict]:
-    """rlgen and SB3 on one seed, side by side."""
+def run_pair(name: str, seed: int, work: Path, steps: int | None = None) -> list[dict]:
+    """rlgen and SB3 on one seed, side by side (`steps`: fewer than RL Zoo's)."""
     experiment = ZOO[name][0]
     run_dir = work / f"{experiment}_{seed}"
-    rlgen = subprocess.Popen(train_command(experiment, seed, run_dir),
+    shorter = [f"algo.max_frames={steps}"] if steps else []
+    rlgen = subprocess.Popen(train_command(experiment, seed, run_dir, *shorter),
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    sb3 = subprocess.run([sys.executable, "-m", "bench.zoo", "--sb3-job", name, str(seed)],
+    sb3 = subprocess.run([sys.executable, "-m", "bench.zoo", "--sb3-job", name, str(seed),
+                          *(["--sb3-steps", str(steps)] if steps else [])],
                          capture_output=True, text=True)
     if rlgen.wait() or sb3.returncode:
         raise SystemExit(f"{name} seed {seed} failed: {sb3.stderr[-2000:]}")
@@ -109,7 +112,7 @@ def run_pair(name: str, seed: int, work: Path) -> list[dict]:
     return [{"env": ZOO[name][1], "library": "rlgen", "experiment": experiment, "seed": seed,
              **rlgen_figures(run_dir)},
             {"env": ZOO[name][1], "library": "stable-baselines3", "experiment": experiment,
-             "seed": seed, "frames": ZOO[name][4], **sb3_row}]
+             "seed": seed, "frames": steps or ZOO[name][4], **sb3_row}]
 
 
 def run_variants(name: str, seeds: list[int], work: Path) -> list[dict]:
@@ -160,28 +163,36 @@ def main() -> None:
     parser.add_argument("--variants-only", action="store_true",
                         help="run only the *_fast variants; keep the other rows of zoo.json")
     parser.add_argument("--sb3-job", nargs=2, metavar=("ENV", "SEED"), help=argparse.SUPPRESS)
+    parser.add_argument("--sb3-steps", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.sb3_job:
-        sb3_job(args.sb3_job[0], int(args.sb3_job[1]))
+        sb3_job(args.sb3_job[0], int(args.sb3_job[1]), args.sb3_steps)
         return
     names = args.envs.split(",")
     unknown = [n for n in names if n not in ZOO]
     if unknown:
         raise SystemExit(f"unknown env {unknown[0]!r}: choose from {', '.join(ZOO)}")
     seeds = [int(s) for s in args.seeds.split(",")]
-    rows, commands = [], ["python -m bench.zoo " + " ".join(sys.argv[1:])]
-    if args.variants_only:  # the faithful rows of the last full run stay
+    rows, commands = [], [common.command()]
+    if args.variants_only or args.no_variants:
+        # the rows this run does not make stay from the last file, each with the date and
+        # commit of the run that made it
         kept = json.loads((common.RESULTS / "zoo.json").read_text())
-        rows = [r for r in kept["runs"] if not r["experiment"].endswith("_fast")]
+        rows = [{"date": kept["date"], "commit": kept.get("commit"), **r} for r in kept["runs"]
+                if r["experiment"].endswith("_fast") == bool(args.no_variants)]
         commands = kept.get("commands", [kept.get("command")]) + commands
     with tempfile.TemporaryDirectory() as tmp:
         for name in [] if args.variants_only else names:
             for seed in seeds:
-                rows += run_pair(name, seed, Path(tmp))
+                began = time.perf_counter()
+                pair = run_pair(name, seed, Path(tmp))
+                rows += [{**row, **common.stamp(time.perf_counter() - began)} for row in pair]
                 print(json.dumps(rows[-2:]), flush=True)
         if not args.no_variants:
             for name in names:
-                rows += run_variants(name, seeds, Path(tmp))
+                began = time.perf_counter()
+                rows += [{**row, **common.stamp(time.perf_counter() - began)}
+                         for row in run_variants(name, seeds, Path(tmp))]
                 print(json.dumps(rows[-len(seeds):]), flush=True)
     table = summarize(rows)
     common.table("DQN on RL Zoo's benchmark: final model, greedy, 100 episodes per seed", table)
