@@ -71,12 +71,23 @@ def summarize(run_dirs: list[str]) -> list[dict]:
                      "val_loss_20_min": at_budget(m["history"], 1200),
                      "best_val_loss": round(m["best_val_loss"], 4),
                      "best_val_bpc": round(m["best_val_bpc"], 4),
+                     # with a selection text: the epoch was kept by it, and the curve is it
+                     **selection(m),
                      "train_seconds": m["train_seconds"], "epochs": m["epochs"],
                      # (wall seconds with evaluation, seconds of training steps, val loss)
                      "curve": [(round(h["train_seconds"]), round(h.get("step_seconds", 0)),
                                 round(h["val_loss"], 4)) for h in m["history"]],
                      "run": run})
     return rows
+
+
+def selection(m: dict) -> dict:
+    """How a run kept its epoch: by its own selection text (then its validation loss was
+    measured once, at the end) or by the validation text."""
+    if m.get("best_selection_loss") is None:
+        return {"kept_by": "validation text"}
+    return {"kept_by": "selection text", "best_selection_loss": round(m["best_selection_loss"], 4),
+            "selection_chars": m["selection_chars"]}
 
 
 def tiny_shakespeare(data: str, run_dir: Path) -> dict:
@@ -106,6 +117,7 @@ def tiny_shakespeare(data: str, run_dir: Path) -> dict:
             "train_chars": m["train_chars"], "val_chars": m["val_chars"],
             "planned_epochs": m["planned_epochs"], "plan": m["plan"], "epochs": m["epochs"],
             "train_seconds": m["train_seconds"], "best_epoch": payload["meta"]["epoch"],
+            **selection(m),
             "val_loss_windows_256": windows["loss"], "val_bpc_windows_256": windows["bpc"],
             "val_loss_full_context": full["loss"], "val_bpc_full_context": full["bpc"],
             "val_loss_5_min_full_context": at_budget(history, 300),

@@ -1,7 +1,7 @@
 """Which LSTM for a small corpus in 30 minutes of a 2-core CPU? A sweep that answers on
 a GPU, fairly: each candidate trains for the characters this CPU reads in the budget at
 that candidate's own pace (slower, wider models read fewer), through the real trainer
-in float32, and is ranked by its loss on the selection text (the last 5% of the training
+in float32, and is ranked by its loss on the selection text (the first 5% of the training
 text, `algo.selection_share` of lstm_text_small): the validation text, scored both ways
 for the record (every character with full context, and nanoGPT's random 256-character
 windows), chooses nothing. (The sweep that chose today's recipe, before the selection

@@ -74,7 +74,7 @@ class TextTrainConfig:
     max_seconds: float | None = above(0, None)  # wall-time budget, evaluation included
     val_positions: int | None = at_least(1, None)  # last_char: evenly spaced validation targets (null: all)
     # null: evaluate on the validation text and keep the best checkpoint by it (the book).
-    # A share: that last part of the training text becomes the selection text, which the
+    # A share: that first part of the training text becomes the selection text, which the
     # run evaluates on and keeps its best by; the validation text is scored once, at the
     # end, with the kept weights, so the figure reported was never used to choose
     selection_share: float | None = between(0, 0.5, default=None)
@@ -246,11 +246,13 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     optimizer = instantiate(algo.optimizer)(model.parameters(), lr=algo.lr)
     data_rng = make_generator(cfg.seed + 1, device)
     sampler_class = StreamSampler if algo.objective == "all_positions" else WindowSampler
-    # the text the run evaluates on while training: ids[judged_from:judged_to]
-    judged_from, judged_to = corpus.val_start, len(ids)
+    # the text the run evaluates on while training, ids[judged_from:judged_to], and the
+    # text it trains on, ids[train_from:corpus.val_start]
+    judged_from, judged_to, train_from = corpus.val_start, len(ids), 0
     if algo.selection_share is not None:
-        judged_from, judged_to = selection_split(corpus.val_start, algo.selection_share), corpus.val_start
-    sampler = sampler_class(ids[:judged_from], algo, data_rng)
+        judged_from, judged_to = 0, selection_chars(corpus.val_start, algo.selection_share)
+        train_from = judged_to
+    sampler = sampler_class(ids[train_from:corpus.val_start], algo, data_rng)
     autocast = mixed_precision(device, cfg.bf16)
     seed_text = pick_seed_text(corpus.val_text, algo.sample_len, cfg.seed + 2)
 
@@ -306,7 +308,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
 
     logger = run.open_logger(epochs, "epoch", done=start_epoch)
     logger.info(f"training {cfg.name} on {device}: corpus {corpus.name} "
-                f"({judged_from:,} training, "
+                f"({corpus.val_start - train_from:,} training, "
                 + (f"{judged_to - judged_from:,} selection, " if algo.selection_share else "")
                 + f"{len(corpus.val_text):,} validation characters, {len(corpus.chars)} "
                 f"distinct); run dir {run_dir}")
@@ -348,7 +350,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
 
     last = history[-1] if history else {}
     metrics = {"device": str(device), "corpus": corpus.name,
-               "train_chars": judged_from, "val_chars": len(corpus.val_text),
+               "train_chars": corpus.val_start - train_from, "val_chars": len(corpus.val_text),
                "vocab_size": len(corpus.chars), "epochs": last.get("epoch", 0), "steps": step,
                "planned_epochs": epochs, "plan": plan,
                "final_val_loss": last.get("val_loss"), "best_val_loss": best if history else None,
@@ -377,9 +379,13 @@ def steps_per_epoch(algo) -> int:
     return math.ceil(algo.examples_per_epoch / algo.batch_size)
 
 
-def selection_split(val_start: int, share: float) -> int:
-    """Where the selection text starts: the last `share` of the training text."""
-    return val_start - round(share * val_start)
+def selection_chars(val_start: int, share: float) -> int:
+    """The selection text: the first `share` of the training text. Not its end: the
+    validation text continues the play the training text ends with (tiny Shakespeare's
+    validation is The Taming of the Shrew, whose speakers' names the training text holds
+    only in its last 5%), and a model that never read that play's start pays for every
+    speaker's name."""
+    return round(share * val_start)
 
 
 def heldout_loss(run, model, ids, corpus, algo, autocast) -> float:
