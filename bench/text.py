@@ -63,6 +63,7 @@ def summarize(run_dirs: list[str]) -> list[dict]:
         m = json.loads((Path(run) / "metrics.json").read_text())
         rows.append({"experiment": m["experiment"], "seed": m["seed"],
                      "date": date.today().isoformat(), "machine": common.machine(),
+                     "commit": common.commit(), "command": common.command(),
                      "planned_epochs": m.get("planned_epochs"),
                      "chars_per_second": round(sum(h["chars_per_second"] for h in m["history"])
                                                / len(m["history"])),
