@@ -178,8 +178,9 @@ def main() -> None:
         # the rows this run does not make stay from the last file, each with the date and
         # commit of the run that made it
         kept = json.loads((common.RESULTS / "zoo.json").read_text())
+        rerun = {f"{ZOO[n][0]}{'_fast' if args.variants_only else ''}" for n in names}
         rows = [{"date": kept["date"], "commit": kept.get("commit"), **r} for r in kept["runs"]
-                if r["experiment"].endswith("_fast") == bool(args.no_variants)]
+                if r["experiment"] not in rerun]
         commands = kept.get("commands", [kept.get("command")]) + commands
     with tempfile.TemporaryDirectory() as tmp:
         for name in [] if args.variants_only else names:
