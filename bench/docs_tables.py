@@ -29,6 +29,7 @@ from bench import (
     show,
     snake,
     web,
+    zoo,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,6 +46,7 @@ TABLES = {
     "mutation": ("docs/results.md", "mutation.json", mutation.markdown),
     "dqn-sb3": ("docs/results.md", "dqn_sb3.json", dqn_sb3.markdown),
     "dqn-speed": ("docs/results.md", "dqn_speed.json", dqn_speed.markdown),
+    "zoo": ("docs/results.md", "zoo.json", zoo.markdown),
     "dqn-profile": ("docs/results.md", "dqn_profile.json", dqn_profile.markdown),
     "search-pruning": ("docs/results.md", "search_pruning.json", search_pruning.markdown),
     "cartpole-v1-misses": ("docs/results.md", "cartpole_v1_misses.json",

@@ -155,6 +155,26 @@ def summarize(rows: list[dict]) -> list[dict]:
     return table
 
 
+def markdown(results: dict) -> str:
+    """docs/results.md's table, from a results file this bench wrote: each row says the
+    date and commit of the runs it holds (a partial re-run keeps the other rows)."""
+    lines = ["| env, steps | experiment | RL Zoo | rlgen per seed (mean) | SB3 per seed (mean) | "
+             "wall time rlgen / SB3 per seed | measured (commit) |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for row in results["summary"]:
+        runs = [r for r in results["runs"] if r["experiment"] == row["experiment"]]
+        when = sorted({f"{r.get('date', results['date'])} ({r.get('commit') or 'not recorded'})"
+                       for r in runs})
+        sb3 = (f"{' / '.join(f'{v:g}' for v in row['sb3_per_seed'])} ({row['sb3_mean']:g})"
+               if row["sb3_per_seed"] else "")
+        ratios = ", ".join(f"{v:g}" for v in row["wall_time_ratio_rlgen_to_sb3"] or [])
+        lines.append(f"| {row['env']}, {row['steps']:,} | `{row['experiment']}` | "
+                     f"{row['rl_zoo'].split(' (')[0]} | "
+                     f"{' / '.join(f'{v:g}' for v in row['rlgen_per_seed'])} "
+                     f"({row['rlgen_mean']:g}) | {sb3} | {ratios} | {', '.join(when)} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--envs", default=",".join(ZOO))
