@@ -35,8 +35,9 @@ def zoo_cartpole(zoo: dict) -> str:
     return row("`cartpole_v1_dqn` (RL Zoo's DQN settings, 50k steps), seeds 0-2: greedy "
                "return over 100 episodes", f"{', '.join(f'{v:g}' for v in found['rlgen_per_seed'])} "
                f"(RL Zoo: 500; SB3 given the same settings, same run: "
-               f"{', '.join(f'{v:g}' for v in found['sb3_per_seed'])})", zoo["commands"][0],
-               "zoo.json")
+               f"{', '.join(f'{v:g}' for v in found['sb3_per_seed'])})",
+               next((r["command"] for r in zoo["runs"] if r["experiment"] == "cartpole_v1_dqn"
+                     and "command" in r), zoo["commands"][0]), "zoo.json")
 
 
 def text_small(nanogpt: dict) -> str:
