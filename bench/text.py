@@ -91,6 +91,19 @@ def selection(m: dict) -> dict:
             "selection_chars": m["selection_chars"]}
 
 
+def tiny_markdown(row: dict) -> str:
+    """A table of one --tiny row: how its epoch was kept and what it scored."""
+    selection = (f"selection text, {row['best_selection_loss']}" if row.get("kept_by") ==
+                 "selection text" else "validation text")
+    return "\n".join([
+        "| kept by (its loss) | epochs (planned), training seconds | validation, nanoGPT's "
+        "estimate | validation, every character | date, commit |",
+        "| --- | --- | --- | --- | --- |",
+        f"| {selection} | {row['epochs']} ({row['planned_epochs']}), {row['train_seconds']:.0f} | "
+        f"{row['val_loss_windows_256']} | {row['val_loss_full_context']} | "
+        f"{row['date']}, {row.get('commit', '')} |"])
+
+
 def tiny_shakespeare(data: str, run_dir: Path) -> dict:
     """Train `lstm_text_small` on a local copy of tiny Shakespeare (unless `run_dir` holds
     a finished run), then score its best checkpoint on the validation tenth: every
@@ -114,6 +127,7 @@ def tiny_shakespeare(data: str, run_dir: Path) -> dict:
         samples[str(t)] = lstm_text.generate(payload, args)
     history = m["history"]
     return {"date": date.today().isoformat(), "machine": common.machine(),
+            "commit": common.commit(),
             "command": " ".join(command("FILE")), "corpus_sha256": file_digest(Path(data)),
             "train_chars": m["train_chars"], "val_chars": m["val_chars"],
             "planned_epochs": m["planned_epochs"], "plan": m["plan"], "epochs": m["epochs"],
@@ -135,14 +149,16 @@ def main() -> None:
                         "input.txt); its SHA-256 is recorded beside the figures")
     parser.add_argument("--run-dir", default="runs/bench_tiny_shakespeare",
                         help="--tiny: where the run goes (a finished run there is scored)")
+    parser.add_argument("--key", default="tiny_shakespeare",
+                        help="--tiny: the key of text.json the row goes under")
     parser.add_argument("--seconds", type=float, default=60)
     args = parser.parse_args()
     path = common.RESULTS / "text.json"
     results = json.loads(path.read_text()) if path.exists() else {}
     results["machine"] = common.machine()
     if args.tiny:
-        results["tiny_shakespeare"] = tiny_shakespeare(args.tiny, Path(args.run_dir))
-        row = results["tiny_shakespeare"]
+        results[args.key] = tiny_shakespeare(args.tiny, Path(args.run_dir))
+        row = results[args.key]
         common.table("tiny Shakespeare, validation loss (nats/char)", [
             {"what": "rlgen lstm_text_small, nanoGPT's estimate (256-character windows)",
              "nats/char": row["val_loss_windows_256"]},
