@@ -160,7 +160,7 @@ def main() -> None:
     if parser.parse_args().check:
         found = stale() + unbacked()
         print("\n".join(found) or "every generated table matches its results file and "
-              "every hand-written figure is in its")
+              "every hand-written figure is in its results file")
         sys.exit(1 if found else 0)
     rewrite()
 
