@@ -4,69 +4,114 @@ evaluation callback added (every 10,000 steps, 5 greedy episodes, the best kept 
 `best_eval`, as RL Zoo's EvalCallback keeps best_model), then both the final model and
 the kept one play the same 100 fresh episodes (seeded 10,000-10,099, never seen in
 training or in its evaluations, which use seed + 1000). The greedy return at each
-evaluation shows what happens to the final model. Writes bench/results/cartpole_v1_misses.json.
+evaluation shows what happens to the final model.
+
+The same seeds can be trained at other commits (`--revs`, each checked out in a
+temporary worktree and run with its own `rlgen-train`/`rlgen-eval`; commits from before
+the evaluation callback score the final model only), with other torch thread counts
+(`--threads`: a matrix product splits its sums differently, so the floating-point
+results differ in their last bits and nothing else) and other experiments
+(`--experiments`). Same code and seed, another thread count: a different final model
+only if the recipe turns on those last bits. Writes bench/results/cartpole_v1_misses.json.
 
     python -m bench.cartpole_v1_misses [--seeds 0 1 2]
+    python -m bench.cartpole_v1_misses --revs 0dfa70e HEAD --threads 1 2 \
+        --experiments cartpole_v1_dqn cartpole_v1_dqn_fast
 """
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from bench import common
-from bench.zoo import EVAL_EPISODES, EVAL_SEED, rlgen_figures, train_command
+from bench.mutation import checkout_of
+from bench.zoo import EVAL_EPISODES, EVAL_SEED, ROOT, console_script, in_checkout, rlgen_figures
 
 EVALUATION = ["algo.eval_every_frames=10000", "algo.eval_games=5"]
+
+
+def has_evaluation(checkout: Path) -> bool:
+    """Whether the commit's DQN knows the evaluation callback's setting."""
+    return any("eval_every_frames" in path.read_text()
+               for folder in ("rl", "conf") for path in (checkout / folder).rglob("*.*")
+               if path.suffix in (".py", ".yaml"))
+
+
+def one_run(checkout: Path, commit: str, experiment: str, threads: int, seed: int,
+            work: Path) -> dict:
+    run_dir = work / f"{commit}_{experiment}_t{threads}_s{seed}"
+    evaluating = has_evaluation(checkout)
+    in_checkout(checkout, console_script(checkout, "rlgen-train") + [
+        f"experiment={experiment}", f"seed={seed}", f"threads={threads}", "device=cpu",
+        f"hydra.run.dir={run_dir}", *(EVALUATION if evaluating else [])])
+    final = rlgen_figures(run_dir, "last", checkout)
+    row = {"commit": commit, "experiment": experiment, "threads": threads, "seed": seed,
+           "train_seconds": final["train_seconds"], "final_mean_return": final["mean_return"],
+           "final_std_return": final["std_return"]}
+    if evaluating:
+        kept = rlgen_figures(run_dir, "best_eval", checkout)
+        kept_at = json.loads(in_checkout(checkout, [
+            sys.executable, "-c", "import torch, sys, json; print(json.dumps(torch.load("
+            "sys.argv[1], weights_only=False)['meta']['frame']))",
+            str(run_dir / "checkpoints" / "best_eval.pt")]))
+        history = json.loads((run_dir / "metrics.json").read_text())["eval_history"]
+        row.update(evaluations=[[e["frame"], e["mean_return"]] for e in history],
+                   kept_frame=kept_at, kept_mean_return=kept["mean_return"],
+                   kept_std_return=kept["std_return"])
+    return row
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--experiment", default="cartpole_v1_dqn")
+    parser.add_argument("--experiments", nargs="+", default=["cartpole_v1_dqn"])
+    parser.add_argument("--revs", nargs="+", default=[None],
+                        help="commits to train at (default: this checkout as it is)")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1])
     args = parser.parse_args()
-    rows = []
-    with tempfile.TemporaryDirectory() as work:
-        for seed in args.seeds:
-            run_dir = Path(work) / f"seed{seed}"
-            subprocess.run(train_command(args.experiment, seed, run_dir, *EVALUATION),
-                           check=True, capture_output=True)
-            metrics = json.loads((run_dir / "metrics.json").read_text())
-            final, kept = rlgen_figures(run_dir, "last"), rlgen_figures(run_dir, "best_eval")
-            kept_at = json.loads(subprocess.run(
-                [sys.executable, "-c", "import torch, sys; print(__import__('json').dumps("
-                 "torch.load(sys.argv[1], weights_only=False)['meta']['frame']))",
-                 str(run_dir / "checkpoints" / "best_eval.pt")],
-                capture_output=True, text=True, check=True).stdout)
-            rows.append({"seed": seed, "train_seconds": metrics["train_seconds"],
-                         "evaluations": [[e["frame"], e["mean_return"]]
-                                         for e in metrics["eval_history"]],
-                         "final_mean_return": final["mean_return"],
-                         "final_std_return": final["std_return"],
-                         "kept_frame": kept_at, "kept_mean_return": kept["mean_return"],
-                         "kept_std_return": kept["std_return"]})
-            print(f"seed {seed}: final {final['mean_return']}, kept (frame {kept_at}) "
-                  f"{kept['mean_return']}; evaluations {rows[-1]['evaluations']}", flush=True)
-    common.table(f"{args.experiment} on CartPole-v1: final model against the best evaluation's "
-                 f"({EVAL_EPISODES} episodes from seed {EVAL_SEED})",
-                 [{k: r[k] for k in ("seed", "final_mean_return", "kept_frame",
-                                     "kept_mean_return")} for r in rows])
-    common.write("cartpole_v1_misses", {"command": "python -m bench.cartpole_v1_misses "
-                                        + " ".join(sys.argv[1:]), "experiment": args.experiment,
+    rows, checkouts = [], []
+    work = Path(tempfile.mkdtemp(prefix="rlgen-cartpole-misses-"))
+    try:
+        for rev in args.revs:
+            checkout, commit = (ROOT, common.commit()) if rev is None else checkout_of(rev, work)
+            checkouts += [checkout] if rev is not None else []
+            for experiment in args.experiments:
+                for threads in args.threads:
+                    for seed in args.seeds:
+                        rows.append(one_run(checkout, commit, experiment, threads, seed, work))
+                        print(json.dumps(rows[-1]), flush=True)
+    finally:
+        for checkout in checkouts:
+            subprocess.run(["git", "worktree", "remove", "--force", str(checkout)], cwd=ROOT,
+                           capture_output=True)
+        subprocess.run(["git", "worktree", "prune"], cwd=ROOT, capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
+    common.table(f"CartPole-v1: final model and best evaluation's ({EVAL_EPISODES} episodes "
+                 f"from seed {EVAL_SEED})",
+                 [{k: r.get(k, "") for k in ("commit", "experiment", "threads", "seed",
+                                             "final_mean_return", "kept_mean_return")}
+                  for r in rows])
+    common.write("cartpole_v1_misses", {"command": common.command(),
                                         "evaluation_during_training": EVALUATION,
                                         "scored_on": f"{EVAL_EPISODES} episodes seeded "
                                                      f"{EVAL_SEED}+i", "rows": rows})
 
 
 def markdown(results: dict) -> str:
-    lines = ["| seed | greedy return at 10k / 20k / 30k / 40k / 50k steps (5 episodes) | final "
-             "model, 100 episodes | kept (best evaluation) model, 100 episodes |",
-             "| --- | --- | --- | --- |"]
-    lines += [f"| {r['seed']} | {' / '.join(f'{v:g}' for _, v in r['evaluations'])} | "
-              f"{r['final_mean_return']} | {r['kept_mean_return']} (step {r['kept_frame']}) |"
-              for r in results["rows"]]
+    lines = ["| code | experiment | torch threads | seed | greedy return every 10k steps "
+             "(5 episodes) | final model, 100 episodes | kept (best evaluation) model, "
+             "100 episodes |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in results["rows"]:
+        curve = " / ".join(f"{v:g}" for _, v in r.get("evaluations", [])) or "(not evaluated)"
+        kept = (f"{r['kept_mean_return']} (step {r['kept_frame']})" if "kept_frame" in r
+                else "")
+        lines.append(f"| {r.get('commit', '')} | `{r.get('experiment', results.get('experiment'))}` "
+                     f"| {r.get('threads', 1)} | {r['seed']} | {curve} | "
+                     f"{r['final_mean_return']} | {kept} |")
     return "\n".join(lines)
 
 

@@ -17,16 +17,19 @@ Writes bench/results/zoo.json. Needs the `bench` and `box2d` extras.
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import tomllib
 import torch
 
 from bench import common
 
+ROOT = Path(__file__).resolve().parent.parent
 EVAL_SEED, EVAL_EPISODES = 10_000, 100
 # RL Zoo's published DQN results (one run each; +- over its evaluation episodes)
 ZOO = {"cartpole": ("cartpole_v1_dqn", "CartPole-v1", 500.0, 0.0, 50_000),
@@ -78,13 +81,32 @@ def sb3_job(name: str, seed: int, steps: int | None = None) -> None:
     print(json.dumps({"train_seconds": round(seconds, 1), **figures}), flush=True)
 
 
-def rlgen_figures(run_dir: Path, checkpoint: str = "last") -> dict:
+def console_script(checkout: Path, name: str) -> list[str]:
+    """The command that runs console script `name` as `checkout` defines it (the entry
+    points moved between modules over the project's history)."""
+    project = tomllib.loads((checkout / "pyproject.toml").read_text())["project"]
+    module, function = project["scripts"][name].split(":")
+    return [sys.executable, "-c", f"from {module} import {function}; {function}()"]
+
+
+def in_checkout(checkout: Path, command: list[str]) -> str:
+    """Run `command` with `checkout`'s packages first on the import path; its stdout."""
+    env = {**os.environ, "PYTHONPATH": str(checkout)}
+    done = subprocess.run(command, cwd=checkout, env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"{' '.join(command[3:])} failed in {checkout.name}: "
+                         f"{done.stderr.strip().splitlines()[-1:]}")
+    return done.stdout
+
+
+def rlgen_figures(run_dir: Path, checkpoint: str = "last", checkout: Path = ROOT) -> dict:
+    """The checkpoint's greedy returns over the evaluation episodes (`checkout`'s
+    rlgen-eval: the code that trained it)."""
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    out = subprocess.run([sys.executable, "-c", "from nn.tools.read_back import eval_main; eval_main()",
-                          f"run={run_dir}", f"checkpoint={checkpoint}", f"episodes={EVAL_EPISODES}",
-                          f"seed={EVAL_SEED}", "device=cpu"],
-                         capture_output=True, text=True, check=True)
-    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    out = in_checkout(checkout, console_script(checkout, "rlgen-eval") + [
+        f"run={run_dir}", f"checkpoint={checkpoint}", f"episodes={EVAL_EPISODES}",
+        f"seed={EVAL_SEED}", "device=cpu"])
+    summary = json.loads(out.strip().splitlines()[-1])
     return {"train_seconds": metrics["train_seconds"], "frames": metrics["frames"],
             "mean_return": round(summary["mean_return"], 2),
             "std_return": round(summary["std_return"], 2)}

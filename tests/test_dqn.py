@@ -440,3 +440,24 @@ def test_the_games_that_pick_the_checkpoint_are_not_the_games_reported():
         assert not set(range(seed + REPORT_SEED, seed + REPORT_SEED + 100)) & set(
             range(seed + dqn_bookkeeping.SELECTION_SEED_OFFSET,
                   seed + dqn_bookkeeping.SELECTION_SEED_OFFSET + 200))
+
+
+def test_the_misses_bench_runs_each_commit_with_its_own_entry_points(tmp_path):
+    """bench.cartpole_v1_misses trains old commits with the console scripts they defined
+    (rlgen-train lived in nn.cli once, in nn.tools.train now), and scores the best
+    evaluation's checkpoint only where the commit had the evaluation callback."""
+    from bench.cartpole_v1_misses import has_evaluation
+    from bench.zoo import ROOT
+    from bench.zoo import console_script as script
+
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "x"\n[project.scripts]\nrlgen-train = "nn.cli:train_main"\n')
+    for folder in ("rl", "conf"):
+        (tmp_path / folder).mkdir()
+    (tmp_path / "rl" / "dqn.py").write_text("lr: float = 1e-3\n")
+    assert script(tmp_path, "rlgen-train")[1:] == [
+        "-c", "from nn.cli import train_main; train_main()"]
+    assert not has_evaluation(tmp_path)
+    assert has_evaluation(ROOT)
+    module = script(ROOT, "rlgen-eval")[2].split()[1]
+    assert (ROOT / (module.replace(".", "/") + ".py")).exists()
