@@ -16,7 +16,7 @@ only if the recipe turns on those last bits. Writes bench/results/cartpole_v1_mi
 
     python -m bench.cartpole_v1_misses [--seeds 0 1 2]
     python -m bench.cartpole_v1_misses --revs 0dfa70e HEAD --threads 1 2 \
-        --experiments cartpole_v1_dqn cartpole_v1_dqn_fast
+        --experiments cartpole_v1_dqn cartpole_v1_dqn_fast --jobs 2
 """
 
 import argparse
@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from bench import common
@@ -72,18 +73,24 @@ def main() -> None:
     parser.add_argument("--revs", nargs="+", default=[None],
                         help="commits to train at (default: this checkout as it is)")
     parser.add_argument("--threads", type=int, nargs="+", default=[1])
+    parser.add_argument("--jobs", type=int, default=1, help="runs at once")
     args = parser.parse_args()
     rows, checkouts = [], []
     work = Path(tempfile.mkdtemp(prefix="rlgen-cartpole-misses-"))
     try:
+        jobs = []
         for rev in args.revs:
             checkout, commit = (ROOT, common.commit()) if rev is None else checkout_of(rev, work)
             checkouts += [checkout] if rev is not None else []
-            for experiment in args.experiments:
-                for threads in args.threads:
-                    for seed in args.seeds:
-                        rows.append(one_run(checkout, commit, experiment, threads, seed, work))
-                        print(json.dumps(rows[-1]), flush=True)
+            jobs += [(checkout, commit, experiment, threads, seed, work)
+                     for experiment in args.experiments for threads in args.threads
+                     for seed in args.seeds]
+        # the outcomes do not depend on what else runs (the arithmetic is the same), so
+        # runs may share the machine; their seconds then do
+        with ThreadPoolExecutor(args.jobs) as pool:
+            for row in pool.map(lambda job: one_run(*job), jobs):
+                rows.append(row)
+                print(json.dumps(row), flush=True)
     finally:
         for checkout in checkouts:
             subprocess.run(["git", "worktree", "remove", "--force", str(checkout)], cwd=ROOT,
