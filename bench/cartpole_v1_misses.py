@@ -15,7 +15,7 @@ results differ in their last bits and nothing else) and other experiments
 only if the recipe turns on those last bits. Writes bench/results/cartpole_v1_misses.json.
 
     python -m bench.cartpole_v1_misses [--seeds 0 1 2]
-    python -m bench.cartpole_v1_misses --revs 0dfa70e HEAD --threads 1 2 \
+    python -m bench.cartpole_v1_misses --revs 0dfa70e HEAD --threads 1 \
         --experiments cartpole_v1_dqn cartpole_v1_dqn_fast --jobs 2
 """
 
@@ -73,7 +73,8 @@ def main() -> None:
     parser.add_argument("--revs", nargs="+", default=[None],
                         help="commits to train at (default: this checkout as it is)")
     parser.add_argument("--threads", type=int, nargs="+", default=[1])
-    parser.add_argument("--jobs", type=int, default=1, help="runs at once")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="runs at once (one thread each: more threads than cores spin)")
     args = parser.parse_args()
     rows, checkouts = [], []
     work = Path(tempfile.mkdtemp(prefix="rlgen-cartpole-misses-"))
