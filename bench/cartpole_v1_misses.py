@@ -42,13 +42,20 @@ def has_evaluation(checkout: Path) -> bool:
                if path.suffix in (".py", ".yaml"))
 
 
+def added_evaluation(checkout: Path, experiment: str) -> list[str]:
+    """RL Zoo's evaluation callback's settings, where the commit has the callback and the
+    experiment does not evaluate as part of its own recipe (then it keeps its schedule)."""
+    recipe = (checkout / "conf" / "experiment" / f"{experiment}.yaml").read_text()
+    return EVALUATION if has_evaluation(checkout) and "eval_every_frames" not in recipe else []
+
+
 def one_run(checkout: Path, commit: str, experiment: str, threads: int, seed: int,
             work: Path) -> dict:
     run_dir = work / f"{commit}_{experiment}_t{threads}_s{seed}"
     evaluating = has_evaluation(checkout)
     in_checkout(checkout, console_script(checkout, "rlgen-train") + [
         f"experiment={experiment}", f"seed={seed}", f"threads={threads}", "device=cpu",
-        f"hydra.run.dir={run_dir}", *(EVALUATION if evaluating else [])])
+        f"hydra.run.dir={run_dir}", *added_evaluation(checkout, experiment)])
     final = rlgen_figures(run_dir, "last", checkout)
     row = {"commit": commit, "experiment": experiment, "threads": threads, "seed": seed,
            "train_seconds": final["train_seconds"], "final_mean_return": final["mean_return"],
@@ -110,9 +117,10 @@ def main() -> None:
 
 
 def markdown(results: dict) -> str:
-    lines = ["| code | experiment | torch threads | seed | greedy return every 10k steps "
-             "(5 episodes) | final model, 100 episodes | kept (best evaluation) model, "
-             "100 episodes |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| code | experiment | torch threads | seed | greedy evaluations in training "
+             "(5 episodes every 10k steps, or the experiment's own) | final model, "
+             "100 episodes | kept (best evaluation) model, 100 episodes |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in results["rows"]:
         curve = " / ".join(f"{v:g}" for _, v in r.get("evaluations", [])) or "(not evaluated)"
         kept = (f"{r['kept_mean_return']} (step {r['kept_frame']})" if "kept_frame" in r
