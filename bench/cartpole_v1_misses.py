@@ -9,10 +9,11 @@ evaluation shows what happens to the final model.
 The same seeds can be trained at other commits (`--revs`, each checked out in a
 temporary worktree and run with its own `rlgen-train`/`rlgen-eval`; commits from before
 the evaluation callback score the final model only), with other torch thread counts
-(`--threads`: a matrix product splits its sums differently, so the floating-point
-results differ in their last bits and nothing else) and other experiments
-(`--experiments`). Same code and seed, another thread count: a different final model
-only if the recipe turns on those last bits. Writes bench/results/cartpole_v1_misses.json.
+(`--threads`: torch may split a product's sums differently between threads, which
+changes the last bits of the results and nothing else; for these small networks it
+did not, in the one pair tried) and other experiments (`--experiments`). Writes
+bench/results/cartpole_v1_misses.json, or NAME.json: any DQN experiment can be looked at
+this way (`--experiments lunarlander_dqn --name lunarlander_final_models`).
 
     python -m bench.cartpole_v1_misses [--seeds 0 1 2]
     python -m bench.cartpole_v1_misses --revs 0dfa70e HEAD --threads 1 \
@@ -42,13 +43,20 @@ def has_evaluation(checkout: Path) -> bool:
                if path.suffix in (".py", ".yaml"))
 
 
+def added_evaluation(checkout: Path, experiment: str) -> list[str]:
+    """RL Zoo's evaluation callback's settings, where the commit has the callback and the
+    experiment does not evaluate as part of its own recipe (then it keeps its schedule)."""
+    recipe = (checkout / "conf" / "experiment" / f"{experiment}.yaml").read_text()
+    return EVALUATION if has_evaluation(checkout) and "eval_every_frames" not in recipe else []
+
+
 def one_run(checkout: Path, commit: str, experiment: str, threads: int, seed: int,
             work: Path) -> dict:
     run_dir = work / f"{commit}_{experiment}_t{threads}_s{seed}"
     evaluating = has_evaluation(checkout)
     in_checkout(checkout, console_script(checkout, "rlgen-train") + [
         f"experiment={experiment}", f"seed={seed}", f"threads={threads}", "device=cpu",
-        f"hydra.run.dir={run_dir}", *(EVALUATION if evaluating else [])])
+        f"hydra.run.dir={run_dir}", *added_evaluation(checkout, experiment)])
     final = rlgen_figures(run_dir, "last", checkout)
     row = {"commit": commit, "experiment": experiment, "threads": threads, "seed": seed,
            "train_seconds": final["train_seconds"], "final_mean_return": final["mean_return"],
@@ -73,6 +81,8 @@ def main() -> None:
     parser.add_argument("--revs", nargs="+", default=[None],
                         help="commits to train at (default: this checkout as it is)")
     parser.add_argument("--threads", type=int, nargs="+", default=[1])
+    parser.add_argument("--name", default="cartpole_v1_misses",
+                        help="the results file (another env's DQN experiments: another name)")
     parser.add_argument("--jobs", type=int, default=1,
                         help="runs at once (one thread each: more threads than cores spin)")
     args = parser.parse_args()
@@ -98,21 +108,22 @@ def main() -> None:
                            capture_output=True)
         subprocess.run(["git", "worktree", "prune"], cwd=ROOT, capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
-    common.table(f"CartPole-v1: final model and best evaluation's ({EVAL_EPISODES} episodes "
+    common.table(f"Final model and best evaluation's ({EVAL_EPISODES} episodes "
                  f"from seed {EVAL_SEED})",
                  [{k: r.get(k, "") for k in ("commit", "experiment", "threads", "seed",
                                              "final_mean_return", "kept_mean_return")}
                   for r in rows])
-    common.write("cartpole_v1_misses", {"command": common.command(),
+    common.write(args.name, {"command": common.command(),
                                         "evaluation_during_training": EVALUATION,
                                         "scored_on": f"{EVAL_EPISODES} episodes seeded "
                                                      f"{EVAL_SEED}+i", "rows": rows})
 
 
 def markdown(results: dict) -> str:
-    lines = ["| code | experiment | torch threads | seed | greedy return every 10k steps "
-             "(5 episodes) | final model, 100 episodes | kept (best evaluation) model, "
-             "100 episodes |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| code | experiment | torch threads | seed | greedy evaluations in training "
+             "(5 episodes every 10k steps, or the experiment's own) | final model, "
+             "100 episodes | kept (best evaluation) model, 100 episodes |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in results["rows"]:
         curve = " / ".join(f"{v:g}" for _, v in r.get("evaluations", [])) or "(not evaluated)"
         kept = (f"{r['kept_mean_return']} (step {r['kept_frame']})" if "kept_frame" in r

@@ -446,7 +446,7 @@ def test_the_misses_bench_runs_each_commit_with_its_own_entry_points(tmp_path):
     """bench.cartpole_v1_misses trains old commits with the console scripts they defined
     (rlgen-train lived in nn.cli once, in nn.tools.train now), and scores the best
     evaluation's checkpoint only where the commit had the evaluation callback."""
-    from bench.cartpole_v1_misses import has_evaluation
+    from bench.cartpole_v1_misses import EVALUATION, added_evaluation, has_evaluation
     from bench.zoo import ROOT
     from bench.zoo import console_script as script
 
@@ -459,5 +459,7 @@ def test_the_misses_bench_runs_each_commit_with_its_own_entry_points(tmp_path):
         "-c", "from nn.cli import train_main; train_main()"]
     assert not has_evaluation(tmp_path)
     assert has_evaluation(ROOT)
+    assert added_evaluation(ROOT, "cartpole_v1_dqn") == EVALUATION
+    assert added_evaluation(ROOT, "cartpole_v1_dqn_fast") == []  # it evaluates itself
     module = script(ROOT, "rlgen-eval")[2].split()[1]
     assert (ROOT / (module.replace(".", "/") + ".py")).exists()
