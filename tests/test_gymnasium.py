@@ -172,7 +172,7 @@ def test_a_gymnasium_env_steps_as_tensors_like_rlgens_envs():
     assert torch.equal(restarted[1:4], obs[1:4]) and not torch.equal(restarted[0], obs[0])
 
 
-@pytest.mark.parametrize("env_id", ["CartPole-v1", "Acrobot-v1"])
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Acrobot-v1", "LunarLander-v3"])
 def test_one_game_stepped_directly_plays_as_the_vector_env_steps_it(env_id):
     """One game in a sync vector env is stepped without the vector env (its per-step
     copies cost more than the game): the same observations, rewards and ends, through
