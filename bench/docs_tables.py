@@ -51,6 +51,8 @@ TABLES = {
     "search-pruning": ("docs/results.md", "search_pruning.json", search_pruning.markdown),
     "cartpole-v1-misses": ("docs/results.md", "cartpole_v1_misses.json",
                            cartpole_v1_misses.markdown),
+    "lunarlander-final-models": ("docs/results.md", "lunarlander_final_models.json",
+                                 cartpole_v1_misses.markdown),
     "snake-seeds": ("docs/results.md", "snake.json", snake.markdown),
     "show": ("docs/results.md", "show.json", show.markdown),
 }
