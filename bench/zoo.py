@@ -6,13 +6,16 @@ invocation. For each seed the two train side by side, one torch thread each, so 
 share the machine evenly. RL Zoo scores its final model: the greedy policy over
 evaluation episodes. Here each final model plays 100 episodes seeded 10,000-10,099
 (training seeds are 0-2), the same episodes for both libraries, through the same
-batched player. Then the rlgen variants (`*_dqn_fast`) at half the steps.
+batched player. Then the rlgen variants (`*_dqn_fast`); a variant that evaluates itself
+while training is scored by the model its evaluations kept (`scored_checkpoint`).
 Writes bench/results/zoo.json. Needs the `bench` and `box2d` extras.
 
     python -m bench.zoo                         # all, about an hour on a 2-core CPU
     python -m bench.zoo --envs acrobot --seeds 0
     python -m bench.zoo --no-variants       # the variants' rows kept from the last file
     python -m bench.zoo --variants-only     # the faithful rows kept from the last file
+    python -m bench.zoo --variants-only --seeds 100,101,102 --eval-seed 20000 --name zoo_tuning
+                                            # a recipe's tuning split, apart from the reported one
 """
 
 import argparse
@@ -50,20 +53,20 @@ def sb3_settings(cfg) -> dict:
                 policy_kwargs=dict(net_arch=list(cfg.model.hidden_sizes)))
 
 
-def greedy_returns(env_id: str, act) -> dict:
+def greedy_returns(env_id: str, act, eval_seed: int = EVAL_SEED) -> dict:
     """The 100 evaluation episodes, played at once by rlgen's batched player."""
     from envs.gymnasium_env import GymnasiumEnv
     from rl.play import play_batched
 
     env = GymnasiumEnv(env_id)
-    games = play_batched(env.batched(EVAL_EPISODES, "cpu", seed=EVAL_SEED), act,
+    games = play_batched(env.batched(EVAL_EPISODES, "cpu", seed=eval_seed), act,
                          env.max_steps_per_game)
     returns = games["returns"]
     return {"mean_return": round(returns.mean().item(), 2),
             "std_return": round(returns.std(unbiased=False).item(), 2)}
 
 
-def sb3_job(name: str, seed: int, steps: int | None = None) -> None:
+def sb3_job(name: str, seed: int, steps: int | None = None, eval_seed: int = EVAL_SEED) -> None:
     """One SB3 run in this process (started by `run_pair`); prints its JSON line."""
     import gymnasium
     from stable_baselines3 import DQN
@@ -77,7 +80,7 @@ def sb3_job(name: str, seed: int, steps: int | None = None) -> None:
     model.learn(total_timesteps=steps or cfg.algo.max_frames)
     seconds = time.perf_counter() - began
     model.q_net.eval()
-    figures = greedy_returns(env_id, lambda obs: model.q_net(obs.float()).argmax(1))
+    figures = greedy_returns(env_id, lambda obs: model.q_net(obs.float()).argmax(1), eval_seed)
     print(json.dumps({"train_seconds": round(seconds, 1), **figures}), flush=True)
 
 
@@ -99,13 +102,14 @@ def in_checkout(checkout: Path, command: list[str]) -> str:
     return done.stdout
 
 
-def rlgen_figures(run_dir: Path, checkpoint: str = "last", checkout: Path = ROOT) -> dict:
+def rlgen_figures(run_dir: Path, checkpoint: str = "last", checkout: Path = ROOT,
+                  eval_seed: int = EVAL_SEED) -> dict:
     """The checkpoint's greedy returns over the evaluation episodes (`checkout`'s
     rlgen-eval: the code that trained it)."""
     metrics = json.loads((run_dir / "metrics.json").read_text())
     out = in_checkout(checkout, console_script(checkout, "rlgen-eval") + [
         f"run={run_dir}", f"checkpoint={checkpoint}", f"episodes={EVAL_EPISODES}",
-        f"seed={EVAL_SEED}", "device=cpu"])
+        f"seed={eval_seed}", "device=cpu"])
     summary = json.loads(out.strip().splitlines()[-1])
     return {"train_seconds": metrics["train_seconds"], "frames": metrics["frames"],
             "mean_return": round(summary["mean_return"], 2),
@@ -118,7 +122,8 @@ def train_command(experiment: str, seed: int, run_dir: Path, *overrides: str) ->
             f"hydra.run.dir={run_dir}", *overrides]
 
 
-def run_pair(name: str, seed: int, work: Path, steps: int | None = None) -> list[dict]:
+def run_pair(name: str, seed: int, work: Path, steps: int | None = None,
+             eval_seed: int = EVAL_SEED) -> list[dict]:
     """rlgen and SB3 on one seed, side by side (`steps`: fewer than RL Zoo's)."""
     experiment = ZOO[name][0]
     run_dir = work / f"{experiment}_{seed}"
@@ -126,20 +131,31 @@ def run_pair(name: str, seed: int, work: Path, steps: int | None = None) -> list
     rlgen = subprocess.Popen(train_command(experiment, seed, run_dir, *shorter),
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     sb3 = subprocess.run([sys.executable, "-m", "bench.zoo", "--sb3-job", name, str(seed),
-                          *(["--sb3-steps", str(steps)] if steps else [])],
+                          *(["--sb3-steps", str(steps)] if steps else []),
+                          "--eval-seed", str(eval_seed)],
                          capture_output=True, text=True)
     if rlgen.wait() or sb3.returncode:
         raise SystemExit(f"{name} seed {seed} failed: {sb3.stderr[-2000:]}")
     sb3_row = json.loads(sb3.stdout.strip().splitlines()[-1])
     return [{"env": ZOO[name][1], "library": "rlgen", "experiment": experiment, "seed": seed,
-             **rlgen_figures(run_dir)},
+             **rlgen_figures(run_dir, eval_seed=eval_seed)},
             {"env": ZOO[name][1], "library": "stable-baselines3", "experiment": experiment,
              "seed": seed, "frames": steps or ZOO[name][4], **sb3_row}]
 
 
-def run_variants(name: str, seeds: list[int], work: Path) -> list[dict]:
-    """The rlgen variant at half RL Zoo's steps, two seeds at a time."""
+def scored_checkpoint(experiment: str) -> str:
+    """The model a run is scored by: the final one, as RL Zoo scores it, unless the
+    experiment evaluates itself while training; then the one its evaluations kept
+    (`checkpoints/best_eval`, RL Zoo's `--load-best`), which is also the final one when
+    the run stopped at its evaluation threshold."""
+    cfg = common.compose(f"experiment={experiment}")
+    return "best_eval" if cfg.algo.get("eval_every_frames") else "last"
+
+
+def run_variants(name: str, seeds: list[int], work: Path, eval_seed: int = EVAL_SEED) -> list[dict]:
+    """The rlgen variant, two seeds at a time."""
     experiment = f"{ZOO[name][0]}_fast"
+    checkpoint = scored_checkpoint(experiment)
     rows = []
     for first in range(0, len(seeds), 2):
         batch = seeds[first:first + 2]
@@ -149,7 +165,9 @@ def run_variants(name: str, seeds: list[int], work: Path) -> list[dict]:
         if any(job.wait() for job in jobs):
             raise SystemExit(f"{experiment} failed")
         rows += [{"env": ZOO[name][1], "library": "rlgen", "experiment": experiment, "seed": s,
-                  **rlgen_figures(work / f"{experiment}_{s}")} for s in batch]
+                  "checkpoint": checkpoint,
+                  **rlgen_figures(work / f"{experiment}_{s}", checkpoint, eval_seed=eval_seed)}
+                 for s in batch]
     return rows
 
 
@@ -166,7 +184,10 @@ def summarize(rows: list[dict]) -> list[dict]:
             row = {"env": env_id, "experiment": exp, "steps": ours[0]["frames"],
                    "rl_zoo": f"{zoo_mean} +- {zoo_std} ({steps} steps)",
                    "rlgen_per_seed": [r["mean_return"] for r in ours],
-                   "rlgen_mean": round(mean, 1), "at_least_rl_zoo": mean >= zoo_mean}
+                   "rlgen_mean": round(mean, 1), "at_least_rl_zoo": mean >= zoo_mean,
+                   "every_seed_at_least_rl_zoo": all(r["mean_return"] >= zoo_mean for r in ours),
+                   "model_scored": "kept by evaluation" if ours[0].get("checkpoint") == "best_eval"
+                   else "final"}
             # the variants run without SB3: their columns stay empty
             row["sb3_per_seed"] = [r["mean_return"] for r in sb3] or None
             row["sb3_mean"] = round(sum(r["mean_return"] for r in sb3) / len(sb3), 1) if sb3 else None
@@ -190,7 +211,11 @@ def markdown(results: dict) -> str:
         sb3 = (f"{' / '.join(f'{v:g}' for v in row['sb3_per_seed'])} ({row['sb3_mean']:g})"
                if row["sb3_per_seed"] else "")
         ratios = ", ".join(f"{v:g}" for v in row["wall_time_ratio_rlgen_to_sb3"] or [])
-        lines.append(f"| {row['env']}, {row['steps']:,} | `{row['experiment']}` | "
+        scored = " (kept by evaluation)" if row.get("model_scored") == "kept by evaluation" else ""
+        # a run that stops at its evaluation threshold takes fewer steps than its budget
+        frames = sorted({r["frames"] for r in runs if r["library"] == "rlgen"})
+        steps = "-".join(f"{f:,}" for f in (frames[0], frames[-1])[:len(frames)])
+        lines.append(f"| {row['env']}, {steps} | `{row['experiment']}`{scored} | "
                      f"{row['rl_zoo'].split(' (')[0]} | "
                      f"{' / '.join(f'{v:g}' for v in row['rlgen_per_seed'])} "
                      f"({row['rlgen_mean']:g}) | {sb3} | {ratios} | {', '.join(when)} |")
@@ -204,11 +229,16 @@ def main() -> None:
     parser.add_argument("--no-variants", action="store_true")
     parser.add_argument("--variants-only", action="store_true",
                         help="run only the *_fast variants; keep the other rows of zoo.json")
+    parser.add_argument("--eval-seed", type=int, default=EVAL_SEED,
+                        help="first seed of the 100 scoring episodes; a tuning run scores on "
+                             "episodes of its own (e.g. 20000 with --seeds 100,101,102)")
+    parser.add_argument("--name", default="zoo",
+                        help="results file bench/results/NAME.json (a tuning run: zoo_tuning)")
     parser.add_argument("--sb3-job", nargs=2, metavar=("ENV", "SEED"), help=argparse.SUPPRESS)
     parser.add_argument("--sb3-steps", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.sb3_job:
-        sb3_job(args.sb3_job[0], int(args.sb3_job[1]), args.sb3_steps)
+        sb3_job(args.sb3_job[0], int(args.sb3_job[1]), args.sb3_steps, args.eval_seed)
         return
     names = args.envs.split(",")
     unknown = [n for n in names if n not in ZOO]
@@ -219,30 +249,33 @@ def main() -> None:
     if args.variants_only or args.no_variants:
         # the rows this run does not make stay from the last file, each with the date and
         # commit of the run that made it
-        kept = json.loads((common.RESULTS / "zoo.json").read_text())
+        last = common.RESULTS / f"{args.name}.json"
+        kept = json.loads(last.read_text()) if last.exists() else {"runs": [], "date": None}
         rerun = {f"{ZOO[n][0]}{'_fast' if args.variants_only else ''}" for n in names}
         rows = [{"date": kept["date"], "commit": kept.get("commit"), **r} for r in kept["runs"]
                 if r["experiment"] not in rerun]
-        commands = kept.get("commands", [kept.get("command")]) + commands
+        commands = (kept.get("commands") or [c for c in [kept.get("command")] if c]) + commands
     with tempfile.TemporaryDirectory() as tmp:
         for name in [] if args.variants_only else names:
             for seed in seeds:
                 began = time.perf_counter()
-                pair = run_pair(name, seed, Path(tmp))
+                pair = run_pair(name, seed, Path(tmp), eval_seed=args.eval_seed)
                 rows += [{**row, **common.stamp(time.perf_counter() - began)} for row in pair]
                 print(json.dumps(rows[-2:]), flush=True)
         if not args.no_variants:
             for name in names:
                 began = time.perf_counter()
                 rows += [{**row, **common.stamp(time.perf_counter() - began)}
-                         for row in run_variants(name, seeds, Path(tmp))]
+                         for row in run_variants(name, seeds, Path(tmp), args.eval_seed)]
                 print(json.dumps(rows[-len(seeds):]), flush=True)
     table = summarize(rows)
-    common.table("DQN on RL Zoo's benchmark: final model, greedy, 100 episodes per seed", table)
-    common.write("zoo", {"threads": "one torch thread per run, two runs side by side",
+    common.table("DQN on RL Zoo's benchmark: greedy, 100 episodes per seed", table)
+    common.write(args.name, {"threads": "one torch thread per run, two runs side by side",
                          "commands": commands,
-                         "eval": f"{EVAL_EPISODES} episodes seeded {EVAL_SEED}+i, greedy, "
-                                 "final model", "summary": table, "runs": rows})
+                         "eval": f"{EVAL_EPISODES} episodes seeded {args.eval_seed}+i, greedy; the "
+                                 "final model, or for an experiment that evaluates itself in "
+                                 "training the model its evaluations kept",
+                         "summary": table, "runs": rows})
 
 
 if __name__ == "__main__":

@@ -463,3 +463,21 @@ def test_the_misses_bench_runs_each_commit_with_its_own_entry_points(tmp_path):
     assert added_evaluation(ROOT, "cartpole_v1_dqn_fast") == []  # it evaluates itself
     module = script(ROOT, "rlgen-eval")[2].split()[1]
     assert (ROOT / (module.replace(".", "/") + ".py")).exists()
+
+
+def test_rl_zoo_variants_keep_its_settings_and_are_scored_by_what_they_evaluate():
+    """Each `*_dqn_fast` variant trains on RL Zoo's hyperparameters as the faithful config
+    hands them to SB3 (rlgen's options come on top), and bench.zoo scores the model a
+    variant's own evaluations kept; the faithful configs are scored by their final model,
+    as RL Zoo scores them."""
+    from bench import common
+    from bench.zoo import ZOO, sb3_settings, scored_checkpoint
+
+    for experiment, *_ in ZOO.values():
+        faithful = common.compose(f"experiment={experiment}")
+        variant = common.compose(f"experiment={experiment}_fast")
+        assert sb3_settings(variant) == sb3_settings(faithful), experiment
+        assert scored_checkpoint(experiment) == "last"
+        evaluates = variant.algo.get("eval_every_frames") is not None
+        assert scored_checkpoint(f"{experiment}_fast") == ("best_eval" if evaluates else "last")
+    assert scored_checkpoint("lunarlander_dqn_fast") == "best_eval"
