@@ -47,6 +47,7 @@ TABLES = {
     "dqn-sb3": ("docs/results.md", "dqn_sb3.json", dqn_sb3.markdown),
     "dqn-speed": ("docs/results.md", "dqn_speed.json", dqn_speed.markdown),
     "zoo": ("docs/results.md", "zoo.json", zoo.markdown),
+    "zoo-tuning": ("docs/results.md", "zoo_tuning.json", zoo.markdown),
     "dqn-profile": ("docs/results.md", "dqn_profile.json", dqn_profile.markdown),
     "search-pruning": ("docs/results.md", "search_pruning.json", search_pruning.markdown),
     "cartpole-v1-misses": ("docs/results.md", "cartpole_v1_misses.json",

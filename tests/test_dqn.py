@@ -481,3 +481,27 @@ def test_rl_zoo_variants_keep_its_settings_and_are_scored_by_what_they_evaluate(
         evaluates = variant.algo.get("eval_every_frames") is not None
         assert scored_checkpoint(f"{experiment}_fast") == ("best_eval" if evaluates else "last")
     assert scored_checkpoint("lunarlander_dqn_fast") == "best_eval"
+
+
+def test_the_sb3_bench_scores_both_libraries_on_rlgens_evaluation_boards():
+    """bench.dqn_sb3 stops each library at the env's own reward threshold, judged on the
+    boards rlgen's evaluations play (run seed + the selection offset), and pools a
+    time-to-score ratio only where every run reached the score."""
+    import gymnasium
+
+    from bench.dqn_sb3 import eval_games, pooled, target
+    from envs.gymnasium_env import GymnasiumEnv
+    from rl.dqn_bookkeeping import SELECTION_SEED_OFFSET
+
+    assert [target(e) for e in ("CartPole-v1", "Acrobot-v1", "LunarLander-v3")] == [
+        475, -100, 200]
+    envs, max_steps = eval_games("CartPole-v1", 3)
+    own = GymnasiumEnv("CartPole-v1").batched(20, "cpu", seed=3 + SELECTION_SEED_OFFSET)
+    assert torch.equal(envs.reset(), own.reset())
+    assert max_steps == gymnasium.spec("CartPole-v1").max_episode_steps
+    rows = [{"env": "E", "library": lib, "seed": s, "seconds_to_target": t}
+            for lib, times in (("rlgen", (10, 20)), ("stable-baselines3", (40, 20)))
+            for s, t in enumerate(times)]
+    assert pooled(rows) == {"E": 0.5}
+    rows[1]["seconds_to_target"] = None  # a run that missed the score within the cap
+    assert pooled(rows) == {"E": None}
