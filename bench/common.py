@@ -24,8 +24,13 @@ def train_quiet(train, *overrides, device: str = "cpu") -> dict:
     import logging
 
     logging.getLogger("rlgen").setLevel(logging.WARNING)
+    cfg = compose(*overrides, f"device={device}")
+    if cfg.threads is not None:  # rlgen-train sets them; the trainers leave them alone
+        import torch
+
+        torch.set_num_threads(cfg.threads)
     with tempfile.TemporaryDirectory() as tmp:
-        metrics = train(compose(*overrides, f"device={device}"), Path(tmp))
+        metrics = train(cfg, Path(tmp))
     if metrics["status"] == "stopped":  # a stop signal ends the bench, not just this run
         raise SystemExit(f"bench stopped by a signal during {' '.join(overrides)}")
     return metrics

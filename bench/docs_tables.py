@@ -28,6 +28,7 @@ from bench import (
     search_pruning,
     show,
     snake,
+    text,
     web,
     zoo,
 )
@@ -48,6 +49,7 @@ TABLES = {
     "dqn-speed": ("docs/results.md", "dqn_speed.json", dqn_speed.markdown),
     "zoo": ("docs/results.md", "zoo.json", zoo.markdown),
     "zoo-tuning": ("docs/results.md", "zoo_tuning.json", zoo.markdown),
+    "text-tiny-selection": ("docs/results.md", "text.json", text.tiny_selection_markdown),
     "dqn-profile": ("docs/results.md", "dqn_profile.json", dqn_profile.markdown),
     "search-pruning": ("docs/results.md", "search_pruning.json", search_pruning.markdown),
     "cartpole-v1-misses": ("docs/results.md", "cartpole_v1_misses.json",

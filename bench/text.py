@@ -104,6 +104,12 @@ def tiny_markdown(row: dict) -> str:
         f"{row['date']}, {row.get('commit', '')} |"])
 
 
+def tiny_selection_markdown(results: dict) -> str:
+    """docs/results.md's table of the tiny-Shakespeare run that kept its epoch by the
+    selection text."""
+    return tiny_markdown(results["tiny_shakespeare_selection"])
+
+
 def tiny_shakespeare(data: str, run_dir: Path) -> dict:
     """Train `lstm_text_small` on a local copy of tiny Shakespeare (unless `run_dir` holds
     a finished run), then score its best checkpoint on the validation tenth: every

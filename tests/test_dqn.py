@@ -505,3 +505,15 @@ def test_the_sb3_bench_scores_both_libraries_on_rlgens_evaluation_boards():
     assert pooled(rows) == {"E": 0.5}
     rows[1]["seconds_to_target"] = None  # a run that missed the score within the cap
     assert pooled(rows) == {"E": None}
+
+
+def test_a_bench_run_in_process_takes_its_thread_count_as_rlgen_train_does(monkeypatch):
+    """bench.common.train_quiet runs a trainer in the bench's own process: `threads=1`
+    must reach torch there too (bench.dqn_sb3 compares one thread against one)."""
+    from bench import common
+
+    seen = {}
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: seen.setdefault("threads", n))
+    common.train_quiet(lambda cfg, run_dir: {"status": "finished"},
+                       "experiment=cartpole_v1_dqn", "threads=1")
+    assert seen == {"threads": 1}
