@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from bench import common
-from generative import acgan
+from generative import acgan, acgan_nets
 from generative.classifier import to_model_input
 from generative.datasets import mnist_5k
 
@@ -25,7 +25,7 @@ def hand_written(batches: int, batch_size: int) -> float:
     data = mnist_5k()
     images = to_model_input(data.train_images)[:batches * batch_size]
     labels = data.train_labels[:batches * batch_size]
-    gen, disc = acgan.Generator(100), acgan.Discriminator(0.3)
+    gen, disc = acgan_nets.Generator(100), acgan_nets.Discriminator(0.3)
     opt_g = torch.optim.Adam(gen.parameters(), lr=2e-4, betas=(0.5, 0.999), eps=1e-7)
     opt_d = torch.optim.Adam(disc.parameters(), lr=2e-4, betas=(0.5, 0.999), eps=1e-7)
     t0 = time.perf_counter()

@@ -25,11 +25,10 @@ ROOT = Path(__file__).resolve().parent.parent
 # function (file suffix, name) -> label; per call of the unit it belongs to
 PARTS = {("", "torch._fused_adam_"): "optimizer step",
          ("", "run_backward"): "backward pass",
-         ("q_learning.py", "td_loss"): "online forward and loss",
-         ("q_learning.py", "training_batches"): "sampling and target values",
-         ("q_learning.py", "act"): "choosing the action",
+         ("dqn.py", "td_loss"): "online forward and loss",
+         ("dqn.py", "training_batches"): "sampling and target values",
+         ("dqn.py", "act"): "choosing the action",
          ("gymnasium_env.py", "step"): "env step (gymnasium's env through rlgen's adapter)",
-         ("q_learning.py", "sync"): "target sync",
          ("dqn.py", "train"): "whole run"}
 PROFILE = ("import cProfile, os, sys; sys.argv = ['rlgen-train', *sys.argv[1:]]; "
            "from nn.tools.train import main; cProfile.run('main()', os.environ['PROFILE_OUT'])")

@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 from bench import common
-from generative import acgan, vae
+from generative import acgan, acgan_nets, acgan_tools, vae
 from nn.checkpoint import checkpoint_path, load_checkpoint
 from nn.run import FINISHED, STOPPED, run_status
 
@@ -105,10 +105,10 @@ def score_acgan(job: str, m: dict) -> dict:
     run = RUNS / job
     payload = load_checkpoint(checkpoint_path(run, "best"))
     judge = RUNS / JUDGE[m["dataset"]]
-    report = acgan.evaluate(payload, acgan.EvalArgs(run=str(run), judge=str(judge),
+    report = acgan_tools.evaluate(payload, acgan_tools.EvalArgs(run=str(run), judge=str(judge),
                                                     seed=REPORT_SEED, device="cpu"))
     grid = common.RESULTS / f"{job}_grid.png"
-    acgan.generate(payload, acgan.GenerateArgs(run=str(run), n=10, out=str(grid), seed=0))
+    acgan_tools.generate(payload, acgan_tools.GenerateArgs(run=str(run), n=10, out=str(grid), seed=0))
     keep = ("class_accuracy", "judge_confidence", "frechet_distance", "frechet_to_train",
             "frechet_floor_real_test_vs_train", "frechet_ratio", "frechet_sample",
             "nearest_train_median_generated", "nearest_train_median_held_out",
@@ -137,7 +137,7 @@ def batchnorm_lag(job: str, snapshots: Path) -> list[dict]:
     paths = sorted(snapshots.glob("step*.pt"), key=lambda p: int(p.stem[4:]))
     for path in paths + [checkpoint_path(RUNS / job, "last")]:
         payload = load_checkpoint(path)
-        gen = acgan.Generator(100)
+        gen = acgan_nets.Generator(100)
         gen.load_state_dict(payload["state"]["generator"])
         norms = [m for m in gen.modules() if isinstance(m, torch.nn.BatchNorm2d)]
         hooks = [m.register_forward_hook(lambda m, i, o: seen.__setitem__(m, i[0])) for m in norms]
@@ -146,10 +146,10 @@ def batchnorm_lag(job: str, snapshots: Path) -> list[dict]:
             rng = acgan.make_generator(REPORT_SEED, torch.device("cpu"))
             gen.train(mode == "batch")
             with torch.no_grad():
-                fakes, requested = acgan.generate_per_class(gen, 100, rng, torch.device("cpu")) \
+                fakes, requested = acgan_nets.generate_per_class(gen, 100, rng, torch.device("cpu")) \
                     if mode == "inference" else _batch_mode_fakes(gen, rng)
             row[f"class_accuracy_{mode}_statistics"] = round(
-                acgan.judge_images(judge, fakes, requested)["class_accuracy"], 4)
+                acgan_tools.judge_images(judge, fakes, requested)["class_accuracy"], 4)
             if mode == "inference":
                 row["running_over_batch_variance"] = [
                     round((m.running_var / seen[m].var((0, 2, 3))).median().item(), 1)
@@ -166,7 +166,7 @@ def _batch_mode_fakes(gen, rng):
     import torch
 
     classes = torch.arange(10).repeat_interleave(100)[torch.randperm(1000, generator=rng)]
-    images = torch.cat([gen(acgan.sample_z(len(c), 100, rng, "cpu"), c)
+    images = torch.cat([gen(acgan_nets.sample_z(len(c), 100, rng, "cpu"), c)
                         for c in classes.split(200)])
     return images, classes
 

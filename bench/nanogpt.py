@@ -226,12 +226,12 @@ def score(copy: Path, args, plans: dict, finished: dict, rlgen_dir: Path,
                      "val_loss_nanogpt_estimate": float(last[2]),
                      "val_loss_full_context": full["loss"], "context": full["context"],
                      "trained_iters": full["iter"]})
-    from generative import lstm_text
+    from generative import text_tools
     from nn.checkpoint import checkpoint_path, load_checkpoint
 
     payload = load_checkpoint(checkpoint_path(rlgen_dir, "best"))
-    full = lstm_text.evaluate(payload, lstm_text.EvalArgs(run=str(rlgen_dir), device="cpu"))
-    windows = lstm_text.evaluate(payload, lstm_text.EvalArgs(
+    full = text_tools.evaluate(payload, text_tools.EvalArgs(run=str(rlgen_dir), device="cpu"))
+    windows = text_tools.evaluate(payload, text_tools.EvalArgs(
         run=str(rlgen_dir), device="cpu", window=256, windows=EVAL_ITERS * 64))
     metrics = json.loads((rlgen_dir / "metrics.json").read_text())
     rows.append({"model": "rlgen lstm_text_small", "command": " ".join(rlgen_command),

@@ -20,7 +20,7 @@ from datetime import date
 from pathlib import Path
 
 from bench import common
-from generative import lstm_text
+from generative import lstm_text, text_tools
 from generative.download import file_digest
 from nn.checkpoint import checkpoint_path, load_checkpoint
 
@@ -123,14 +123,14 @@ def tiny_shakespeare(data: str, run_dir: Path) -> dict:
         subprocess.run([str(Path(sys.executable).parent / train[0]), *train[1:]], check=True)
     m = json.loads((run_dir / "metrics.json").read_text())
     payload = load_checkpoint(checkpoint_path(run_dir, "best"))
-    full = lstm_text.evaluate(payload, lstm_text.EvalArgs(run=str(run_dir), device="cpu"))
-    windows = lstm_text.evaluate(payload, lstm_text.EvalArgs(run=str(run_dir), device="cpu",
+    full = text_tools.evaluate(payload, text_tools.EvalArgs(run=str(run_dir), device="cpu"))
+    windows = text_tools.evaluate(payload, text_tools.EvalArgs(run=str(run_dir), device="cpu",
                                                               window=256, windows=12800))
     seed_text = payload["meta"]["seed_text"]
     samples = {}
     for t in TEMPERATURES:
-        args = lstm_text.GenerateArgs(run=str(run_dir), length=400, temperature=t, seed=0)
-        samples[str(t)] = lstm_text.generate(payload, args)
+        args = text_tools.GenerateArgs(run=str(run_dir), length=400, temperature=t, seed=0)
+        samples[str(t)] = text_tools.generate(payload, args)
     history = m["history"]
     return {"date": date.today().isoformat(), "machine": common.machine(),
             "commit": common.commit(),

@@ -89,7 +89,7 @@ def trial(data: str, arch: str, extra: list[str], chars: float) -> dict:
     import logging
 
     logging.getLogger("rlgen").setLevel(logging.WARNING)
-    from generative import lstm_text
+    from generative import lstm_text, text_tools
     from nn.checkpoint import checkpoint_path, load_checkpoint
 
     cfg = common.compose(*base(data, arch), *extra, "device=cuda")
@@ -101,8 +101,8 @@ def trial(data: str, arch: str, extra: list[str], chars: float) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         m = lstm_text.train(cfg, Path(tmp))
         payload = load_checkpoint(checkpoint_path(tmp, "best"))
-        args = lstm_text.EvalArgs(run=tmp, device="cuda", window=256)
-        windows = lstm_text.evaluate(payload, args)["loss"]
+        args = text_tools.EvalArgs(run=tmp, device="cuda", window=256)
+        windows = text_tools.evaluate(payload, args)["loss"]
     history = m["history"]
     return {"arch": arch, "overrides": extra, "epochs": epochs,
             "chars": epochs * per_epoch,

@@ -20,32 +20,15 @@ import torch
 import torch.nn.functional as F
 from omegaconf import MISSING, DictConfig
 
-# runs saved before the networks had their own module name them here (model.*._target_)
-from generative.acgan_nets import (  # noqa: F401
+from generative.acgan_nets import (
     NUM_CLASSES,
-    Discriminator,
-    Generator,
-    LightGenerator,
-    SpectralDiscriminator,
     build_nets,
     digit_grid,
     generate_per_class,
     sample_classes,
     sample_z,
 )
-
-# the read-back tools of this trainer (nn/contracts.py)
-from generative.acgan_tools import (  # noqa: F401
-    EvalArgs,
-    GenerateArgs,
-    WatchArgs,
-    evaluate,
-    export,
-    frechet_distance,
-    generate,
-    judge_images,
-    watch,
-)
+from generative.acgan_tools import frechet_distance, judge_images
 from generative.classifier import load_judge, random_shift, to_model_input
 from generative.datasets import load_images
 from nn.config import instantiate
@@ -55,6 +38,9 @@ from nn.errors import UserError
 from nn.run import Run
 from nn.schema import above, at_least, between, one_of
 from nn.seeding import make_generator
+
+# the read-back tools of this trainer (nn/contracts.py)
+TOOLS = "generative.acgan_tools"
 
 
 @dataclass
@@ -219,9 +205,7 @@ class Selection:
 
 def train(cfg: DictConfig, run_dir: Path) -> dict:
     algo = cfg.algo
-    if algo.epoch_images and not algo.shuffle:
-        raise UserError("algo.epoch_images draws a random subset each epoch: it needs "
-                        "algo.shuffle=true")
+    check_config(cfg)
     run = Run(cfg, run_dir)  # picks the device, seeds everything
     device = run.device
     data = load_images(cfg.data)
@@ -240,37 +224,17 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     drawer = averaged if averaged is not None else gen
     maybe_compile(gen, cfg.compile)  # after the copy: the average is only drawn from
     maybe_compile(disc, cfg.compile)
-    start, step, best, history, elapsed = 0, 0, -1.0, [], 0.0
+    # with ema_decay the averaged weights are saved as "generator" (what the tools draw from)
+    raw = {"generator_raw": gen} if averaged is not None else {}
+    loop = run.keep({"epoch": 0, "step": 0, "best": -1.0, "history": [], "train_seconds": 0.0,
+                     "dataset": data.name}, generator=drawer, **raw, discriminator=disc,
+                    opt_g=opt_g, opt_d=opt_d, rng=rng)
     position = run.epoch_position(rng)
-    if run.resumed:
-        gen.load_state_dict(run.state["generator_raw" if averaged else "generator"])
-        disc.load_state_dict(run.state["discriminator"])
-        opt_g.load_state_dict(run.state["opt_g"])
-        opt_d.load_state_dict(run.state["opt_d"])
-        if averaged is not None:
-            averaged.load_state_dict(run.state["generator"])
-        rng.set_state(run.state["rng"])
-        run.restore_random_streams()
-        start, step, best = run.meta["epoch"], run.meta["step"], run.meta["best"]
-        history, elapsed = run.meta["history"], run.meta["train_seconds"]
-
-    def save(name: str, epoch: int) -> None:
-        state = {"generator": drawer.state_dict(), "discriminator": disc.state_dict(),
-                 "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
-                 "rng": rng.get_state()}
-        if averaged is not None:
-            state["generator_raw"] = gen.state_dict()
-        run.save(name, state, {"epoch": epoch, "step": step, "best": best, "history": history,
-                               "train_seconds": elapsed, "dataset": data.name})
-
-    def out_of_time(epoch_seconds: float) -> bool:
-        return algo.max_seconds is not None and elapsed + epoch_seconds >= algo.max_seconds
-
-    logger = run.open_logger(algo.epochs, "epoch", done=start, logged_to=step)
+    logger = run.open_logger(algo.epochs, "epoch", done=loop.epoch, logged_to=loop.step)
     per_epoch = min(len(images), algo.epoch_images or len(images))
     logger.info(f"training {cfg.name} on {device}: {data.name}, {len(images)} images, "
                 f"{math.ceil(per_epoch / algo.batch_size)} batches per epoch; run dir {run_dir}")
-    for epoch in range(start + 1, algo.epochs + 1):
+    for epoch in range(loop.epoch + 1, algo.epochs + 1):
         order = position.draw_order(
             lambda: (torch.randperm(len(images), generator=rng, device=device) if algo.shuffle
                      else torch.arange(len(images), device=device))[:algo.epoch_images])
@@ -279,47 +243,68 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                 d = discriminator_step(gen, disc, opt_d, images[index], labels[index], rng, algo)
                 g = generator_step(gen, disc, opt_g, algo.generator_batches * len(index), rng,
                                    algo, device)
-            if averaged is not None:  # with ema_warmup, a short memory while G moves fast
-                decay = min(algo.ema_decay, (1 + step) / (10 + step)) if algo.ema_warmup \
-                    else algo.ema_decay
-                update_average(averaged, gen, decay)
-            step += 1
+            if averaged is not None:
+                update_average(averaged, gen, ema_decay(algo, loop.step))
+            loop.step += 1
             values = {k: v.item() for k, v in (d | g).items()}
-            run.check_finite(sum(values.values()), f"step {step} (epoch {epoch})")
-            logger.scalars(step, values)
+            run.check_finite(sum(values.values()), f"step {loop.step} (epoch {epoch})")
+            logger.scalars(loop.step, values)
             position.add(**values)
             if run.stop_requested(f"batch {position.done} of epoch {epoch}") or \
-                    out_of_time(position.seconds):
+                    out_of_time(algo, loop.train_seconds + position.seconds):
                 break
-        if run.stopped:  # inside the epoch: the position is saved with the rest
-            save("last", epoch - 1)
+        if run.stopped:  # inside the epoch: the final save keeps the position
             break
         batches = position.done
         sums = position.finish()
         seconds = sums.pop("seconds")
-        elapsed += seconds
-        record = {"epoch": epoch, "step": step, **{k: v / batches for k, v in sums.items()},
-                  "steps_per_second": batches / seconds, "train_seconds": round(elapsed, 2)}
+        loop.epoch, loop.train_seconds = epoch, loop.train_seconds + seconds
+        record = {"epoch": epoch, "step": loop.step, **{k: v / batches for k, v in sums.items()},
+                  "steps_per_second": batches / seconds, "train_seconds": round(loop.train_seconds, 2)}
         if algo.standing_stats:
             standing_statistics(drawer, cfg.seed + 4)
         if selection is not None:
             record |= selection.judge_epoch(drawer, rng, device)
-        history.append(record)
+        loop.history.append(record)
         run.progress(epoch, record)
         log_epoch(logger, record, digit_grid(drawer, fixed_z, list(range(10))))
         # with a judge, the best by the selection rule; without one, the latest. The best
         # so far is updated before "last" is saved, so a resume knows what it must beat
-        improved = selection is None or selection.better(record, best)
+        improved = selection is None or selection.better(record, loop.best)
         if improved and selection is not None:
-            best = selection.score(record)
-        save("last", epoch)
+            loop.best = selection.score(record)
+        run.save("last")
         if improved:
-            save("best", epoch)
-        if out_of_time(0.0):
+            run.save("best")
+        if out_of_time(algo, loop.train_seconds):
             break
+    return finish(run, loop, selection, len(images), algo)
 
+
+def check_config(cfg: DictConfig) -> None:
+    """Settings that cannot go together, refused before a run dir is made."""
+    if cfg.algo.epoch_images and not cfg.algo.shuffle:
+        raise UserError("algo.epoch_images draws a random subset each epoch: it needs "
+                        "algo.shuffle=true")
+
+
+def out_of_time(algo, train_seconds: float) -> bool:
+    return algo.max_seconds is not None and train_seconds >= algo.max_seconds
+
+
+def ema_decay(algo, step: int) -> float:
+    """The average's decay; with ema_warmup, a short memory while the generator moves fast."""
+    if algo.ema_warmup:
+        return min(algo.ema_decay, (1 + step) / (10 + step))
+    return algo.ema_decay
+
+
+def finish(run: Run, loop, selection, train_images: int, algo) -> dict:
+    """metrics.json: the last epoch's losses and, with a judge, the kept epoch's figures."""
+    cfg, history, step, best, elapsed = run.cfg, loop.history, loop.step, loop.best, loop.train_seconds
+    judge = selection is not None
     last = history[-1] if history else {}
-    metrics = {"device": str(device), "dataset": data.name, "train_images": len(images),
+    metrics = {"device": str(run.device), "dataset": loop.dataset, "train_images": train_images,
                "epochs": last.get("epoch", 0), "steps": step, "final_dLoss": last.get("dLoss"),
                "final_gLoss": last.get("gLoss"), "select": algo.select if judge else None,
                "best": best if judge else None, "train_seconds": round(elapsed, 2),

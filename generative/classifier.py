@@ -117,28 +117,14 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     autocast = mixed_precision(device, cfg.bf16)
     optimizer = instantiate(algo.optimizer)(model.parameters(), lr=algo.lr)
     shuffle_rng = make_generator(cfg.seed + 1, device)
-    start, step, best, history, elapsed = 0, 0, -1.0, [], 0.0
+    loop = run.keep({"epoch": 0, "step": 0, "test_accuracy": None, "best_test_accuracy": -1.0,
+                     "history": [], "train_seconds": 0.0, "dataset": data.name},
+                    model=model, optimizer=optimizer, shuffle_rng=shuffle_rng)
     position = run.epoch_position(shuffle_rng)
-    if run.resumed:
-        load_weights(model, run.resumed, "model")
-        optimizer.load_state_dict(run.state["optimizer"])
-        shuffle_rng.set_state(run.state["shuffle_rng"])
-        run.restore_random_streams()  # dropout draws from it
-        start, step, best = run.meta["epoch"], run.meta["step"], run.meta["best_test_accuracy"]
-        history, elapsed = run.meta["history"], run.meta["train_seconds"]
-
-    def save(name: str, epoch: int) -> None:
-        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "shuffle_rng": shuffle_rng.get_state()}
-        run.save(name, state, {"epoch": epoch, "step": step,
-                               "test_accuracy": history[-1]["test_accuracy"] if history else None,
-                               "best_test_accuracy": best, "history": history,
-                               "train_seconds": elapsed, "dataset": data.name})
-
-    logger = run.open_logger(algo.epochs, "epoch", done=start)
+    logger = run.open_logger(algo.epochs, "epoch", done=loop.epoch)
     logger.info(f"training {cfg.name} on {device}: {data.name}, {len(train_x)} training and "
                 f"{len(test_x)} test images; run dir {run_dir}")
-    for epoch in range(start + 1, algo.epochs + 1):
+    for epoch in range(loop.epoch + 1, algo.epochs + 1):
         if algo.cosine_lr:  # from the epoch alone, so a resumed run sets the same lr
             for group in optimizer.param_groups:
                 group["lr"] = algo.lr * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / algo.epochs))
@@ -156,36 +142,40 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            step += 1
+            loop.step += 1
             position.add(loss=loss.item() * len(index))
             if run.stop_requested(f"batch {position.done} of epoch {epoch}"):
                 break
-        if run.stopped:  # inside the epoch: the position is saved with the rest
-            save("last", epoch - 1)
+        if run.stopped:  # inside the epoch: the final save keeps the position
             break
         sums = position.finish()
-        loss_sum, elapsed = sums["loss"], elapsed + sums["seconds"]
-        test_accuracy = accuracy(model, test_x, test_y)
-        record = {"epoch": epoch, "loss": loss_sum / len(train_x), "test_accuracy": test_accuracy,
-                  "train_seconds": round(elapsed, 2)}
-        run.check_finite(record["loss"], f"epoch {epoch} (step {step})")
-        history.append(record)
+        loop.epoch, loop.train_seconds = epoch, loop.train_seconds + sums["seconds"]
+        loop.test_accuracy = accuracy(model, test_x, test_y)
+        record = {"epoch": epoch, "loss": sums["loss"] / len(train_x),
+                  "test_accuracy": loop.test_accuracy, "train_seconds": round(loop.train_seconds, 2)}
+        run.check_finite(record["loss"], f"epoch {epoch} (step {loop.step})")
+        loop.history.append(record)
         run.progress(epoch, record)
-        logger.scalars(epoch, {"loss": record["loss"], "test_accuracy": test_accuracy})
-        if test_accuracy > best:
-            best = test_accuracy
-            save("best", epoch)
-        save("last", epoch)
-        logger.progress({"loss": record["loss"], "test_accuracy": test_accuracy})
-        logger.info(f"epoch {epoch}: loss {record['loss']:.4f}, test accuracy {test_accuracy:.4f}")
-    final = history[-1]["test_accuracy"] if history else None
+        if loop.test_accuracy > loop.best_test_accuracy:
+            loop.best_test_accuracy = loop.test_accuracy
+            run.save("best")
+        run.save("last")
+        log_epoch(logger, record)
+    best, elapsed = loop.best_test_accuracy, loop.train_seconds
     metrics = {"dataset": data.name, "train_images": len(train_x), "test_images": len(test_x),
-               "final_test_accuracy": final, "best_test_accuracy": best,
-               "train_seconds": round(elapsed, 2), "history": history}
-    summary = (f"{cfg.name} seed {cfg.seed}: stopped inside its first epoch" if not history
-               else f"{cfg.name} seed {cfg.seed}: test accuracy {final:.4f} (best {best:.4f}) on "
-               f"{len(test_x)} {data.name} test images in {elapsed:.0f}s")
+               "final_test_accuracy": loop.test_accuracy, "best_test_accuracy": best,
+               "train_seconds": round(elapsed, 2), "history": loop.history}
+    summary = (f"{cfg.name} seed {cfg.seed}: stopped inside its first epoch" if not loop.history
+               else f"{cfg.name} seed {cfg.seed}: test accuracy {loop.test_accuracy:.4f} (best "
+               f"{best:.4f}) on {len(test_x)} {data.name} test images in {elapsed:.0f}s")
     return run.finish(metrics, {"best_test_accuracy": best}, summary)
+
+
+def log_epoch(logger, record: dict) -> None:
+    epoch, test_accuracy = record["epoch"], record["test_accuracy"]
+    logger.scalars(epoch, {"loss": record["loss"], "test_accuracy": test_accuracy})
+    logger.progress({"loss": record["loss"], "test_accuracy": test_accuracy})
+    logger.info(f"epoch {epoch}: loss {record['loss']:.4f}, test accuracy {test_accuracy:.4f}")
 
 
 def random_shift(x: torch.Tensor, pixels: int, generator: torch.Generator) -> torch.Tensor:

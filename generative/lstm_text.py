@@ -25,9 +25,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import MISSING, DictConfig
 
-# runs saved before the model had its own module name it here (model._target_)
 from generative.char_lstm import (
-    CharLSTM,  # noqa: F401
     build_model,
     detach_state,
     encode,
@@ -36,17 +34,8 @@ from generative.char_lstm import (
     window_batch,
 )
 from generative.corpus import load_corpus
-
-# the read-back tools of this trainer (nn/contracts.py), beside the model they load
-from generative.text_tools import (  # noqa: F401
-    EvalArgs,
-    GenerateArgs,
-    evaluate,
-    export,
-    generate,
-)
 from nn import budget
-from nn.checkpoint import load_checkpoint
+from nn.checkpoint import load_checkpoint, load_weights
 from nn.config import instantiate
 from nn.device import maybe_compile, mixed_precision
 from nn.epochs import EpochPosition
@@ -54,7 +43,10 @@ from nn.errors import UserError
 from nn.memory import check_text_file
 from nn.run import Run
 from nn.schema import above, at_least, between, one_of, temperatures
-from nn.seeding import global_rng_state, make_generator, set_global_rng_state
+from nn.seeding import make_generator
+
+# the read-back tools of this trainer (nn/contracts.py), beside the model they load
+TOOLS = "generative.text_tools"
 
 
 @dataclass
@@ -95,6 +87,13 @@ class WindowSampler:
         self.ids, self.algo, self.generator = ids, algo, generator
         self.starts = torch.arange(0, len(ids) - algo.sample_len - 1, algo.sample_step,
                                    device=ids.device)
+        self.lstm_state = None  # each window starts from a fresh LSTM state
+
+    def state_dict(self) -> dict:  # the epoch's order lives in the run's EpochPosition
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
 
     def epoch(self, position: EpochPosition):
         order = position.draw_order(lambda: torch.randperm(
@@ -107,7 +106,8 @@ class WindowSampler:
 
 class StreamSampler:
     """`batch_size` contiguous streams over the text, read `sample_len` characters at a
-    time; a new pass starts from a random offset with a fresh LSTM state."""
+    time; a new pass starts from a random offset with a fresh LSTM state. The LSTM state
+    carried from chunk to chunk is kept here, with where the streams stand."""
 
     def __init__(self, ids: torch.Tensor, algo, generator: torch.Generator):
         self.ids, self.algo, self.generator = ids, algo, generator
@@ -117,6 +117,16 @@ class StreamSampler:
                             f"{algo.sample_len}-character chunks; lower algo.batch_size")
         self.position = None  # next chunk's start inside each stream; None: start a pass
         self.offset = 0
+        self.lstm_state = None  # [(h, c)] per layer after the last chunk trained on
+
+    def state_dict(self) -> dict:
+        return {"position": self.position, "offset": self.offset,
+                "lstm_state": self.lstm_state or []}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.position, self.offset = state["position"], state["offset"]
+        device = self.ids.device
+        self.lstm_state = [(h.to(device), c.to(device)) for h, c in state["lstm_state"]] or None
 
     def epoch(self, position: EpochPosition):
         length = self.algo.sample_len
@@ -180,20 +190,20 @@ def train_step(model, optimizer, scheduler, x, y, lstm_state, algo, autocast):
     return loss, detach_state(lstm_state) if algo.objective == "all_positions" else None
 
 
-def train_epoch(model, optimizer, scheduler, sampler, position: EpochPosition, lstm_state,
-                algo, autocast, seconds_left: float | None, stop) -> tuple[list | None, bool]:
+def train_epoch(model, optimizer, scheduler, sampler, position: EpochPosition, algo, autocast,
+                seconds_left: float | None, stop) -> bool:
     """The epoch's batches from where `position` stands, each one optimizer step, until
-    the epoch ends, `stop(batch)` asks to stop, or the time budget runs out. Returns the
-    LSTM state to carry on and whether the budget ran out."""
+    the epoch ends, `stop(batch)` asks to stop, or the time budget runs out (then True).
+    The sampler carries the LSTM state from chunk to chunk."""
     for x, y, fresh in sampler.epoch(position):
-        loss, lstm_state = train_step(model, optimizer, scheduler, x, y,
-                                      None if fresh else lstm_state, algo, autocast)
+        loss, sampler.lstm_state = train_step(model, optimizer, scheduler, x, y,
+                                              None if fresh else sampler.lstm_state, algo, autocast)
         position.add(loss_sum=loss.item(), examples=x.shape[1], chars=x.numel())
         if stop(position.done):
-            return lstm_state, False
+            return False
         if seconds_left is not None and position.seconds >= seconds_left:
-            return lstm_state, True
-    return lstm_state, False
+            return True
+    return False
 
 
 def endless(sampler):
@@ -222,11 +232,7 @@ def plan_epochs(model, sampler, algo, autocast, validate, share: float = 0.97,
         return 1
 
     step_seconds = 1 / budget.measure_pace(step, seconds, warmup=3)  # warm-up: allocators, kernels
-    rng = global_rng_state()
-    t0 = time.perf_counter()
-    validate(model)
-    eval_seconds = time.perf_counter() - t0
-    set_global_rng_state(rng)
+    eval_seconds = budget.seconds_of(lambda: validate(model))
     spent = time.perf_counter() - began
     epoch_seconds = steps_per_epoch(algo) * step_seconds + eval_seconds
     return {"epochs": budget.plan(1 / epoch_seconds, algo.max_seconds, spent, share),
@@ -246,67 +252,31 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     optimizer = instantiate(algo.optimizer)(model.parameters(), lr=algo.lr)
     data_rng = make_generator(cfg.seed + 1, device)
     sampler_class = StreamSampler if algo.objective == "all_positions" else WindowSampler
-    # the text the run evaluates on while training, ids[judged_from:judged_to], and the
-    # text it trains on, ids[train_from:corpus.val_start]
-    judged_from, judged_to, train_from = corpus.val_start, len(ids), 0
-    if algo.selection_share is not None:
-        judged_from, judged_to = 0, selection_chars(corpus.val_start, algo.selection_share)
-        train_from = judged_to
+    judged_from, judged_to, train_from = split = text_split(corpus, len(ids), algo)
     sampler = sampler_class(ids[train_from:corpus.val_start], algo, data_rng)
     autocast = mixed_precision(device, cfg.bf16)
     seed_text = pick_seed_text(corpus.val_text, algo.sample_len, cfg.seed + 2)
 
-    def validate(model) -> tuple[float, dict]:
+    def validate(model, epoch: int = 0) -> tuple[float, dict]:
         """The loss the run judges itself by (validation or selection text) and a sample
         at each temperature, seeded by the epoch."""
         val = validation_loss(model, ids[:judged_to], judged_from, algo, autocast)
         return val, {t: decode_sample(model, seed_text, corpus.chars, algo, t, cfg.seed + epoch)
                      for t in algo.temperatures}
 
-    epoch, plan = 0, None  # plan: the epochs sized to max_seconds (algo.epochs=null)
-    if run.resumed:
-        plan = run.meta.get("plan")  # a resume keeps the plan its run started with
-    elif algo.epochs is None:
-        plan = plan_epochs(model, sampler, algo, autocast, validate)
-    epochs = plan["epochs"] if plan and algo.epochs is None else algo.epochs
-    if epochs is None:
-        raise UserError(f"{cfg.resume} holds no plan of its epochs (an older rlgen wrote it); "
-                        "resume it with algo.epochs=N")
+    plan, epochs = plan_or_resume(run, corpus, lambda: plan_epochs(model, sampler, algo, autocast,
+                                                                   validate))
     total_steps = steps_per_epoch(algo) * epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, algo, total_steps))
-    start_epoch, step, best, history = 0, 0, math.inf, []
+    # train_seconds counts the plan's timing; step_seconds the training steps alone
+    loop = run.keep({"epoch": 0, "step": 0, "best_val_loss": math.inf, "history": [],
+                     "train_seconds": plan["seconds"] if plan else 0.0, "step_seconds": 0.0,
+                     "chars": corpus.chars, "seed_text": seed_text, "corpus": corpus.name,
+                     "plan": plan}, model=model, optimizer=optimizer, scheduler=scheduler,
+                    data_rng=data_rng, sampler=sampler)
     position = run.epoch_position(data_rng)
-    elapsed = plan["seconds"] if plan and not run.resumed else 0.0  # the timing counts
-    lstm_state = None  # carried across chunks (and epochs) by the all_positions objective
-    step_time = 0.0  # training steps only; train_seconds adds evaluation
-    if run.resumed:
-        if run.meta["chars"] != corpus.chars:
-            raise UserError(f"{cfg.resume} was trained on another character set; resume it with "
-                            "its own data settings")
-        model.load_state_dict(run.state["model"])
-        optimizer.load_state_dict(run.state["optimizer"])
-        scheduler.load_state_dict(run.state["scheduler"])
-        data_rng.set_state(run.state["data_rng"])
-        run.restore_random_streams()
-        start_epoch, step, best = run.meta["epoch"], run.meta["step"], run.meta["best_val_loss"]
-        history, elapsed = run.meta["history"], run.meta["train_seconds"]
-        step_time = history[-1]["step_seconds"] if history else 0.0
-        if isinstance(sampler, StreamSampler):
-            sampler.position, sampler.offset = run.meta["stream_position"], run.meta["stream_offset"]
-            lstm_state = [(h.to(device), c.to(device)) for h, c in run.state["lstm_state"]] or None
-
-    def save(name: str, epoch: int) -> None:
-        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "scheduler": scheduler.state_dict(), "data_rng": data_rng.get_state(),
-                 "lstm_state": lstm_state or []}
-        run.save(name, state, {"epoch": epoch, "step": step, "chars": corpus.chars,
-                               "seed_text": seed_text, "best_val_loss": best, "history": history,
-                               "train_seconds": elapsed, "corpus": corpus.name, "plan": plan,
-                               "stream_position": getattr(sampler, "position", None),
-                               "stream_offset": getattr(sampler, "offset", None)})
-
-    logger = run.open_logger(epochs, "epoch", done=start_epoch)
+    logger = run.open_logger(epochs, "epoch", done=loop.epoch)
     logger.info(f"training {cfg.name} on {device}: corpus {corpus.name} "
                 f"({corpus.val_start - train_from:,} training, "
                 + (f"{judged_to - judged_from:,} selection, " if algo.selection_share else "")
@@ -316,43 +286,81 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         logger.info(f"planned {epochs} epochs for max_seconds={algo.max_seconds:g}: "
                     f"{plan['chars_per_second']:,} characters/s of training, "
                     f"{plan['eval_seconds']:.1f}s per evaluation, timed in {plan['seconds']:.0f}s")
-    for epoch in range(start_epoch + 1, epochs + 1):
-        seconds_left = None if algo.max_seconds is None else algo.max_seconds - elapsed
-        lstm_state, out_of_time = train_epoch(
-            model, optimizer, scheduler, sampler, position, lstm_state, algo, autocast,
-            seconds_left, lambda batch, epoch=epoch: run.stop_requested(f"batch {batch} of epoch {epoch}"))
-        if run.stopped:  # inside the epoch: the position is saved with the rest
-            save("last", epoch - 1)
+    for epoch in range(loop.epoch + 1, epochs + 1):
+        seconds_left = None if algo.max_seconds is None else algo.max_seconds - loop.train_seconds
+        out_of_time = train_epoch(
+            model, optimizer, scheduler, sampler, position, algo, autocast, seconds_left,
+            lambda batch, epoch=epoch: run.stop_requested(f"batch {batch} of epoch {epoch}"))
+        if run.stopped:  # inside the epoch: the final save keeps the position
             break
         counts = {"batches": position.done, **position.finish()}
-        step += counts["batches"]
-        train_time = counts["seconds"]
-        step_time += train_time
         t0 = time.perf_counter()
-        val, samples = validate(model)
-        run.check_finite(val + counts["loss_sum"], f"epoch {epoch} (step {step})")
-        elapsed += train_time + time.perf_counter() - t0
-        record = {"epoch": epoch, "step": step, "loss": counts["loss_sum"] / counts["batches"],
-                  "val_loss": val, "val_bpc": val / math.log(2),
-                  "chars_per_second": counts["chars"] / train_time,
-                  "examples_per_second": counts["examples"] / train_time,
-                  "lr": scheduler.get_last_lr()[0], "train_seconds": round(elapsed, 2),
-                  "step_seconds": round(step_time, 2)}
-        history.append(record)
+        val, samples = validate(model, epoch)
+        run.check_finite(val + counts["loss_sum"], f"epoch {epoch} (step {loop.step})")
+        loop.epoch, loop.step = epoch, loop.step + counts["batches"]
+        loop.step_seconds += counts["seconds"]
+        loop.train_seconds += counts["seconds"] + time.perf_counter() - t0
+        record = epoch_record(loop, counts, val, scheduler.get_last_lr()[0])
+        loop.history.append(record)
         run.progress(epoch, record)
         log_epoch(logger, record, sample_table(seed_text, samples))
-        if val < best:
-            best = val
-            save("best", epoch)
-        save("last", epoch)
+        if val < loop.best_val_loss:
+            loop.best_val_loss = val
+            run.save("best")
+        run.save("last")
         if out_of_time:
             break
+    return finish(run, loop, model, ids, corpus, split, epochs, autocast)
 
+
+def text_split(corpus, n: int, algo) -> tuple[int, int, int]:
+    """The text the run evaluates on while training, ids[judged_from:judged_to], and the
+    text it trains on, ids[train_from:corpus.val_start]: with a selection share, the
+    selection text is carved from the training text's start (`selection_chars`)."""
+    if algo.selection_share is None:
+        return corpus.val_start, n, 0
+    judged_to = selection_chars(corpus.val_start, algo.selection_share)
+    return 0, judged_to, judged_to
+
+
+def plan_or_resume(run: Run, corpus, plan_now) -> tuple[dict | None, int]:
+    """The plan that sizes the epochs to max_seconds (algo.epochs=null) and the epochs to
+    run: a resume keeps the plan its run started with, on the same characters."""
+    algo = run.cfg.algo
+    if run.resumed:
+        plan = run.meta.get("plan")
+        if run.meta["chars"] != corpus.chars:
+            raise UserError(f"{run.cfg.resume} was trained on another character set; resume it "
+                            "with its own data settings")
+    else:
+        plan = plan_now() if algo.epochs is None else None
+    epochs = plan["epochs"] if plan and algo.epochs is None else algo.epochs
+    if epochs is None:
+        raise UserError(f"{run.cfg.resume} holds no plan of its epochs (an older rlgen wrote it); "
+                        "resume it with algo.epochs=N")
+    return plan, epochs
+
+
+def epoch_record(loop, counts: dict, val: float, lr: float) -> dict:
+    return {"epoch": loop.epoch, "step": loop.step, "loss": counts["loss_sum"] / counts["batches"],
+            "val_loss": val, "val_bpc": val / math.log(2),
+            "chars_per_second": counts["chars"] / counts["seconds"],
+            "examples_per_second": counts["examples"] / counts["seconds"],
+            "lr": lr, "train_seconds": round(loop.train_seconds, 2),
+            "step_seconds": round(loop.step_seconds, 2)}
+
+
+def finish(run: Run, loop, model, ids, corpus, split: tuple, epochs: int, autocast) -> dict:
+    """metrics.json: the best validation loss (with a selection text: of the kept weights,
+    measured once on the validation text)."""
+    cfg, algo, history, best, elapsed = run.cfg, run.cfg.algo, loop.history, loop.best_val_loss, \
+        loop.train_seconds
+    judged_from, judged_to, train_from = split
     last = history[-1] if history else {}
-    metrics = {"device": str(device), "corpus": corpus.name,
+    metrics = {"device": str(run.device), "corpus": corpus.name,
                "train_chars": corpus.val_start - train_from, "val_chars": len(corpus.val_text),
-               "vocab_size": len(corpus.chars), "epochs": last.get("epoch", 0), "steps": step,
-               "planned_epochs": epochs, "plan": plan,
+               "vocab_size": len(corpus.chars), "epochs": last.get("epoch", 0), "steps": loop.step,
+               "planned_epochs": epochs, "plan": loop.plan,
                "final_val_loss": last.get("val_loss"), "best_val_loss": best if history else None,
                "train_seconds": round(elapsed, 2), "history": history}
     if algo.selection_share is not None and history:
@@ -391,7 +399,7 @@ def selection_chars(val_start: int, share: float) -> int:
 def heldout_loss(run, model, ids, corpus, algo, autocast) -> float:
     """The validation loss of the kept (best-by-selection) weights, the run's one look at
     the validation text."""
-    model.load_state_dict(load_checkpoint(run.checkpoints / "best.pt")["state"]["model"])
+    load_weights(model, load_checkpoint(run.checkpoints / "best.pt"), "model")
     return validation_loss(model, ids, corpus.val_start, algo, autocast)
 
 

@@ -188,28 +188,14 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     optimizer = instantiate(algo.optimizer)(model.parameters(), lr=algo.lr)
     shuffle_rng = make_generator(cfg.seed + 1, device)
     noise_rng = make_generator(cfg.seed + 2, device)
-    start, step, best, history, elapsed = 0, 0, math.inf, [], 0.0
+    loop = run.keep({"epoch": 0, "step": 0, "best_test_loss": math.inf, "history": [],
+                     "train_seconds": 0.0, "dataset": data.name, "classes": data.classes},
+                    model=model, optimizer=optimizer, shuffle_rng=shuffle_rng, noise_rng=noise_rng)
     position = run.epoch_position(shuffle_rng)
-    if run.resumed:
-        model.load_state_dict(run.state["model"])
-        optimizer.load_state_dict(run.state["optimizer"])
-        shuffle_rng.set_state(run.state["shuffle_rng"])
-        noise_rng.set_state(run.state["noise_rng"])
-        run.restore_random_streams()
-        start, step, best = run.meta["epoch"], run.meta["step"], run.meta["best_test_loss"]
-        history, elapsed = run.meta["history"], run.meta["train_seconds"]
-
-    def save(name: str, epoch: int) -> None:
-        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "shuffle_rng": shuffle_rng.get_state(), "noise_rng": noise_rng.get_state()}
-        run.save(name, state, {"epoch": epoch, "step": step, "best_test_loss": best,
-                               "history": history, "train_seconds": elapsed,
-                               "dataset": data.name, "classes": data.classes})
-
-    logger = run.open_logger(algo.epochs, "epoch", done=start, logged_to=step)
+    logger = run.open_logger(algo.epochs, "epoch", done=loop.epoch, logged_to=loop.step)
     logger.info(f"training {cfg.name} on {device}: {data.name}, {len(train_x)} training and "
                 f"{len(test_x)} test images; run dir {run_dir}")
-    for epoch in range(start + 1, algo.epochs + 1):
+    for epoch in range(loop.epoch + 1, algo.epochs + 1):
         order = position.draw_order(
             lambda: torch.randperm(len(train_x), generator=shuffle_rng, device=device))
         for index in position.remaining(order.split(algo.batch_size)):
@@ -219,35 +205,39 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            step += 1
+            loop.step += 1
             value = loss.item()
             position.add(loss=value * len(index))
-            logger.writer.add_scalar("loss", value, step)
+            logger.writer.add_scalar("loss", value, loop.step)
             if run.stop_requested(f"batch {position.done} of epoch {epoch}"):
                 break
-        if run.stopped:  # inside the epoch: the position is saved with the rest
-            save("last", epoch - 1)
+        if run.stopped:  # inside the epoch: the final save keeps the position
             break
         sums = position.finish()
-        loss_sum, seconds = sums["loss"], sums["seconds"]
         test = test_terms(model, test_x, algo.likelihood, cfg.seed)
-        elapsed += seconds
-        record = {"epoch": epoch, "step": step, "loss": loss_sum / len(train_x),
+        loop.epoch, loop.train_seconds = epoch, loop.train_seconds + sums["seconds"]
+        record = {"epoch": epoch, "step": loop.step, "loss": sums["loss"] / len(train_x),
                   "test_loss": test["loss"], "test_reconstruction": test["reconstruction"],
-                  "test_kl": test["kl"], "images_per_second": len(train_x) / seconds,
-                  "train_seconds": round(elapsed, 2)}
-        run.check_finite(record["loss"] + record["test_loss"], f"epoch {epoch} (step {step})")
-        history.append(record)
+                  "test_kl": test["kl"], "images_per_second": len(train_x) / sums["seconds"],
+                  "train_seconds": round(loop.train_seconds, 2)}
+        run.check_finite(record["loss"] + record["test_loss"], f"epoch {epoch} (step {loop.step})")
+        loop.history.append(record)
         run.progress(epoch, record)
         log_epoch(logger, record, model, test_x[:10])
-        if test["loss"] < best:
-            best = test["loss"]
-            save("best", epoch)
-        save("last", epoch)
+        if test["loss"] < loop.best_test_loss:
+            loop.best_test_loss = test["loss"]
+            run.save("best")
+        run.save("last")
+    return finish(run, loop, data, algo)
 
+
+def finish(run: Run, loop, data: ImageData, algo) -> dict:
+    """metrics.json: the last epoch's losses and the best held-out loss."""
+    history, cfg, elapsed, best = loop.history, run.cfg, loop.train_seconds, loop.best_test_loss
     last = history[-1] if history else {}
-    metrics = {"device": str(device), "dataset": data.name, "train_images": len(train_x),
-               "test_images": len(test_x), "likelihood": algo.likelihood,
+    metrics = {"device": str(run.device), "dataset": data.name,
+               "train_images": len(data.train_images), "test_images": len(data.test_images),
+               "likelihood": algo.likelihood,
                "epochs": last.get("epoch", 0), "final_loss": last.get("loss"),
                "final_test_loss": last.get("test_loss"),
                "final_test_reconstruction": last.get("test_reconstruction"),

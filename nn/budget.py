@@ -32,6 +32,17 @@ def measure_pace(step: Callable[[], int], seconds: float, warmup: int = 1,
     return pace
 
 
+def seconds_of(work: Callable[[], object]) -> float:
+    """Seconds one call of `work()` takes (an evaluation, say), the global random streams
+    left as they were."""
+    rng = global_rng_state()
+    began = time.perf_counter()
+    work()
+    seconds = time.perf_counter() - began
+    set_global_rng_state(rng)
+    return seconds
+
+
 def plan(pace: float, max_seconds: float, spent: float, share: float, minimum: int = 1) -> int:
     """Units that fill `share` of the budget left after `spent` seconds at `pace` units/s
     (the rest is slack for evaluations and changes of pace)."""

@@ -65,13 +65,19 @@ def plain(node: DictConfig) -> Any:
 
 
 def import_trainer(name: str):
-    """The module that trains/evaluates/watches an experiment, e.g. `rl.reinforce`."""
+    """The module that trains/evaluates/watches an experiment, e.g. `rl.reinforce`. A
+    trainer whose read-back tools (evaluate, generate, export, their *Args) live in a
+    module of their own names it as `TOOLS`; the two are then seen as one."""
     if not TRAINER_PATTERN.match(str(name)):
         raise UserError(f"trainer={name!r} is not a module of rl/ or generative/")
     try:
-        return importlib.import_module(name)
+        trainer = importlib.import_module(name)
     except ModuleNotFoundError as err:
         raise UserError(f"trainer module {name!r} does not exist in this rlgen") from err
+    if not hasattr(trainer, "TOOLS"):
+        return trainer
+    tools = importlib.import_module(trainer.TOOLS)
+    return SimpleNamespace(**{**vars(tools), **vars(trainer)})
 
 
 def _suggest(key: str, options) -> str:

@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nn.errors import UserError
+
 PRECISIONS = ("none", "fp16", "int8")
 # the output error allowed, as a relative root-mean-square error |onnx - torch| / |torch|
 # over all the check's outputs: float32 differs only by the order of its sums; 16- and
@@ -172,8 +174,17 @@ class OnnxNetwork:
         options = onnxruntime.SessionOptions()
         if threads is not None:  # e.g. as many as torch uses, to compare the two fairly
             options.intra_op_num_threads = options.inter_op_num_threads = threads
-        self.session = onnxruntime.InferenceSession(str(path), options,
-                                                    providers=["CPUExecutionProvider"])
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"{path} is missing from the export; export the run again "
+                            "(rlgen-export run=RUN_DIR)")
+        try:
+            self.session = onnxruntime.InferenceSession(str(path), options,
+                                                        providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime's errors: several lines, several types
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:120]
+            raise UserError(f"{path} is not a readable ONNX model ({reason}); export the run "
+                            "again (rlgen-export run=RUN_DIR)") from err
         self.inputs = [i.name for i in self.session.get_inputs()]
 
     def __call__(self, *tensors: torch.Tensor):
@@ -194,8 +205,6 @@ def read_export(folder: Path) -> dict:
     """An export folder in the shape of a checkpoint's payload (experiment, trainer,
     config, meta), with `export` naming the folder; None if `folder` holds no export."""
     import json
-
-    from nn.errors import UserError
 
     manifest = Path(folder) / "manifest.json"
     if not manifest.is_file():

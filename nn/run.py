@@ -1,21 +1,26 @@
-"""One training run from start to end: what every trainer opens first and closes last.
+"""One training run from start to end: what every trainer opens first and closes last,
+and everything the run saves and restores.
 
-    run = Run(cfg, run_dir)                  # device picked, seeds set, resume payload read
-    if run.resumed: ...                       # the trainer restores its own objects,
-        run.restore_random_streams()          # then the random streams the run seeded
-    logger = run.open_logger(total, unit)    # TensorBoard, progress bar, train.log
-    for ...:                                 # a step, or a batch of an epoch
+    run = Run(cfg, run_dir)                   # device picked, seeds set, resume payload read
+    ...build the networks, optimizers, envs, data...
+    loop = run.keep(Counters(epoch=0, ...),   # register once what a checkpoint holds: on
+                    model=model, optimizer=optimizer, sampler=sampler)   # resume each is
+                                              # restored here, then every random stream
+    position = run.epoch_position(rng)        # epoch-based trainers: where inside an epoch
+    logger = run.open_logger(total, unit)     # TensorBoard, progress bar, train.log
+    for ...:                                  # a step, or a batch of an epoch
         ...
-        run.save("last", state, meta)        # experiment, trainer, config, RNGs added here
+        run.save("last")                      # every part and counter, atomically
         if run.stop_requested(f"batch {b} of epoch {epoch}"):
             break
-    return run.finish(metrics, hparams, summary)
+    return run.finish(metrics, hparams, summary)   # saves "last" once more, writes metrics
 
-Epoch-based trainers also take `run.epoch_position(generator)` (nn/epochs.py), which
-the run restores on resume and saves with every checkpoint, so a stop between two
-batches loses nothing. The run owns the run dir, the device and the seeding, the
-logger, checkpoint writing, the graceful-stop signal and `metrics.json` with its
-`status`; the trainer keeps its algorithm and its loop. No callbacks: every call above
+A part is anything with `state_dict`/`load_state_dict` (modules, optimizers, schedulers,
+grad scalers, replay memories, batched envs, `EpochPosition`), a `torch.Generator`, or a
+tensor restored in place. Counters are the loop's plain values (an object whose
+attributes are ints, floats, strings, lists and dicts; tensors among them are saved with
+the parts). No trainer restores an optimizer, a random stream or a loop counter by hand;
+`tests/test_contracts.py` checks that over the sources. No callbacks: every call above
 is written out in the trainer, top to bottom.
 """
 
@@ -23,12 +28,13 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from nn.checkpoint import resume_payload, save_checkpoint
+from nn.checkpoint import load_weights, resume_payload, save_checkpoint
 from nn.device import select_device
 from nn.epochs import EpochPosition
 from nn.errors import UserError
@@ -38,6 +44,17 @@ from nn.schema import at_least, check_ranges
 from nn.seeding import random_streams, seed_everything, set_random_streams
 
 FINISHED, STOPPED = "finished", "stopped"
+# a counter with no default: a resumed checkpoint must hold it
+MISSING_COUNTER = "<missing>"
+
+
+def part_state(part: Any) -> Any:
+    """What a checkpoint holds of one part of a run (see `Run.keep`)."""
+    if isinstance(part, torch.Generator):
+        return part.get_state()
+    if isinstance(part, torch.Tensor):
+        return part.detach().clone()
+    return part.state_dict()
 
 
 @dataclass
@@ -84,6 +101,8 @@ class Run:
         self.position: EpochPosition | None = None  # epoch-based trainers: `epoch_position`
         self._stop = GracefulStop.install(self.dir)
         self.stopped: str | None = None  # the stop message, once a signal stopped the run
+        self.parts: dict[str, Any] = {}  # what checkpoints hold (`keep`)
+        self.counters: Any = SimpleNamespace()
 
     @property
     def state(self) -> dict:
@@ -110,30 +129,76 @@ class Run:
         with open(self.dir / "progress.jsonl", "a") as out:
             out.write(json.dumps({"step": step, **record}) + "\n")
 
+    def keep(self, counters: Any = None, **parts: Any) -> Any:
+        """Register what this run's checkpoints hold: `parts` by name (the names the read-back
+        tools load, such as "policy" or "model") and the loop's `counters` (a dataclass or
+        SimpleNamespace; a dict becomes a SimpleNamespace). On resume every part and
+        counter is restored here from the `last` checkpoint, then every random stream the
+        run seeded (building networks draws from torch's, so call this once they are all
+        built). Returns the counters, which the loop then updates in place."""
+        if isinstance(counters, dict):
+            counters = SimpleNamespace(**counters)
+        self.parts.update(parts)
+        self.counters = counters if counters is not None else SimpleNamespace()
+        if self.resumed:
+            for name, part in self.parts.items():
+                self._restore(name, part)
+            saved = self.meta.get("counters", self.meta)
+            tensors = self.state.get("counters", {})
+            for name, default in vars(self.counters).items():
+                if name in tensors:
+                    setattr(self.counters, name, tensors[name].to(self.device))
+                elif name in saved:
+                    setattr(self.counters, name, saved[name])
+                elif default is MISSING_COUNTER:
+                    raise UserError(f"{self.cfg.resume} holds no {name!r} (an older rlgen wrote "
+                                    "it); start a new run")
+            state = self.state
+            set_random_streams(state["random_streams"] if "random_streams" in state
+                               else state["torch_rng"])  # a checkpoint from before they all were
+        return self.counters
+
+    def _restore(self, name: str, part: Any) -> None:
+        state = self.state
+        if name not in state:
+            raise UserError(f"{self.cfg.resume} holds no {name!r} to resume from (an older rlgen "
+                            "or other settings wrote it); start a new run")
+        try:
+            if isinstance(part, torch.nn.Module):
+                load_weights(part, self.resumed, name)
+            elif isinstance(part, torch.Generator):
+                part.set_state(state[name])
+            elif isinstance(part, torch.Tensor):
+                part.copy_(state[name])
+            else:
+                part.load_state_dict(state[name])
+        except (KeyError, ValueError, RuntimeError, IndexError) as err:
+            raise UserError(f"{self.cfg.resume}'s {name!r} does not fit this run's settings "
+                            f"({str(err).splitlines()[0][:100]}); resume with the run's own "
+                            "settings or start a new run") from err
+
     def epoch_position(self, generator: torch.Generator | None) -> EpochPosition:
         """Where the run stands inside its epochs (nn/epochs.py), `generator` drawing each
-        epoch's order: as the resumed checkpoint left it, and saved with every checkpoint."""
+        epoch's order: a part of the run, as the resumed checkpoint left it."""
         self.position = EpochPosition(generator)
         if self.resumed and "position" in self.state:
             self.position.load_state_dict(self.state["position"])
+        self.parts["position"] = self.position
         return self.position
 
-    def save(self, name: str, state: dict[str, Any], meta: dict[str, Any]) -> None:
-        """checkpoints/<name>.pt, atomically: `state` (tensors) and `meta` (plain values)
-        with the experiment, trainer and config, every random stream the run seeded and
-        its position inside the epoch."""
-        state = {**state, "random_streams": random_streams()}
-        if self.position is not None:
-            state["position"] = self.position.state_dict()
+    def save(self, name: str, only: tuple[str, ...] | None = None, **meta: Any) -> None:
+        """checkpoints/<name>.pt, atomically: every kept part (or those named in `only`),
+        the counters, every random stream the run seeded, the experiment, trainer and
+        config, and `meta` besides (plain values the read-back tools show)."""
+        state = {name: part_state(part) for name, part in self.parts.items()
+                 if only is None or name in only}
+        counters = vars(self.counters)
+        state["counters"] = {k: v for k, v in counters.items() if isinstance(v, torch.Tensor)}
+        plain = {k: v for k, v in counters.items() if not isinstance(v, torch.Tensor)}
+        state["random_streams"] = random_streams()
         save_checkpoint(self.checkpoints / f"{name}.pt", experiment=self.cfg.name,
-                        trainer=self.cfg.trainer, config=self.config, state=state, meta=meta)
-
-    def restore_random_streams(self) -> None:
-        """Every random stream this run seeded, as the resumed checkpoint saved it. The
-        trainer calls it once its networks are built (building them draws from torch's)."""
-        state = self.state
-        set_random_streams(state["random_streams"] if "random_streams" in state
-                           else state["torch_rng"])  # a checkpoint from before they all were
+                        trainer=self.cfg.trainer, config=self.config, state=state,
+                        meta={**plain, **meta})
 
     def stop_requested(self, where: str) -> bool:
         """Whether a stop signal came; the trainer then saves and leaves its loop."""
@@ -151,6 +216,8 @@ class Run:
         """Restore the signal handlers, write metrics.json (with `status`) and the HParams
         summary, print the one summary line (or, after a signal, how to resume)."""
         self._stop.restore()
+        if self.parts:  # the final save: where the loop ended, a signal's stop included
+            self.save("last")
         metrics = {"experiment": self.cfg.name, "seed": self.cfg.seed, **metrics,
                    "status": STOPPED if self.stopped else FINISHED}
         self.logger.finish(metrics, hparams, summary=f"{summary}; run dir {self.dir}",

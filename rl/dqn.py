@@ -31,14 +31,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from envs.gymnasium_env import is_gymnasium
-from nn.checkpoint import load_weights
 from nn.config import instantiate, plain
 from nn.device import maybe_compile, mixed_precision, select_device
 from nn.errors import UserError
 from nn.export import Network
+from nn.memory import build_network
 from nn.run import Run
 from nn.schema import above, at_least, between, one_of, shares
 from nn.seeding import make_generator
@@ -46,16 +47,24 @@ from rl.dqn_bookkeeping import (
     Clock,
     GameStats,
     LoopState,
+    epsilon_ladder,
     evaluate_greedily,
     finish,
     finished_by_rule,
     keep_best,
     keep_best_eval,
+    linear_decay,
     log_games,
     log_video,
+    make_choose,
+    make_memory,
+    new_games,
     plan_by_budget,
+    planned,
     replan,
     replan_due,
+    set_training,
+    size_schedules,
 )
 from rl.play import (
     EvalArgs,
@@ -66,18 +75,6 @@ from rl.play import (
     rebuild_agent,
     sample_observations,
     watch_agent,
-)
-from rl.q_learning import (
-    act,
-    build_q_network,
-    epsilon_ladder,
-    learn,
-    linear_decay,
-    make_choose,
-    make_memory,
-    size_schedules,
-    store,
-    sync,
 )
 from rl.replay import NStepWindow, check_memory_fits
 
@@ -182,6 +179,123 @@ def check_config(cfg: DictConfig) -> None:
     env.close()
 
 
+def build_q_network(cfg, env) -> torch.nn.Module:
+    return build_network(cfg.model, in_shape=list(env.observation_space.shape),
+                         out_features=int(env.action_space.n))
+
+
+@torch.no_grad()
+def act(q_network, obs, epsilon, generator, num_actions: int) -> torch.Tensor:
+    """Epsilon-greedy: a random action with probability epsilon (one for all games, or a
+    tensor with one per game), else the best Q. On the CPU, where asking costs no device
+    sync, the network is not run when every game explores and no random action is drawn
+    when none does: an acting step is a handful of small operations, and each counts."""
+    n = obs.shape[0]
+    explore = torch.rand(n, generator=generator, device=obs.device) < epsilon
+    on_cpu = obs.device.type == "cpu"
+    if on_cpu and bool(explore.all()):
+        return torch.randint(num_actions, (n,), generator=generator, device=obs.device)
+    set_training(q_network, False)
+    greedy = q_network(obs).argmax(1)
+    if on_cpu and not bool(explore.any()):
+        return greedy
+    random = torch.randint(num_actions, (n,), generator=generator, device=obs.device)
+    return torch.where(explore, random, greedy)
+
+
+def td_loss(online, batch: dict, double_dqn: bool, loss: str):
+    """Loss between Q_online(s, a) and the TD target y = r + discount * Q_target(s', a*).
+    With n-step returns the n-step window stored r as the rewards of n steps, discounted
+    and cut at the game's end, s' as the observation n steps on and discount as gamma^n
+    (0 when the game failed within them). a* is the target net's best action at s', or
+    with Double DQN the online net's (the target net then only values it).
+    batch["next_q"] holds the target net's values at s' (see `training_batches`),
+    batch["weights"], when there, each transition's importance weight (prioritized
+    replay). Returns the loss, the Q values taken (detached) and y: their difference is
+    the TD error."""
+    set_training(online, True)  # as the original: batch statistics and dropout for the taken Q
+    q_taken = online(batch["obs"]).float().gather(1, batch["actions"][:, None]).squeeze(1)
+    with torch.no_grad():
+        next_q = batch["next_q"]
+        if double_dqn:
+            set_training(online, False)
+            best = online(batch["next_obs"]).argmax(1, keepdim=True)
+            set_training(online, True)
+            next_value = next_q.gather(1, best).squeeze(1)
+        else:
+            next_value = next_q.max(1).values
+        y = batch["rewards"] + batch["discounts"] * next_value
+    losses = {"mse": F.mse_loss, "huber": F.smooth_l1_loss}
+    if loss not in losses:
+        raise UserError(f"algo.loss={loss!r} is not mse or huber")
+    if "weights" in batch:
+        value = (losses[loss](q_taken, y, reduction="none") * batch["weights"]).mean()
+    else:
+        value = losses[loss](q_taken, y)
+    return value, q_taken.detach(), y
+
+
+@torch.no_grad()
+def training_batches(memory, target, updates: int, algo, generator, autocast,
+                     mirrored=None, beta: float | None = None) -> list[dict]:
+    """The batches of the next `updates` updates, drawn at once. The target net does not
+    change between syncs, which come after the updates, so its values at s' are computed
+    for all of them in one forward pass (RL Zoo's cart-pole: 128 updates between syncs).
+    With `mirrored` (the env's mirror symmetry), each transition is replaced by its
+    mirror image with probability one half. `beta`: prioritized replay's exponent of the
+    importance weights."""
+    batch = memory.sample(algo.batch_size, generator, algo.sample_without_replacement, updates,
+                          beta)
+    if mirrored is not None:
+        flip = torch.rand(batch["actions"].shape[0], generator=generator,
+                          device=batch["actions"].device) < 0.5
+        obs, actions = mirrored(batch["obs"], batch["actions"])
+        next_obs, _ = mirrored(batch["next_obs"], batch["actions"])
+        shape = (-1, *[1] * (obs.dim() - 1))
+        batch["obs"] = torch.where(flip.view(shape), obs, batch["obs"])
+        batch["next_obs"] = torch.where(flip.view(shape), next_obs, batch["next_obs"])
+        batch["actions"] = torch.where(flip, actions, batch["actions"])
+    with autocast:
+        batch["next_q"] = target(batch["next_obs"]).float()
+    parts = {name: value.split(algo.batch_size) for name, value in batch.items()}
+    return [{name: parts[name][k] for name in parts} for k in range(updates)]
+
+
+def learn(online, target, optimizer, memory, algo, frame: int, updates: int, generator,
+          autocast, mirrored) -> tuple[torch.Tensor, torch.Tensor]:
+    """`updates` gradient steps on batches from the replay memory; the last loss and
+    mean Q taken."""
+    if algo.lr_final is not None:
+        for group in optimizer.param_groups:
+            group["lr"] = linear_decay(frame, algo.lr, algo.lr_final, algo.lr_decay_frames)
+    beta = linear_decay(frame, algo.priority_beta_init, 1.0,
+                        algo.priority_beta_frames) if algo.prioritized else None
+    parameters = list(online.parameters())
+    for batch in training_batches(memory, target, updates, algo, generator, autocast,
+                                  mirrored, beta):
+        with autocast:
+            loss, q_taken, y = td_loss(online, batch, algo.double_dqn, algo.loss)
+        if algo.prioritized:
+            memory.update_priorities(batch["index"], y - q_taken)
+        for parameter in parameters:  # optimizer.zero_grad(set_to_none=True), without
+            parameter.grad = None      # its per-call wrappers (a few % of an update here)
+        loss.backward()
+        if algo.max_grad_norm is not None:
+            clip_grad_norm(parameters, algo.max_grad_norm)
+        optimizer.step()
+    return loss, q_taken.mean()
+
+
+def clip_grad_norm(parameters: list, max_norm: float) -> None:
+    """torch.nn.utils.clip_grad_norm_ (scale all gradients so that their joint norm is at
+    most max_norm) for one network's parameters on one device and dtype: torch's version
+    first sorts the gradients by device and dtype, which on the CPU took as long as the
+    Adam step itself in RL Zoo's cart-pole updates."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    torch._foreach_mul_(grads, (max_norm / (total + 1e-6)).clamp_(max=1.0))
+
+
 def train(cfg: DictConfig, run_dir: Path) -> dict:
     algo = plain(cfg.algo)
     check_config(cfg)
@@ -190,78 +304,62 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     env = instantiate(cfg.env)
     envs = env.batched(algo.num_envs, device, seed=cfg.seed)
     online = build_q_network(cfg, env).to(device)
-    if algo.target_init == "random":  # the original's: own random weights until the first sync
-        target = build_q_network(cfg, env).to(device)
-    else:
-        target = copy.deepcopy(online)
-    target.eval()
+    # the original's target net has its own random weights until the first sync
+    target = (build_q_network(cfg, env).to(device) if algo.target_init == "random"
+              else copy.deepcopy(online)).eval()
     optimizer = instantiate(algo.optimizer)(online.parameters(), lr=algo.lr)
     memory = make_memory(algo, env, envs, device)
-    window = NStepWindow(algo.n_step, algo.gamma)
+    window = NStepWindow(algo.n_step, algo.gamma, device)  # n-step returns into the memory
     generator = make_generator(cfg.seed + 1, device)
     autocast = mixed_precision(device, cfg.bf16)
-    mirrored = env.mirrored if algo.mirror else None
-    obs = envs.reset()
     stats = GameStats(envs.counters, algo.num_envs, device,
                       flush_every=1 if device.type == "cpu" else 32)
-    loss = q_mean = torch.zeros((), device=device)
-    loop = LoopState()
-    if run.resumed:
-        obs, loss, q_mean = restore(run, online, target, optimizer, memory, window, envs,
-                                    stats, generator, device)
-        vars(loop).update(run.meta["loop"])
-    maybe_compile(online, cfg.compile)
-    maybe_compile(target, cfg.compile)
+    loop = run.keep(LoopState(obs=envs.reset()), q_network=online,
+                    target=target, optimizer=optimizer, memory=memory, window=window,
+                    envs=envs, stats=stats, sampler_rng=generator)
+    if run.resumed and not envs.restores_games:  # a gymnasium env's games are not saved
+        loop.obs = new_games(envs, window, stats)
+    for net in (online, target):
+        maybe_compile(net, cfg.compile)
     if algo.max_frames is None and loop.planned_frames is None:
-        plan_by_budget(cfg, env, online, target, loop, autocast)
+        plan_by_budget(cfg, env, online, target, loop, autocast, act, learn)
     size_schedules(algo, algo.max_frames or loop.planned_frames)
-
-    def save_everything() -> None:
-        """`last`: the weights and everything else the loop holds, so resume goes on
-        exactly as if never stopped."""
-        state = {"q_network": online.state_dict(), "target": target.state_dict(),
-                 "optimizer": optimizer.state_dict(), "memory": memory.state_dict(),
-                 "window": window.state_dict(), "envs": envs.state_dict(), "obs": obs,
-                 "stats": stats.state_dict(), "loss": loss, "q_mean": q_mean,
-                 "sampler_rng": generator.get_state()}
-        run.save("last", state, {"frame": loop.frame, "games": stats.games,
-                                 "cumulativeReward100": loop.best, "loop": vars(loop)})
-
     logger = run.open_logger(algo.max_frames, "frame", done=loop.frame)
-    planned = (f" (planned for {algo.max_seconds:.0f} s at the {loop.planned_pace:.0f} "
-               f"frames/s timed at the start)" if loop.planned_frames == algo.max_frames else "")
-    logger.info(f"training {cfg.name} on {device}: {algo.num_envs} games in parallel, "
-                f"up to {algo.max_frames} frames{planned}; run dir {run_dir}")
-    clock = Clock(loop)
-    ladder = epsilon_ladder(algo, device)
-    synced_at = -1  # loop.updates at the last sync
-    num_actions = int(env.action_space.n)
+    logger.info(f"training {cfg.name} on {device}: {algo.num_envs} games in parallel, up to "
+                f"{algo.max_frames} frames{planned(loop, algo)}; run dir {run_dir}")
+    clock, ladder, synced_at = Clock(loop), epsilon_ladder(algo, device), -1
     while loop.frame < algo.max_frames:
+        # act: epsilon-greedy on every game at once
         epsilon = linear_decay(loop.frame, algo.epsilon_init, algo.epsilon_final,
                                algo.epsilon_decay_frames)
         with autocast:
-            actions = act(online, obs, epsilon ** ladder, generator, num_actions)
+            actions = act(online, loop.obs, epsilon ** ladder, generator, int(env.action_space.n))
         next_obs, reward, terminated, truncated = envs.step(actions)
         ended = terminated | truncated
-        store(memory, window, obs, actions, reward, next_obs, terminated, ended)
+        # store: through the n-step window, which releases a transition n steps later
+        transition = window.push(loop.obs, actions, reward, next_obs, terminated, ended)
+        if transition is not None:
+            memory.add(*transition)
         loop.frame += algo.num_envs
         finished = stats.record(reward, ended, envs)
-        obs = envs.reset_done(ended)
+        loop.obs = envs.reset_done(ended)
+        # sample, TD target, update (`learn`); then the target net's sync
         if len(memory) >= algo.replay_warmup:
             updates = loop.updates_due(algo)
             if updates:
-                loss, q_mean = learn(online, target, optimizer, memory, algo, loop.frame,
-                                     updates, generator, autocast, mirrored)
+                loop.loss, loop.q_mean = learn(online, target, optimizer, memory, algo,
+                                               loop.frame, updates, generator, autocast,
+                                               env.mirrored if algo.mirror else None)
                 loop.updates += updates
             if loop.due(algo.sync_every_frames, "syncs") and synced_at != loop.updates:
-                sync(online, target)  # (a copy of unchanged weights would change nothing)
+                target.load_state_dict(online.state_dict())  # (unchanged weights: no copy)
                 synced_at = loop.updates
         if loop.due(algo.video_every_frames, "videos"):
             log_video(run, cfg, online, algo, loop.frame, device)
         if loop.due(algo.eval_every_frames, "evals"):
             record = evaluate_greedily(env, online, algo, cfg.seed, device, loop, clock, autocast)
             run.progress(loop.frame, record)
-            keep_best_eval(run, loop, record, online)
+            keep_best_eval(run, loop, record)
             if algo.stop_eval_return is not None and record["mean_return"] >= algo.stop_eval_return:
                 break
         loop.train_seconds = clock.seconds()
@@ -269,43 +367,15 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             logger.info(replan(loop, algo))
             logger.bar.total = algo.max_frames  # the progress bar runs to the new plan
         if finished:
-            means = log_games(run, loop, stats, algo, epsilon, loss, q_mean, clock)
-            keep_best(run, loop, stats, means, online)
+            means = log_games(run, loop, stats, algo, epsilon, loop.loss, loop.q_mean, clock)
+            keep_best(run, loop, stats, means)
             if finished_by_rule(loop, stats, means, algo):
                 break
         if run.stop_requested(f"frame {loop.frame}"):
             break
         if clock.checkpoint_due(algo.checkpoint_every_seconds):
-            save_everything()
-    save_everything()
-    if loop.best_frame is None:  # fewer than 100 games: the last weights are the best we have
-        run.save("best", {"q_network": online.state_dict()},
-                 {"frame": loop.frame, "cumulativeReward100": None, "games": stats.games})
+            run.save("last")  # the memory too: resume goes on as if never stopped
     return finish(run, loop, stats, device)
-
-
-def restore(run, online, target, optimizer, memory, window, envs, stats, generator, device):
-    """Everything `save_everything` wrote, back in place; the observations, last loss
-    and mean Q."""
-    state = run.state
-    if "memory" not in state or "stats" not in state:
-        raise UserError(f"{run.cfg.resume} holds no replay memory or game figures (an older "
-                        "rlgen wrote it); start a new run")
-    load_weights(online, run.resumed, "q_network")
-    load_weights(target, run.resumed, "target")
-    optimizer.load_state_dict(state["optimizer"])
-    memory.load_state_dict(state["memory"])
-    envs.load_state_dict(state["envs"])
-    stats.load_state_dict(state["stats"])
-    generator.set_state(state["sampler_rng"])
-    run.restore_random_streams()
-    if envs.restores_games:
-        window.load_state_dict(state["window"], device)
-        obs = state["obs"].to(device)
-    else:  # a gymnasium env's games in progress cannot be saved: new ones start
-        obs = envs.reset()
-        stats.game_return.zero_()
-    return obs, state["loss"].to(device), state["q_mean"].to(device)
 
 
 def load_q_network(payload: dict, device: torch.device):

@@ -1,12 +1,15 @@
-"""What a DQN run keeps besides its networks: the last 100 games' figures, the loop's
-counters and clock, the plan that sizes the run to its time budget, greedy evaluations,
-logging, and which checkpoint is kept as best. rl/dqn.py's loop calls these."""
+"""What a DQN run keeps besides its learning step: the schedules (epsilon, learning rate,
+priorities), the last 100 games' figures, the loop's counters and clock, the plan that
+sizes the run to its time budget, greedy evaluations, logging, and which checkpoint is
+kept as best. rl/dqn.py's loop calls these; the step itself (act, store, sample, the TD
+target, the update, the target sync) is written out there."""
 
 import copy
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 import torch
 
@@ -15,8 +18,63 @@ from nn.config import instantiate, plain
 from nn.run import Run
 from nn.seeding import make_generator
 from rl.play import log_game_video, mean_figures, play_batched
-from rl.q_learning import act, learn, make_choose, make_memory, set_training, size_schedules, store
-from rl.replay import NStepWindow
+from rl.replay import NStepWindow, PrioritizedReplayMemory, ReplayMemory
+
+
+def linear_decay(frame: int, init: float, final: float, decay_frames: int) -> float:
+    """Linear decay from init to final over decay_frames frames, then constant (epsilon,
+    and the learning rate where it decays)."""
+    if frame >= decay_frames:
+        return final
+    return init + (final - init) * frame / decay_frames
+
+
+def size_schedules(algo, max_frames: int) -> None:
+    """Fix the run's length and its schedules' lengths in frames: each share that is set
+    (exploration_fraction as SB3's, lr_decay_fraction, priority_beta_fraction) replaces the
+    schedule's frame count with that share of max_frames."""
+    algo.max_frames = max_frames
+    for share, frames in (("exploration_fraction", "epsilon_decay_frames"),
+                          ("lr_decay_fraction", "lr_decay_frames"),
+                          ("priority_beta_fraction", "priority_beta_frames")):
+        if getattr(algo, share) is not None:
+            setattr(algo, frames, round(getattr(algo, share) * max_frames))
+
+
+def epsilon_ladder(algo, device: torch.device) -> torch.Tensor | float:
+    """Exponents that spread exploration over the games (Ape-X, Horgan et al. 2018): game
+    i of N explores with epsilon^(1 + epsilon_ladder * i / (N - 1)), so some games play
+    almost greedily and reach the long-snake positions a single epsilon rarely lets a
+    game reach, while others explore. 1 (one epsilon for all) without a ladder."""
+    if not algo.epsilon_ladder or algo.num_envs == 1:
+        return 1.0
+    return 1 + algo.epsilon_ladder * torch.arange(algo.num_envs, device=device) / (algo.num_envs - 1)
+
+
+def set_training(module: torch.nn.Module, training: bool) -> None:
+    """module.train(training), skipped when already so (it walks every submodule)."""
+    if module.training != training:
+        module.train(training)
+
+
+def make_memory(algo, env, envs, device: torch.device) -> ReplayMemory:
+    shape = tuple(env.observation_space.shape)
+    if algo.prioritized:
+        return PrioritizedReplayMemory(algo.replay_size, shape, envs.observation_dtype, device,
+                                       algo.priority_alpha)
+    return ReplayMemory(algo.replay_size, shape, envs.observation_dtype, device)
+
+
+def make_choose(q_network, device: torch.device):
+    """The greedy move in one unbatched game (watching, videos)."""
+
+    @torch.no_grad()
+    def choose(env, obs):
+        q = q_network(torch.as_tensor(obs, dtype=torch.float32, device=device)[None])[0]
+        env.q_values = q.tolist()  # Snake shades them on the board
+        return int(q.argmax())
+
+    return choose
 
 
 class GameStats:
@@ -78,8 +136,8 @@ class GameStats:
 
 @dataclass
 class LoopState:
-    """The training loop's counters and records: with the tensors (nets, optimizer,
-    replay memory, games, random streams) all a resumed run needs."""
+    """The training loop's counters and records: with the parts the run keeps (nets,
+    optimizer, replay memory, games, random streams) all a resumed run needs."""
     frame: int = 0
     updates: int = 0
     pending_train: int = 0  # frames played since the last training step
@@ -99,6 +157,10 @@ class LoopState:
     plan_frame: int = 0  # where the latest plan was made: its frame and training seconds
     plan_seconds: float = 0.0
     replans: list = field(default_factory=list)  # each re-plan: when, the pace, the frames
+    # tensors, saved with the networks: the games' observations, the last loss and mean Q
+    obs: Any = None
+    loss: Any = None
+    q_mean: Any = None
 
     def updates_due(self, algo) -> int:
         """Gradient steps due after this step: `updates_per_train` every
@@ -141,20 +203,21 @@ class Clock:
         return True
 
 
-def plan_by_budget(cfg, env, online, target, loop: LoopState, autocast,
+def plan_by_budget(cfg, env, online, target, loop: LoopState, autocast, act, learn,
                    share: float = 0.9) -> None:
     """Size the run to its time budget on this machine: time the loop's steady pace (act,
     step, store, and learn at the recipe's replay ratio) for a few seconds on copies of
     the nets, a scratch memory of the recipe's size and scratch games, then plan the
     frames that fill `share` of what is left of algo.max_seconds (the rest for greedy
-    evaluations and pace changes). The timing counts as training time; random streams
-    are left as they were (nn/budget.py)."""
+    evaluations and pace changes). `act` and `learn` are the loop's own (rl/dqn.py). The
+    timing counts as training time; random streams are left as they were (nn/budget.py)."""
     algo, began = plain(cfg.algo), time.perf_counter()
     device = next(online.parameters()).device
     online, target = copy.deepcopy(online), copy.deepcopy(target)
     optimizer = instantiate(algo.optimizer)(online.parameters(), lr=algo.lr)
     envs = env.batched(algo.num_envs, device, seed=cfg.seed + 2)
-    memory, window = make_memory(algo, env, envs, device), NStepWindow(algo.n_step, algo.gamma)
+    memory = make_memory(algo, env, envs, device)
+    window = NStepWindow(algo.n_step, algo.gamma, device)
     # draws range over the whole memory, as they will for most of the run (a larger
     # memory costs more cache misses and a longer priority sum)
     memory.size = memory.capacity
@@ -170,7 +233,9 @@ def plan_by_budget(cfg, env, online, target, loop: LoopState, autocast,
             actions = act(online, obs, 0.5, generator, int(env.action_space.n))
         next_obs, reward, terminated, truncated = envs.step(actions)
         ended = terminated | truncated
-        store(memory, window, obs, actions, reward, next_obs, terminated, ended)
+        transition = window.push(obs, actions, reward, next_obs, terminated, ended)
+        if transition is not None:
+            memory.add(*transition)
         obs = envs.reset_done(ended)
         updates = scratch.updates_due(algo)
         if updates:
@@ -184,6 +249,22 @@ def plan_by_budget(cfg, env, online, target, loop: LoopState, autocast,
     loop.planned_pace = round(pace, 1)
     loop.planned_frames = budget.plan(pace, algo.max_seconds, loop.train_seconds, share,
                                minimum=algo.num_envs)
+
+
+def planned(loop: LoopState, algo) -> str:
+    """What the log says of a run sized to its time budget ("" for one given max_frames)."""
+    if loop.planned_frames != algo.max_frames:
+        return ""
+    return (f" (planned for {algo.max_seconds:.0f} s at the {loop.planned_pace:.0f} frames/s "
+            "timed at the start)")
+
+
+def new_games(envs, window: NStepWindow, stats: GameStats):
+    """Fresh games for a resumed run whose env cannot save its games in progress (a
+    gymnasium env's): the steps and returns of the old ones are dropped. The observations."""
+    window.clear()
+    stats.game_return.zero_()
+    return envs.reset()
 
 
 def replan_due(loop: LoopState, algo) -> bool:
@@ -270,22 +351,21 @@ def log_games(run: Run, loop: LoopState, stats: GameStats, algo, epsilon: float,
     return means
 
 
-def keep_best_eval(run: Run, loop: LoopState, record: dict, online) -> None:
+def keep_best_eval(run: Run, loop: LoopState, record: dict) -> None:
     """Log a greedy evaluation; checkpoints/best_eval: the weights at the best one."""
     run.logger.scalars(loop.frame, {f"eval/{key}": value for key, value in record.items()
                                 if key.startswith("mean_")})
     if loop.best_eval is None or record["mean_return"] > loop.best_eval:
         loop.best_eval = record["mean_return"]
-        run.save("best_eval", {"q_network": online.state_dict()}, record)
+        run.save("best_eval", only=("q_network",), **record)
 
 
-def keep_best(run: Run, loop: LoopState, stats: GameStats, means: dict, online) -> None:
+def keep_best(run: Run, loop: LoopState, stats: GameStats, means: dict) -> None:
     """checkpoints/best: the weights at the best cumulativeReward100 over 100 games."""
     mean_return = means["cumulativeReward100"]
     if stats.full and (loop.best is None or mean_return > loop.best):
         loop.best, loop.best_frame = mean_return, loop.frame
-        run.save("best", {"q_network": online.state_dict()},
-                 {"frame": loop.frame, "cumulativeReward100": mean_return, "games": stats.games})
+        run.save("best", only=("q_network",), cumulativeReward100=mean_return, games=stats.games)
 
 
 def finished_by_rule(loop: LoopState, stats: GameStats, means: dict, algo) -> bool:
@@ -298,6 +378,8 @@ def finished_by_rule(loop: LoopState, stats: GameStats, means: dict, algo) -> bo
 
 
 def finish(run: Run, loop: LoopState, stats: GameStats, device: torch.device) -> dict:
+    if loop.best_frame is None:  # fewer than 100 games: the last weights are the best we have
+        run.save("best", only=("q_network",), cumulativeReward100=None, games=stats.games)
     elapsed = loop.train_seconds
     means = stats.means()
     metrics = {

@@ -25,7 +25,6 @@ import torch.nn.functional as F
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from envs.gymnasium_env import is_gymnasium
-from nn.checkpoint import load_weights
 from nn.config import instantiate
 from nn.device import maybe_compile, mixed_precision, select_device
 from nn.errors import UserError
@@ -195,29 +194,15 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
 
     # the kept checkpoint is the iteration with the highest mean return: on cart-pole
     # longer games are better, on Acrobot or MountainCar (-1 a step) they are worse
-    start, best, history, elapsed = 0, -math.inf, [], 0.0
-    if run.resumed:
-        load_weights(policy, run.resumed, "policy")
-        optimizer.load_state_dict(run.state["optimizer"])
-        sampler.set_state(run.state["sampler_rng"])
-        envs.load_state_dict(run.state["envs"])
-        run.restore_random_streams()
-        # (a run saved before returns were kept starts its best afresh)
-        start, best = run.meta["iteration"], run.meta.get("best_mean_return", -math.inf)
-        history, elapsed = run.meta["history"], run.meta["train_seconds"]
-
-    def save(name: str, iteration: int) -> None:
-        state = {"policy": policy.state_dict(), "optimizer": optimizer.state_dict(),
-                 "sampler_rng": sampler.get_state(), "envs": envs.state_dict()}
-        run.save(name, state, {"iteration": iteration, "best_mean_return": best,
-                               "history": history, "train_seconds": elapsed})
-
+    loop = run.keep({"iteration": 0, "best_mean_return": -math.inf, "history": [],
+                     "train_seconds": 0.0},
+                    policy=policy, optimizer=optimizer, sampler_rng=sampler, envs=envs)
+    history = loop.history
     on_step = live_drawer(cfg) if cfg.render else None
-    logger = run.open_logger(algo.iterations, "it", done=start)
+    logger = run.open_logger(algo.iterations, "it", done=loop.iteration)
     logger.info(f"training {cfg.name} on {device}: {algo.iterations} iterations of "
                 f"{algo.games_per_iteration} games; run dir {run_dir}")
-    solved_at = next((h for h in history if h["mean_steps"] >= algo.target_mean_steps), None)
-    for iteration in range(start + 1, algo.iterations + 1):
+    for iteration in range(loop.iteration + 1, algo.iterations + 1):
         t0 = time.perf_counter()
         with autocast:
             batch = rollout(policy, envs, sampler, env.max_steps_per_game, on_step)
@@ -228,50 +213,50 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             torch.nn.utils.clip_grad_norm_(policy.parameters(), algo.max_grad_norm)
         optimizer.step()
         seconds = time.perf_counter() - t0
-        elapsed += seconds
-        record = iteration_record(iteration, batch, loss.item(), seconds, elapsed)
+        loop.iteration, loop.train_seconds = iteration, loop.train_seconds + seconds
+        record = iteration_record(iteration, batch, loss.item(), seconds, loop.train_seconds)
         run.check_finite(record["loss"], f"iteration {iteration}")
         history.append(record)
         run.progress(iteration, record)
-        logger.scalars(iteration, {k: record[k] for k in ("mean_steps", "max_steps", "mean_return",
-                                                          "steps_per_second", "loss")})
         if algo.video_every and iteration % algo.video_every == 0:
             log_game_video(logger, partial(instantiate, cfg.env),
                            make_choose(policy, True, None, device), iteration, cfg.seed)
-        if record["mean_return"] > best:
-            best = record["mean_return"]
-            save("best", iteration)
-        save("last", iteration)
-        logger.progress({"mean_steps": record["mean_steps"], "mean_return": record["mean_return"]})
-        logger.info(f"iteration {iteration}: mean steps {record['mean_steps']:.1f}, "
-                    f"max {record['max_steps']:.0f}, loss {record['loss']:.4f}, "
-                    f"{record['steps_per_second']:.0f} steps/s")
-        if solved_at is None and record["mean_steps"] >= algo.target_mean_steps:
-            solved_at = record
+        if record["mean_return"] > loop.best_mean_return:
+            loop.best_mean_return = record["mean_return"]
+            run.save("best")
+        run.save("last")
+        log_iteration(logger, record)
         if algo.stop_mean_steps is not None and record["mean_steps"] >= algo.stop_mean_steps:
             break
         if run.stop_requested(f"iteration {iteration}"):
             break
 
+    return finish(run, loop, algo)
+
+
+def finish(run: Run, loop, algo) -> dict:
+    """metrics.json: the last and best iterations, the first to reach the target."""
+    history, cfg = loop.history, run.cfg
+    solved_at = next((h for h in history if h["mean_steps"] >= algo.target_mean_steps), None)
     last = history[-1] if history else {}
     metrics = {
-        "device": str(device), "iterations": last.get("iteration", 0),
+        "device": str(run.device), "iterations": last.get("iteration", 0),
         "final_mean_steps": last.get("mean_steps"),
         "best_mean_steps": max(h["mean_steps"] for h in history) if history else None,
         "final_mean_return": last.get("mean_return"),
-        "best_mean_return": best if history else None,
+        "best_mean_return": loop.best_mean_return if history else None,
         # the area under the learning curve: mean steps averaged over the iterations run,
         # a search objective that keeps ranking runs after they reach the cap
         "mean_steps_auc": sum(h["mean_steps"] for h in history) / len(history) if history else None,
         "target_mean_steps": algo.target_mean_steps,
         "solved_iteration": solved_at["iteration"] if solved_at else None,
         "solved_train_seconds": solved_at["train_seconds"] if solved_at else None,
-        "train_seconds": round(elapsed, 3), "history": history,
+        "train_seconds": round(loop.train_seconds, 3), "history": history,
     }
     solved = (f"reached {algo.target_mean_steps:g} at iteration {metrics['solved_iteration']}"
               if solved_at else f"did not reach {algo.target_mean_steps:g}")
     summary = (f"{cfg.name} seed {cfg.seed}: {metrics['iterations']} iterations in "
-               f"{elapsed:.1f}s, final mean steps {metrics['final_mean_steps']:.1f}, best "
+               f"{loop.train_seconds:.1f}s, final mean steps {metrics['final_mean_steps']:.1f}, best "
                f"{metrics['best_mean_steps']:.1f}, {solved}")
     return run.finish(metrics, {"best_mean_steps": metrics["best_mean_steps"],
                                 "final_mean_steps": metrics["final_mean_steps"]}, summary)
@@ -285,6 +270,15 @@ def iteration_record(iteration: int, batch: dict, loss: float, seconds: float,
             "max_steps": steps.max().item(),
             "mean_return": batch["rewards"].sum(0).mean().item(), "loss": loss,
             "steps_per_second": steps.sum().item() / seconds, "train_seconds": round(elapsed, 4)}
+
+
+def log_iteration(logger, record: dict) -> None:
+    logger.scalars(record["iteration"], {k: record[k] for k in (
+        "mean_steps", "max_steps", "mean_return", "steps_per_second", "loss")})
+    logger.progress({"mean_steps": record["mean_steps"], "mean_return": record["mean_return"]})
+    logger.info(f"iteration {record['iteration']}: mean steps {record['mean_steps']:.1f}, "
+                f"max {record['max_steps']:.0f}, loss {record['loss']:.4f}, "
+                f"{record['steps_per_second']:.0f} steps/s")
 
 
 def live_drawer(cfg):

@@ -150,15 +150,20 @@ class NStepWindow:
     passes transitions straight through with discount gamma * (1 - terminated).
     """
 
-    def __init__(self, n: int, gamma: float):
-        self.n, self.gamma = n, gamma
+    def __init__(self, n: int, gamma: float, device: torch.device | None = None):
+        self.n, self.gamma, self.device = n, gamma, device
         self.steps: list[tuple] = []
+
+    def clear(self) -> None:
+        """Forget the steps of games that will not go on (new games start)."""
+        self.steps = []
 
     def state_dict(self) -> dict:
         return {"steps": [list(step) for step in self.steps]}
 
-    def load_state_dict(self, state: dict, device: torch.device) -> None:
-        self.steps = [tuple(t.to(device) for t in step) for step in state["steps"]]
+    def load_state_dict(self, state: dict) -> None:
+        self.steps = [tuple(t if self.device is None else t.to(self.device) for t in step)
+                      for step in state["steps"]]
 
     def push(self, obs, actions, rewards, next_obs, terminated, ended):
         """`terminated`: the game ended by failing (no bootstrap); `ended`: it ended by

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from generative import acgan, classifier
+from generative import acgan, acgan_nets, acgan_tools, classifier
 from nn.errors import UserError
 from tests.conftest import call_tool, compose, error_line, run_cli
 
@@ -17,7 +17,7 @@ SHARP = compose("experiment=acgan_sharp").algo
 
 def nets():
     torch.manual_seed(0)
-    return acgan.Generator(100), acgan.Discriminator(0.3)
+    return acgan_nets.Generator(100), acgan_nets.Discriminator(0.3)
 
 
 def test_shapes_and_book_defaults():
@@ -82,8 +82,8 @@ def test_soft_one_is_the_realness_target(monkeypatch):
 def test_sharp_recipe_steps_hinge_shifts_and_real_only_classes(monkeypatch):
     torch.manual_seed(0)
     cfg = compose("experiment=acgan_sharp")
-    gen = acgan.LightGenerator(**{k: v for k, v in cfg.model.generator.items() if k != "_target_"})
-    disc = acgan.SpectralDiscriminator(cfg.model.discriminator.width)
+    gen = acgan_nets.LightGenerator(**{k: v for k, v in cfg.model.generator.items() if k != "_target_"})
+    disc = acgan_nets.SpectralDiscriminator(cfg.model.discriminator.width)
     assert gen(torch.rand(5, 100), torch.arange(5)).shape == (5, 1, 28, 28)
     seen, classified = [], []
     forward = disc.forward
@@ -108,12 +108,12 @@ def test_sharp_recipe_steps_hinge_shifts_and_real_only_classes(monkeypatch):
 
 
 def test_standing_statistics_fit_the_weights_they_are_computed_for():
-    gen = acgan.LightGenerator(100, 32, 8)
+    gen = acgan_nets.LightGenerator(100, 32, 8)
     acgan.standing_statistics(gen, seed=0)
     norm = gen.up[0]
     rng = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        h = gen.dense(torch.cat([acgan.sample_z(2000, 100, rng, "cpu"),
+        h = gen.dense(torch.cat([acgan_nets.sample_z(2000, 100, rng, "cpu"),
                                  gen.embedding(acgan.sample_classes(2000, rng, "cpu"))], 1))
     mean = h.view(-1, 32, 7, 7).mean((0, 2, 3))
     torch.testing.assert_close(norm.running_mean, mean, atol=0.02, rtol=0.1)
@@ -137,8 +137,8 @@ def test_frechet_distance_matches_the_closed_form():
     a = torch.randn(20000, 3) * torch.tensor([1.0, 2.0, 0.5])
     b = torch.randn(20000, 3) * torch.tensor([1.0, 1.0, 0.5]) + torch.tensor([3.0, 0.0, 0.0])
     # diagonal covariances: |mu|^2 + sum (sigma_a - sigma_b)^2 = 9 + 1
-    assert acgan.frechet_distance(a, b) == pytest.approx(10.0, rel=0.05)
-    assert acgan.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    assert acgan_tools.frechet_distance(a, b) == pytest.approx(10.0, rel=0.05)
+    assert acgan_tools.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
 
 
 def test_classifier_shapes_and_shift_augmentation():
@@ -279,7 +279,7 @@ def test_eval_prints_judged_scores(gan_run, judge_run):
     # one epoch of a GAN copies nothing: its images are far from every training image
     assert summary["nearest_train_median_generated"] > summary["nearest_train_median_held_out"]
     payload = torch.load(gan_run / "checkpoints" / "best.pt", weights_only=False)
-    full = acgan.evaluate(payload, acgan.EvalArgs(run=str(gan_run), judge=str(judge_run),
+    full = acgan_tools.evaluate(payload, acgan_tools.EvalArgs(run=str(gan_run), judge=str(judge_run),
                                                   device="cpu"))
     assert full["generated"] == full["frechet_sample"] == 1000  # as many as held out
     wrong = call_tool("rlgen-eval", f"run={gan_run}", f"judge={gan_run}", check=False)
@@ -334,7 +334,7 @@ def test_digit_viewer_keys_pick_resample_and_nudge():
 
 def test_moving_average_of_generator_weights():
     gen, _ = nets()
-    average = acgan.Generator(100)
+    average = acgan_nets.Generator(100)
     before = average.dense.weight.clone()
     gen.up[2].running_mean.fill_(0.5)
     acgan.update_average(average, gen, 0.9)

@@ -12,7 +12,7 @@ from PIL import Image
 from nn.blocks import MLP, ConvNet
 from nn.checkpoint import load_checkpoint
 from nn.config import instantiate, plain
-from rl import dqn, dqn_bookkeeping, q_learning
+from rl import dqn, dqn_bookkeeping
 
 TINY_SNAKE = ["experiment=snake_dqn", "device=cpu", "model.channels=[8,8]",
               "model.hidden_sizes=[16]", "algo.replay_size=300", "algo.replay_warmup=100",
@@ -20,10 +20,10 @@ TINY_SNAKE = ["experiment=snake_dqn", "device=cpu", "model.channels=[8,8]",
 
 
 def test_epsilon_decays_linearly_then_stays():
-    assert q_learning.linear_decay(0, 0.5, 0.01, 100) == 0.5
-    assert q_learning.linear_decay(50, 0.5, 0.01, 100) == pytest.approx(0.255)
-    assert q_learning.linear_decay(100, 0.5, 0.01, 100) == 0.01
-    assert q_learning.linear_decay(10**6, 0.5, 0.01, 100) == 0.01
+    assert dqn_bookkeeping.linear_decay(0, 0.5, 0.01, 100) == 0.5
+    assert dqn_bookkeeping.linear_decay(50, 0.5, 0.01, 100) == pytest.approx(0.255)
+    assert dqn_bookkeeping.linear_decay(100, 0.5, 0.01, 100) == 0.01
+    assert dqn_bookkeeping.linear_decay(10**6, 0.5, 0.01, 100) == 0.01
 
 
 class Fixed(torch.nn.Module):
@@ -45,17 +45,17 @@ def test_bellman_target_uses_the_done_mask_and_the_max():
              "rewards": torch.tensor([1.0, 2.0]), "next_obs": torch.tensor([[1], [1]]),
              "discounts": torch.tensor([0.5, 0.0])}
     batch["next_q"] = target(batch["next_obs"])
-    loss, q_taken, y = q_learning.td_loss(online, batch, double_dqn=False, loss="mse")
+    loss, q_taken, y = dqn.td_loss(online, batch, double_dqn=False, loss="mse")
     # targets: 1 + 0.5 * max(3, 7) = 4.5 and 2 + 0 = 2; Q taken: 1 and 0
     assert loss.item() == pytest.approx(((1 - 4.5) ** 2 + (0 - 2) ** 2) / 2)
     assert torch.equal(q_taken, torch.tensor([1.0, 0.0]))
     assert torch.allclose(y - q_taken, torch.tensor([3.5, 2.0]))
     # importance weights scale each transition's share of the loss
-    loss, _, _ = q_learning.td_loss(online, {**batch, "weights": torch.tensor([1.0, 0.5])},
+    loss, _, _ = dqn.td_loss(online, {**batch, "weights": torch.tensor([1.0, 0.5])},
                              double_dqn=False, loss="mse")
     assert loss.item() == pytest.approx(((1 - 4.5) ** 2 + 0.5 * (0 - 2) ** 2) / 2)
     # Double DQN: the online net picks action 0 at next_obs, the target values it at 3
-    loss, _, _ = q_learning.td_loss(online, batch, double_dqn=True, loss="mse")
+    loss, _, _ = dqn.td_loss(online, batch, double_dqn=True, loss="mse")
     assert loss.item() == pytest.approx(((1 - 2.5) ** 2 + (0 - 2) ** 2) / 2)
 
 
@@ -67,7 +67,7 @@ def test_clipping_scales_the_gradients_as_torchs_clip_grad_norm():
         data = torch.randn(16, 4) * scale
         for net in (ours, theirs):
             net(data).pow(2).sum().backward()
-        q_learning.clip_grad_norm(list(ours.parameters()), 1.0)
+        dqn.clip_grad_norm(list(ours.parameters()), 1.0)
         torch.nn.utils.clip_grad_norm_(theirs.parameters(), 1.0)
         for a, b in zip(ours.parameters(), theirs.parameters(), strict=True):
             assert torch.allclose(a.grad, b.grad, rtol=1e-6, atol=0)
@@ -79,11 +79,11 @@ def test_acting_is_greedy_at_epsilon_0_random_at_1_and_mixed_per_game():
     q = Fixed([[0.0, 1.0, 0.5]] * 3)
     obs = torch.zeros(400, 1, dtype=torch.long)
     generator = torch.Generator().manual_seed(0)
-    assert (q_learning.act(q, obs, 0.0, generator, 3) == 1).all()
-    random = q_learning.act(q, obs, 1.0, generator, 3)
+    assert (dqn.act(q, obs, 0.0, generator, 3) == 1).all()
+    random = dqn.act(q, obs, 1.0, generator, 3)
     assert set(random.tolist()) == {0, 1, 2}
     # one epsilon per game: game i explores with epsilon i % 2
-    mixed = q_learning.act(q, obs, (torch.arange(400) % 2).float(), generator, 3)
+    mixed = dqn.act(q, obs, (torch.arange(400) % 2).float(), generator, 3)
     assert (mixed[0::2] == 1).all() and set(mixed[1::2].tolist()) == {0, 1, 2}
 
 
@@ -99,7 +99,7 @@ def test_training_batches_carry_the_target_values_of_their_own_next_states():
                torch.full((50,), 0.9))
     target = Fixed([[0.0, 1.0], [3.0, 7.0]])
     algo = SimpleNamespace(batch_size=8, sample_without_replacement=False)
-    batches = q_learning.training_batches(memory, target, 5, algo, torch.Generator().manual_seed(0),
+    batches = dqn.training_batches(memory, target, 5, algo, torch.Generator().manual_seed(0),
                                    nullcontext())
     assert len(batches) == 5 and all(len(b["actions"]) == 8 for b in batches)
     for batch in batches:
@@ -122,7 +122,7 @@ def test_mirrored_batches_mirror_half_their_transitions_and_value_the_mirrored_s
         return -obs, 1 - actions
 
     algo = SimpleNamespace(batch_size=500, sample_without_replacement=False)
-    batch, = q_learning.training_batches(memory, target, 1, algo, torch.Generator().manual_seed(0),
+    batch, = dqn.training_batches(memory, target, 1, algo, torch.Generator().manual_seed(0),
                                   nullcontext(), mirrored)
     flipped = batch["obs"][:, 0] < 0
     assert 200 < flipped.sum() < 300
@@ -155,13 +155,13 @@ def test_epsilon_greedy_explores_at_the_given_rate():
     obs = torch.randn(20000, 4)
     greedy = net(obs).argmax(1)
     gen = torch.Generator().manual_seed(0)
-    assert torch.equal(q_learning.act(net, obs, 0.0, gen, 3), greedy)
-    differs = (q_learning.act(net, obs, 0.3, gen, 3) != greedy).float().mean()
+    assert torch.equal(dqn.act(net, obs, 0.0, gen, 3), greedy)
+    differs = (dqn.act(net, obs, 0.3, gen, 3) != greedy).float().mean()
     assert abs(differs - 0.3 * 2 / 3) < 0.02  # a random pick equals greedy a third of the time
     # every game exploring: the network is not asked, and the actions are the same draws
     calls = []
     net.register_forward_hook(lambda *a: calls.append(1))
-    explored = q_learning.act(net, obs[:5], 1.0, torch.Generator().manual_seed(1), 3)
+    explored = dqn.act(net, obs[:5], 1.0, torch.Generator().manual_seed(1), 3)
     same = torch.Generator().manual_seed(1)
     torch.rand(5, generator=same)
     assert calls == [] and torch.equal(explored, torch.randint(3, (5,), generator=same))
@@ -308,7 +308,7 @@ def test_a_budget_planned_run_replans_on_its_shares_and_a_resume_goes_on_from_th
     assert plan == resumed["replans"][1]["planned_frames"]
     assert resumed["frames"] <= plan + 64 and resumed["train_seconds"] <= 22
     # the schedules were sized to the latest plan: epsilon reached its end at half of it
-    saved = load_checkpoint(tmp_path / "checkpoints" / "last.pt")["meta"]["loop"]
+    saved = load_checkpoint(tmp_path / "checkpoints" / "last.pt")["meta"]
     assert saved["planned_frames"] == plan
     longer = dqn.train(compose(*common, "algo.max_seconds=1000", f"resume={tmp_path}"), tmp_path)
     assert longer["planned_frames"] == plan and longer["frames"] == resumed["frames"]
@@ -375,18 +375,18 @@ def test_the_apex_ladder_spreads_exploration_from_epsilon_to_nearly_greedy():
     epsilon itself, the last with epsilon^(1 + ladder); no ladder, one epsilon for all."""
     algo = compose("experiment=snake_dqn_strong").algo
     algo.num_envs = 5
-    exponents = q_learning.epsilon_ladder(algo, torch.device("cpu"))
+    exponents = dqn_bookkeeping.epsilon_ladder(algo, torch.device("cpu"))
     torch.testing.assert_close(exponents, 1 + algo.epsilon_ladder * torch.arange(5.0) / 4)
     epsilons = 0.4 ** exponents
     assert epsilons[0] == pytest.approx(0.4) and epsilons[-1] == pytest.approx(0.4 ** 8)
     assert torch.all(epsilons[1:] < epsilons[:-1])
     algo.epsilon_ladder = None
-    assert q_learning.epsilon_ladder(algo, torch.device("cpu")) == 1.0
+    assert dqn_bookkeeping.epsilon_ladder(algo, torch.device("cpu")) == 1.0
     # acting with the ladder: the greedy end of it almost never moves at random
     q = torch.nn.Linear(4, 3)
     obs = torch.randn(20000, 4)
     per_game = torch.tensor([0.9, 1e-6]).repeat_interleave(10000)
-    chosen = q_learning.act(q, obs, per_game, torch.Generator().manual_seed(0), 3)
+    chosen = dqn.act(q, obs, per_game, torch.Generator().manual_seed(0), 3)
     off_greedy = chosen != q(obs).argmax(1)
     assert off_greedy[:10000].float().mean() > 0.5 and off_greedy[10000:].sum() == 0
 

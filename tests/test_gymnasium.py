@@ -346,7 +346,7 @@ def test_a_module_env_id_imports_only_when_the_user_allows_it(tmp_path):
 
 def test_exploration_can_be_a_share_of_the_budget():
     from nn.config import plain
-    from rl.q_learning import size_schedules
+    from rl.dqn_bookkeeping import size_schedules
 
     algo = plain(compose("experiment=acrobot_dqn").algo)
     size_schedules(algo, 50000)

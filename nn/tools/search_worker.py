@@ -73,7 +73,12 @@ def open_storage(storage: str | None, search_dir: Path, heartbeat: int, grace: i
 
     journal = journal_path(storage, search_dir)
     if journal is not None:
-        return optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
+        try:
+            return optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
+        except OSError as err:  # its folder missing, a file in its place, not writable
+            raise UserError(f"cannot open the search journal {journal}: "
+                            f"{err.strerror or err}; give search.storage a path in a "
+                            "writable folder") from err
     try:
         with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.8
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
