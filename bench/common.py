@@ -110,7 +110,7 @@ def write(name: str, results: dict) -> None:
     """bench/results/<name>.json, stamped with this run's date, machine and commit (over
     any stamp a bench carried over from an earlier file: rows keep their own)."""
     results = {**portable(results), "date": date.today().isoformat(), "machine": machine(),
-               "commit": commit()}
+               "commit": commit(), "command": command()}
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(results, indent=2) + "\n")

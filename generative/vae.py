@@ -55,6 +55,11 @@ class VAETrainConfig(EpochRecipe):
 
 
 
+# the settings this trainer adds to the config tree, {group/name: schema} (conf/schemas.py)
+SCHEMAS = {"algo/vae_schema": VAETrainConfig, "model/vae_schema": VAEModelConfig,
+           "model/conv_vae_schema": ConvVAEModelConfig}
+
+
 CURVES = ("test/loss",)
 
 IMAGE = 28 * 28

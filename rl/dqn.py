@@ -145,6 +145,10 @@ class DQNConfig:
     video_every_frames: int | None = at_least(1, None)
 
 
+# the settings this trainer adds to the config tree, {group/name: schema} (conf/schemas.py)
+SCHEMAS = {"algo/dqn_schema": DQNConfig}
+
+
 CURVES = ("cumulativeReward100", "eval/mean_return")
 
 __all__ = ["EvalArgs", "WatchArgs", "train", "evaluate", "watch"]

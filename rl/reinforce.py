@@ -62,6 +62,10 @@ class ReinforceConfig:
 
 
 
+# the settings this trainer adds to the config tree, {group/name: schema} (conf/schemas.py)
+SCHEMAS = {"algo/reinforce_schema": ReinforceConfig}
+
+
 # rlgen-plot's default curve: the first of these tags a run logged (steps per game, each iteration)
 CURVES = ("mean_steps",)
 

@@ -45,6 +45,19 @@ def call_tool(command: str, *args: str, check: bool = True) -> subprocess.Comple
     return result
 
 
+def run_in_process(main, argv: list[str]) -> subprocess.CompletedProcess:
+    """A command's `main(argv)` run in this process, its output captured; returns what
+    `run_cli` does and never raises on a failed command."""
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(argv)
+        except SystemExit as stop:
+            code = stop.code or 0
+    return subprocess.CompletedProcess([main.__module__, *argv], code, out.getvalue(),
+                                       err.getvalue())
+
+
 def call_train(*args: str) -> subprocess.CompletedProcess:
     """rlgen-train's command line run in this process, for inputs refused before training
     starts (the same code path as the console script, without a new interpreter's import

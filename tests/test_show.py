@@ -9,7 +9,7 @@ from pathlib import Path
 import imageio_ffmpeg
 import numpy as np
 import pytest
-from conftest import TINY, call_tool, compose, error_line, run_cli
+from conftest import TINY, call_tool, compose, error_line, run_cli, run_in_process
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -123,6 +123,19 @@ def test_searches_that_cannot_work_end_in_one_line(search_dir, tmp_path):
                       f"search.dir={tmp_path / 'c'}", check=False)
     assert "reaches outside its range: algo.lr=-1.0" in error_line(outside)
     assert not (tmp_path / "c").exists()
+
+
+def test_a_journal_that_cannot_be_opened_is_one_line_and_leaves_nothing(tmp_path):
+    from nn.tools.search import main as search_main
+
+    (tmp_path / "SOME_FILE").write_text("not a folder")
+    for storage in (tmp_path / "SOME_FILE" / "j.log", tmp_path / "no" / "such" / "j.log"):
+        result = run_in_process(search_main, [*SEARCH, f"search.storage={storage}",
+                                              f"search.dir={tmp_path / 's'}"])
+        assert result.returncode == 2 and result.stdout == ""
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and f"cannot open the search journal {storage}" in lines[0]
+        assert not (tmp_path / "s").exists()
 
 
 def test_the_preset_composes_with_its_objective_and_space():
