@@ -290,6 +290,11 @@ def learn(online, target, optimizer, memory, algo, frame: int, updates: int, gen
     return loss, q_taken.mean()
 
 
+def sync(online, target) -> None:
+    """The target net takes the online net's weights."""
+    target.load_state_dict(online.state_dict())
+
+
 def clip_grad_norm(parameters: list, max_norm: float) -> None:
     """torch.nn.utils.clip_grad_norm_ (scale all gradients so that their joint norm is at
     most max_norm) for one network's parameters on one device and dtype: torch's version
@@ -356,7 +361,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                                                env.mirrored if algo.mirror else None)
                 loop.updates += updates
             if loop.due(algo.sync_every_frames, "syncs") and synced_at != loop.updates:
-                target.load_state_dict(online.state_dict())  # (unchanged weights: no copy)
+                sync(online, target)  # (a copy of unchanged weights would change nothing)
                 synced_at = loop.updates
         if loop.due(algo.video_every_frames, "videos"):
             log_video(run, cfg, online, algo, loop.frame, device)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from generative import char_lstm
+from generative import char_lstm, text_tools
 from generative import corpus as corpora
 from generative import lstm_text as lt
 from nn.checkpoint import checkpoint_path, load_checkpoint
@@ -271,19 +271,20 @@ def test_eval_scores_any_text_file_like_the_validation_text(text_run, tmp_path):
     held_out = tmp_path / "held_out.txt"
     held_out.write_text(corpus.val_text)
     payload = load_checkpoint(checkpoint_path(text_run, "best"))
-    validation = lt.evaluate(payload, lt.EvalArgs(run=str(text_run), device="cpu"))
+    validation = text_tools.evaluate(payload, text_tools.EvalArgs(run=str(text_run), device="cpu"))
     on_file = json.loads(call_tool("rlgen-eval", f"run={text_run}", f"text={held_out}",
                                  "device=cpu").stdout)
     assert on_file["text"] == "held_out.txt" and on_file["context"] == "full"
     assert on_file["scored"] == len(corpus.val_text) - 1
     assert on_file["loss"] == pytest.approx(validation["loss"], abs=0.005)
     assert on_file["bpc"] == pytest.approx(on_file["loss"] / math.log(2), abs=1e-3)
-    windows = lt.evaluate(payload, lt.EvalArgs(run=str(text_run), device="cpu", window=64,
+    windows = text_tools.evaluate(payload, text_tools.EvalArgs(run=str(text_run), device="cpu", window=64,
                                                windows=200))
     assert windows["scored"] == 64 * 200 and windows["context"] == 64
     assert windows["loss"] > validation["loss"]  # less context, higher loss
     with pytest.raises(UserError, match="cannot read text file"):
-        lt.evaluate(payload, lt.EvalArgs(run=str(text_run), text=str(tmp_path / "missing.txt")))
+        text_tools.evaluate(payload, text_tools.EvalArgs(run=str(text_run),
+                                                         text=str(tmp_path / "missing.txt")))
     (tmp_path / "other.txt").write_text("Ωμέγα and ASCII\n" * 20)
     result = call_tool("rlgen-eval", f"run={text_run}", f"text={tmp_path / 'other.txt'}",
                      check=False)
@@ -306,7 +307,7 @@ def test_with_a_selection_share_the_run_chooses_on_training_text_and_scores_vali
     best_epoch = judged.index(min(judged)) + 1
     payload = load_checkpoint(checkpoint_path(tmp_path / "run", "best"))
     assert payload["meta"]["epoch"] == best_epoch
-    validation = lt.evaluate(payload, lt.EvalArgs(run=str(tmp_path / "run"), device="cpu"))
+    validation = text_tools.evaluate(payload, text_tools.EvalArgs(run=str(tmp_path / "run"), device="cpu"))
     assert metrics["best_val_loss"] == pytest.approx(validation["loss"], abs=1e-3)
     assert metrics["best_val_loss"] not in judged  # another text than the one it chose on
 
