@@ -70,7 +70,10 @@ def command() -> str:
     """This bench's command line as typed from the repository root."""
     import sys
 
-    module = Path(sys.argv[0]).with_suffix("").relative_to(RESULTS.parent.parent)
+    try:
+        module = Path(sys.argv[0]).resolve().with_suffix("").relative_to(RESULTS.parent.parent)
+    except ValueError:  # not run as a bench module (a test calling `write`, say)
+        return " ".join(sys.argv)
     return " ".join(["python -m " + ".".join(module.parts), *sys.argv[1:]])
 
 

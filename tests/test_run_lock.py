@@ -36,9 +36,9 @@ def wait_until_training(child: subprocess.Popen, run_dir, timeout: float = 120) 
 
 def test_two_trainings_started_at_once_into_one_folder_one_runs_the_other_writes_nothing(
         tmp_path):
-    # four races (each start order is the OS's to pick): a race costs seven seconds of
-    # the suite, and the loser's two possible errors both turn up in four
-    for round_ in range(4):
+    # one race (the start order is the OS's to pick); the loser's two errors are each
+    # triggered for certain by the tests after it (a run still training, a finished run)
+    for round_ in range(1):
         run_dir = tmp_path / f"r{round_}"
         children = [start(*TINY, f"seed={seed}", f"hydra.run.dir={run_dir}") for seed in (0, 1)]
         outputs = [child.communicate(timeout=120) for child in children]
