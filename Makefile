@@ -34,8 +34,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	# two workers, one thread each: the two cores each run a test file at a time
-	SDL_VIDEODRIVER=dummy OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile --durations=15
+	# two workers, one thread each; tests that share a fixture trained once per module
+	# stay together (tests/conftest.py), the rest go to whichever worker is free
+	SDL_VIDEODRIVER=dummy OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadgroup --durations=15
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[dev,bench,box2d,export,cluster]"
