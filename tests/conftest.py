@@ -154,9 +154,20 @@ LONGEST_FIRST = ["test_acgan.py", "test_search_workers.py", "test_search_postgre
                  "test_export.py"]
 
 
+# the inner loop (`make test-fast`, pytest -m "not slow") leaves out these files (processes
+# killed, stopped, searched, served or run on a cluster), the tests that use a trained
+# fixture, and the tests marked slow one by one
+SLOW_FILES = {"test_search_workers.py", "test_search_postgres.py", "test_run_lock.py",
+              "test_stop.py", "test_preemption.py", "test_cluster.py", "test_browser.py"}
+TRAINED = MODULE_FIXTURES - {"shakespeare", "digits", "server"} | {"tiny_runs", "trained_run"}
+
+
 def pytest_collection_modifyitems(items):
     for item in items:
-        if MODULE_FIXTURES & set(getattr(item, "fixturenames", ())):
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if MODULE_FIXTURES & fixtures:
             item.add_marker(pytest.mark.xdist_group(item.path.name))
+        if item.path.name in SLOW_FILES or TRAINED & fixtures:
+            item.add_marker(pytest.mark.slow)
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable within a file
