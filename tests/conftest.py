@@ -162,6 +162,7 @@ SLOW_FILES = {"test_search_workers.py", "test_search_postgres.py", "test_run_loc
 TRAINED = MODULE_FIXTURES - {"shakespeare", "digits", "server"} | {"tiny_runs", "trained_run"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items):
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))

@@ -34,6 +34,13 @@ def wait_until_training(child: subprocess.Popen, run_dir, timeout: float = 120) 
         time.sleep(0.05)
 
 
+def wait_for(child: subprocess.Popen, path, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while not path.exists():
+        assert child.poll() is None and time.time() < deadline, child.communicate()
+        time.sleep(0.02)
+
+
 def test_two_trainings_started_at_once_into_one_folder_one_runs_the_other_writes_nothing(
         tmp_path):
     # one race (the start order is the OS's to pick); the loser's two errors are each
@@ -61,16 +68,18 @@ def test_a_resume_of_a_running_run_is_refused_and_after_sigkill_it_takes_over(tm
     run_dir = tmp_path / "run"
     child = start(*LONG, f"hydra.run.dir={run_dir}")
     wait_until_training(child, run_dir)
-    refused = run_cli("rlgen-train", f"resume={run_dir}", check=False)
+    refused = run_cli("rlgen-train", f"resume={run_dir}", check=False, process=True)
     line = error_line(refused)
     assert f"is being written by pid {child.pid} on {socket.gethostname()}" in line
-    new_run = run_cli("rlgen-train", *LONG, f"hydra.run.dir={run_dir}", check=False)
+    new_run = run_cli("rlgen-train", *LONG, f"hydra.run.dir={run_dir}", check=False,
+                      process=True)
     assert "is being written by" in error_line(new_run)
     time.sleep(1.0)  # a checkpoint or two
     child.send_signal(signal.SIGKILL)
     child.wait()
     saved = load_checkpoint(run_dir / "checkpoints" / "last.pt")["meta"]["iteration"]
-    resumed = run_cli("rlgen-train", f"resume={run_dir}", f"algo.iterations={saved + 3}")
+    resumed = run_cli("rlgen-train", f"resume={run_dir}", f"algo.iterations={saved + 3}",
+                      process=True)
     assert f"took over {run_dir} from pid {child.pid}" in resumed.stdout
     assert json.loads((run_dir / "metrics.json").read_text())["status"] == "finished"
     assert not (run_dir / ".rlgen.holder").exists()  # a run that ended lets go
@@ -89,6 +98,8 @@ def test_sigkill_at_random_moments_while_checkpointing_then_resume_finishes(tmp_
         args = [*DQN, f"hydra.run.dir={run_dir}"] if round_ == 0 else [f"resume={run_dir}"]
         child = start(*args)
         wait_until_training(child, run_dir)
+        if round_ == 0:  # killed among checkpoints, after the first (a busy machine is slow)
+            wait_for(child, run_dir / "checkpoints" / "last.pt")
         time.sleep(rng.uniform(0.5, 1.5))
         if child.poll() is not None:
             pytest.fail(f"the run ended before it was killed: {child.communicate()}")
@@ -98,7 +109,7 @@ def test_sigkill_at_random_moments_while_checkpointing_then_resume_finishes(tmp_
         assert kept and all(p.suffix == ".pt" for p in kept), kept  # no half-written files
         for path in kept:
             load_checkpoint(path)  # every kept checkpoint loads
-    finished = run_cli("rlgen-train", f"resume={run_dir}")
+    finished = run_cli("rlgen-train", f"resume={run_dir}", process=True)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["status"] == "finished", finished.stdout
     assert metrics["frames"] >= 12000

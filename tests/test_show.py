@@ -110,7 +110,8 @@ def test_plot_and_runs_take_key_value_and_read_the_old_flags(search_dir, tmp_pat
 
 
 def test_searches_that_cannot_work_end_in_one_line(search_dir, tmp_path):
-    diverging = run_cli("rlgen-train", "-m", *SEARCH, f"search.dir={tmp_path / 'a'}",
+    diverging = run_cli("rlgen-train", "-m", *SEARCH, "search.trial_seeds=[0]",
+                        f"search.dir={tmp_path / 'a'}",
                         'search.params={algo.lr: "interval(1e30, 1e31)"}', check=False)
     line = error_line(diverging)
     assert line.startswith("rlgen-search: error: all 2 trials failed; the first: loss became "

@@ -23,7 +23,7 @@ TEXT = ["experiment=lstm_text_fast", "model.embedding_dim=8", "model.hidden_size
 VAE = ["experiment=vae_mnist5k", "algo.epochs=2", "algo.batch_size=16", "device=cpu"]
 CLASSIFIER = ["experiment=mnist_cnn", "algo.epochs=2", "algo.batch_size=32", "device=cpu"]
 ACGAN = ["experiment=acgan_mnist5k", "model=acgan_light", "algo.epochs=2",
-         "algo.epoch_images=250", "algo.batch_size=16", "device=cpu"]
+         "algo.epoch_images=160", "algo.batch_size=16", "device=cpu"]
 WEIGHTS = {"generative.lstm_text": ["model"], "generative.vae": ["model"],
            "generative.classifier": ["model"],
            "generative.acgan": ["generator", "discriminator", "opt_g", "opt_d"]}
