@@ -141,10 +141,10 @@ def compose(*overrides: str):
     return compose_config(list(overrides), job_name="test")
 
 
-# pytest-xdist (--dist loadgroup) hands out the tests that share a fixture trained once
-# per module as one group, kept on one worker, and every other test one at a time to
-# whichever worker is free; the longest files go first, so that neither worker is left
-# with one of them at the end
+# pytest-xdist (--dist loadgroup) keeps a file whose tests share a fixture trained once
+# per module on one worker (its `pytestmark = pytest.mark.xdist_group(...)`), and hands
+# every other test, one at a time, to whichever worker is free; the longest files go
+# first, so that neither worker is left with one of them at the end
 MODULE_FIXTURES = {"judge_run", "gan_run", "sites", "browser", "snake_run", "runs",
                    "search_dir", "text_run", "vae_run", "postgres", "shakespeare", "digits",
                    "server"}
@@ -162,13 +162,11 @@ SLOW_FILES = {"test_search_workers.py", "test_search_postgres.py", "test_run_loc
 TRAINED = MODULE_FIXTURES - {"shakespeare", "digits", "server"} | {"tiny_runs", "trained_run"}
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items):
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
-        if MODULE_FIXTURES & fixtures:
-            item.add_marker(pytest.mark.xdist_group(item.path.name))
         if item.path.name in SLOW_FILES or TRAINED & fixtures:
             item.add_marker(pytest.mark.slow)
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable within a file
+

@@ -11,6 +11,9 @@ from generative import acgan, acgan_nets, acgan_tools, classifier
 from nn.errors import UserError
 from tests.conftest import call_tool, compose, error_line
 
+# its tests share fixtures trained once for the module: one worker runs them all
+pytestmark = pytest.mark.xdist_group("test_acgan")
+
 BOOK = compose("experiment=acgan").algo
 SHARP = compose("experiment=acgan_sharp").algo
 

@@ -34,6 +34,9 @@ if not (browser_tools.CHROMIUM and browser_tools.DRIVER):
 
 from selenium.webdriver.common.keys import Keys  # noqa: E402 (only where a browser is)
 
+# its tests share fixtures trained once for the module: one worker runs them all
+pytestmark = pytest.mark.xdist_group("test_browser")
+
 TOLERANCE = 1e-4  # ONNX Runtime Web (wasm) against ONNX Runtime in Python: float32 kernels
 PAGES = ("cartpole", "snake", "classifier", "vae", "acgan", "text")
 

@@ -14,6 +14,9 @@ from nn.checkpoint import load_checkpoint
 from nn.config import instantiate, plain
 from rl import dqn, dqn_bookkeeping
 
+# its tests share fixtures trained once for the module: one worker runs them all
+pytestmark = pytest.mark.xdist_group("test_dqn")
+
 TINY_SNAKE = ["experiment=snake_dqn", "device=cpu", "model.channels=[8,8]",
               "model.hidden_sizes=[16]", "algo.replay_size=300", "algo.replay_warmup=100",
               "algo.max_frames=400", "algo.sync_every_frames=100"]

@@ -19,6 +19,9 @@ from nn.errors import UserError
 from nn.export import PRECISIONS, Network, quantize_weights, verify
 from nn.tools.export import ExportArgs, export_run
 
+# its tests share fixtures trained once for the module: one worker runs them all
+pytestmark = pytest.mark.xdist_group("test_export")
+
 NETWORKS = {"policy": ["policy"], "snake": ["q_network"], "gymnasium": ["q_network"],
             "classifier": ["classifier"], "vae": ["encoder", "decoder"],
             "acgan": ["generator"], "text": ["step"]}

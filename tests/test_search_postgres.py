@@ -1,7 +1,11 @@
 """A search shared by two workers through a real PostgreSQL server (started by a fixture
 on 127.0.0.1), and a worker killed with SIGKILL whose trial the heartbeat brings back."""
 
+import pytest
 from search_cases import TINY, kill_a_worker_mid_trial, postgres, shared_search, start_search, storage_of
+
+# its tests share fixtures trained once for the module: one worker runs them all
+pytestmark = pytest.mark.xdist_group("test_search_postgres")
 
 __all__ = ["postgres"]  # the fixture, used by name
 

@@ -21,6 +21,9 @@ from nn.tools.runs import UnknownMetric, optimized_value
 from nn.tools.runs import main as runs_main
 from nn.tools.train import train_help
 
+# its tests share fixtures trained once for the module: one worker runs them all
+pytestmark = pytest.mark.xdist_group("test_show")
+
 SEARCH = ["hparams_search=cartpole_reinforce_fast", "search.trials=2", "algo.iterations=3",
           "algo.games_per_iteration=8", "search.trial_seeds=[0,2]", "search.rerun_seeds=[1]"]
 

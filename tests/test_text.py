@@ -15,6 +15,9 @@ from nn.epochs import EpochPosition
 from nn.errors import UserError
 from tests.conftest import call_tool, compose, error_line, run_cli
 
+# its tests share fixtures trained once for the module: one worker runs them all
+pytestmark = pytest.mark.xdist_group("test_text")
+
 
 def data_cfg(**overrides):
     base = {"corpus": "shakespeare", "path": None, "cache_dir": "/nonexistent", "sha256": None,

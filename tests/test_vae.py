@@ -12,6 +12,9 @@ from PIL import Image
 from generative import vae
 from tests.conftest import call_tool, compose, error_line, run_cli
 
+# its tests share fixtures trained once for the module: one worker runs them all
+pytestmark = pytest.mark.xdist_group("test_vae")
+
 
 def book_model():
     torch.manual_seed(0)
