@@ -204,6 +204,7 @@ def test_a_finished_or_foreign_run_dir_is_never_written_over(trained_run, tmp_pa
     assert files_of(done) == before
 
 
+@pytest.mark.slow
 def test_a_stop_signal_ends_the_whole_sweep(tmp_path):
     args = ["experiment=cartpole_reinforce", "algo.iterations=400", "algo.games_per_iteration=8",
             "env.max_steps_per_game=100", "device=cpu", "seed=0,1,2"]

@@ -182,6 +182,7 @@ def test_book_snake_network_shape_and_size():
         ConvNet([3, 3, 2], 3, [8, 8])
 
 
+@pytest.mark.slow
 def test_cartpole_dqn_learns(tmp_path):
     cfg = compose("experiment=cartpole_dqn", "device=cpu", "algo.max_frames=12000")
     metrics = dqn.train(cfg, tmp_path)
@@ -253,6 +254,7 @@ def test_greedy_evaluation_keeps_its_best_and_can_stop_the_run(tmp_path):
 @pytest.mark.parametrize("replay", [[], ["algo.prioritized=true", "algo.priority_beta_frames=600",
                                          "algo.sample_without_replacement=false"]],
                          ids=["uniform", "prioritized"])
+@pytest.mark.slow
 def test_resume_continues_exactly_where_the_run_stopped(tmp_path, replay):
     """Replay memory, n-step window, games in progress, nets, optimizer and random
     streams all come back: a split run equals a straight one, frame for frame."""
@@ -282,6 +284,7 @@ def test_resume_continues_exactly_where_the_run_stopped(tmp_path, replay):
     assert a["state"]["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-4)  # decayed
 
 
+@pytest.mark.slow
 def test_a_budget_planned_run_replans_on_its_shares_and_a_resume_goes_on_from_them(
         tmp_path, monkeypatch):
     """max_frames=null: the frames are planned from the time budget at the pace timed at

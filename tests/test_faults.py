@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 from conftest import BIN, TINY, call_tool, error_line, run_cli
 
@@ -90,6 +91,7 @@ def test_a_read_only_run_dir_fails_in_one_line_before_any_work(tmp_path):
     assert "is read-only; write runs elsewhere" in error_line(result)
 
 
+@pytest.mark.slow
 def test_a_full_disk_fails_in_one_line_and_keeps_the_previous_checkpoints(tmp_path):
     big = [*TINY, "algo.iterations=6", "model.hidden_sizes=[4096]"]
     free = tmp_path / "free"

@@ -234,6 +234,7 @@ def test_reinforce_keeps_the_highest_return_where_longer_games_are_worse(tmp_pat
     ("cartpole_reinforce", ["algo.iterations=2", "algo.games_per_iteration=3"]),
     ("acrobot_dqn", ["algo.max_frames=600", "algo.replay_warmup=100"]),
 ])
+@pytest.mark.slow
 def test_reinforce_and_dqn_train_on_a_classic_control_env_through_the_cli(
         experiment, extra, tmp_path):
     run_dir = tmp_path / "run"
@@ -265,6 +266,7 @@ def test_reinforce_and_dqn_train_on_a_classic_control_env_through_the_cli(
     assert json.loads((run_dir / "metrics.json").read_text())["frames"] == 900
 
 
+@pytest.mark.slow
 def test_async_vectorization_trains_too(tmp_path):
     run_dir = tmp_path / "run"
     run_cli("rlgen-train", "experiment=cartpole_reinforce", "env=gymnasium",
@@ -327,6 +329,7 @@ def test_a_missing_extra_names_the_extra_to_install(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_a_module_env_id_imports_only_when_the_user_allows_it(tmp_path):
     package = tmp_path / "my_envs_pkg.py"
     package.write_text(

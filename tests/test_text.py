@@ -315,6 +315,7 @@ def test_with_a_selection_share_the_run_chooses_on_training_text_and_scores_vali
     assert metrics["best_val_loss"] not in judged  # another text than the one it chose on
 
 
+@pytest.mark.slow
 def test_a_planned_schedule_fits_the_budget_and_a_resume_keeps_it(tmp_path):
     planned = [o for o in TEXT_TINY if not o.startswith("algo.epochs=")]
     # a short validation text: many cheap epochs, so the plan is more than a few
@@ -385,6 +386,7 @@ def test_faithful_recipe_trains_a_few_windows(tmp_path):
     assert metrics["steps"] == 2 and math.isfinite(metrics["best_val_loss"])
 
 
+@pytest.mark.slow
 def test_resume_continues_to_the_same_result(tmp_path):
     # a constant schedule: a cosine one is laid out over the planned number of epochs
     tiny = [*TEXT_TINY, "algo.lr_schedule=constant"]
