@@ -23,14 +23,19 @@ def train_quiet(train, *overrides, device: str = "cpu") -> dict:
     """Run `train` (an algorithm module's) on a composed config in a temporary run dir."""
     import logging
 
-    logging.getLogger("rlgen").setLevel(logging.WARNING)
+    log = logging.getLogger("rlgen")
+    level = log.level
+    log.setLevel(logging.WARNING)  # only this run: a later one in the process logs again
     cfg = compose(*overrides, f"device={device}")
     if cfg.threads is not None:  # rlgen-train sets them; the trainers leave them alone
         import torch
 
         torch.set_num_threads(cfg.threads)
-    with tempfile.TemporaryDirectory() as tmp:
-        metrics = train(cfg, Path(tmp))
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            metrics = train(cfg, Path(tmp))
+    finally:
+        log.setLevel(level)
     if metrics["status"] == "stopped":  # a stop signal ends the bench, not just this run
         raise SystemExit(f"bench stopped by a signal during {' '.join(overrides)}")
     return metrics
