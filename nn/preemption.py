@@ -50,9 +50,12 @@ class GracefulStop:
 
     def restore(self) -> None:
         for sig, handler in self._previous.items():
-            if sig == signal.SIGINT and self.requested == "SIGINT" and \
-                    handler is signal.default_int_handler:
-                continue  # while the process winds down, a second Ctrl-C still ends it at once
+            # while the process winds down, a second Ctrl-C still ends it at once, whether
+            # Ctrl-C had Python's handler before or was ignored (a job a shell started in
+            # the background inherits SIGINT ignored)
+            if sig == signal.SIGINT and self.requested == "SIGINT" and handler in (
+                    signal.default_int_handler, signal.SIG_DFL, signal.SIG_IGN):
+                continue
             signal.signal(sig, handler)
         if self.requested is not None:
             sig = signal.Signals[self.requested]
