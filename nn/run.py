@@ -44,8 +44,6 @@ from nn.schema import at_least, check_ranges
 from nn.seeding import random_streams, seed_everything, set_random_streams
 
 FINISHED, STOPPED = "finished", "stopped"
-# a counter with no default: a resumed checkpoint must hold it
-MISSING_COUNTER = "<missing>"
 
 
 def part_state(part: Any) -> Any:
@@ -145,14 +143,11 @@ class Run:
                 self._restore(name, part)
             saved = self.meta.get("counters", self.meta)
             tensors = self.state.get("counters", {})
-            for name, default in vars(self.counters).items():
+            for name in vars(self.counters):
                 if name in tensors:
                     setattr(self.counters, name, tensors[name].to(self.device))
-                elif name in saved:
+                elif name in saved:  # (one an older rlgen did not save keeps its default)
                     setattr(self.counters, name, saved[name])
-                elif default is MISSING_COUNTER:
-                    raise UserError(f"{self.cfg.resume} holds no {name!r} (an older rlgen wrote "
-                                    "it); start a new run")
             state = self.state
             set_random_streams(state["random_streams"] if "random_streams" in state
                                else state["torch_rng"])  # a checkpoint from before they all were

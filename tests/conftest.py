@@ -39,18 +39,12 @@ def run_script(command: str, args: list[str]) -> subprocess.CompletedProcess:
     from importlib.metadata import entry_points
 
     main = next(e for e in entry_points(group="console_scripts") if e.name == command).load()
-    out, err, code, argv = io.StringIO(), io.StringIO(), 0, sys.argv
+    argv = sys.argv
     sys.argv = [str(BIN / command), *args]
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main()
-        except SystemExit as stop:
-            code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
-            if not isinstance(stop.code, (int, type(None))):
-                print(stop.code, file=sys.stderr)
-        finally:
-            sys.argv = argv
-    return subprocess.CompletedProcess([command, *args], code, out.getvalue(), err.getvalue())
+    try:
+        return run_in_process(lambda _: main(), args, command)
+    finally:
+        sys.argv = argv
 
 
 def call_tool(command: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -58,7 +52,8 @@ def call_tool(command: str, *args: str, check: bool = True) -> subprocess.Comple
     return run_cli(command, *args, check=check)
 
 
-def run_in_process(main, argv: list[str]) -> subprocess.CompletedProcess:
+def run_in_process(main, argv: list[str], name: str | None = None
+                   ) -> subprocess.CompletedProcess:
     """A command's `main(argv)` run in this process, its output captured; returns what
     `run_cli` does and never raises on a failed command."""
     out, err, code = io.StringIO(), io.StringIO(), 0
@@ -66,8 +61,10 @@ def run_in_process(main, argv: list[str]) -> subprocess.CompletedProcess:
         try:
             main(argv)
         except SystemExit as stop:
-            code = stop.code or 0
-    return subprocess.CompletedProcess([main.__module__, *argv], code, out.getvalue(),
+            code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+            if not isinstance(stop.code, (int, type(None))):
+                print(stop.code, file=sys.stderr)
+    return subprocess.CompletedProcess([name or main.__module__, *argv], code, out.getvalue(),
                                        err.getvalue())
 
 
