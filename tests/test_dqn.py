@@ -284,6 +284,9 @@ def test_resume_continues_exactly_where_the_run_stopped(tmp_path, replay):
     assert a["state"]["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-4)  # decayed
 
 
+BUDGET = 12  # seconds
+
+
 @pytest.mark.slow
 def test_a_budget_planned_run_replans_on_its_shares_and_a_resume_goes_on_from_them(
         tmp_path, monkeypatch):
@@ -294,7 +297,7 @@ def test_a_budget_planned_run_replans_on_its_shares_and_a_resume_goes_on_from_th
     the saved plan instead of timing again."""
     common = [*TINY_SNAKE, "algo.max_frames=null", "algo.exploration_fraction=0.5",
               "algo.lr_final=1e-4", "algo.lr_decay_fraction=1.0", "algo.replay_warmup=100",
-              "algo.max_seconds=20", "algo.replan_at=[0.55,0.8]"]
+              f"algo.max_seconds={BUDGET}", "algo.replan_at=[0.55,0.8]"]
     def replan_then_stop(loop, algo):  # SIGTERM, rlgen's graceful stop, after a re-plan
         line = dqn_bookkeeping.replan(loop, algo)
         os.kill(os.getpid(), signal.SIGTERM)
@@ -305,14 +308,15 @@ def test_a_budget_planned_run_replans_on_its_shares_and_a_resume_goes_on_from_th
     monkeypatch.undo()
     assert cut["status"] == "stopped" and cut["planned_pace"] > 0
     (first,) = cut["replans"]  # the stop came before the second share
-    assert first["seconds"] >= 0.55 * 20 and first["pace"] > 0
+    # (the seconds are recorded rounded to a tenth)
+    assert first["seconds"] >= 0.55 * BUDGET - 0.05 and first["pace"] > 0
     assert first["planned_frames"] == cut["planned_frames"] > cut["frames"]  # cut short
     resumed = dqn.train(compose(*common, f"resume={tmp_path}"), tmp_path)
     assert resumed["replans"][0] == first and len(resumed["replans"]) == 2
-    assert resumed["replans"][1]["seconds"] >= 0.8 * 20
+    assert resumed["replans"][1]["seconds"] >= 0.8 * BUDGET - 0.05
     plan = resumed["planned_frames"]
     assert plan == resumed["replans"][1]["planned_frames"]
-    assert resumed["frames"] <= plan + 64 and resumed["train_seconds"] <= 22
+    assert resumed["frames"] <= plan + 64 and resumed["train_seconds"] <= BUDGET + 2
     # the schedules were sized to the latest plan: epsilon reached its end at half of it
     saved = load_checkpoint(tmp_path / "checkpoints" / "last.pt")["meta"]
     assert saved["planned_frames"] == plan

@@ -4,6 +4,7 @@ registered gymnasium env trained by rlgen's DQN and REINFORCE."""
 import json
 import os
 import re
+import sys
 
 import gymnasium
 import numpy as np
@@ -330,20 +331,37 @@ def test_a_missing_extra_names_the_extra_to_install(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_module_env_id_imports_only_when_the_user_allows_it(tmp_path):
+def test_a_module_env_id_imports_only_when_the_user_allows_it(tmp_path, monkeypatch):
+    from envs.gymnasium_env import ALLOWED_MODULES
+
     package = tmp_path / "my_envs_pkg.py"
     package.write_text(
         "import gymnasium\n"
         "gymnasium.register(id='MyPole-v0', max_episode_steps=60,\n"
         "                   entry_point='gymnasium.envs.classic_control.cartpole:CartPoleEnv')\n")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), os.getcwd()]))
+    # the commands in this process: the package on its path, and whatever they allow,
+    # register or import undone at the end
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv(ALLOWED_MODULES, raising=False)
+    monkeypatch.delitem(sys.modules, "my_envs_pkg", raising=False)
     run_dir = tmp_path / "run"
+    try:
+        run_and_evaluate(run_dir, monkeypatch)
+    finally:
+        sys.modules.pop("my_envs_pkg", None)
+        gymnasium.registry.pop("MyPole-v0", None)
+
+
+def run_and_evaluate(run_dir, monkeypatch):
+    from envs.gymnasium_env import ALLOWED_MODULES
+
     run_cli("rlgen-train", "experiment=cartpole_reinforce", "env=gymnasium",
             "env.id=my_envs_pkg:MyPole-v0", "algo.iterations=1", "algo.games_per_iteration=2",
-            "device=cpu", f"hydra.run.dir={run_dir}", env=env)
-    refused = run_cli("rlgen-eval", f"run={run_dir}", "episodes=2", check=False, env=env)
+            "device=cpu", f"hydra.run.dir={run_dir}")
+    monkeypatch.delenv(ALLOWED_MODULES)  # a later command of the user: a new process
+    refused = run_cli("rlgen-eval", f"run={run_dir}", "episodes=2", check=False)
     assert "import_env_module=true" in error_line(refused)
-    out = run_cli("rlgen-eval", f"run={run_dir}", "episodes=2", "import_env_module=true", env=env)
+    out = run_cli("rlgen-eval", f"run={run_dir}", "episodes=2", "import_env_module=true")
     assert json.loads(out.stdout.strip().splitlines()[-1])["episodes"] == 2
 
 

@@ -68,11 +68,12 @@ def test_a_resume_of_a_running_run_is_refused_and_after_sigkill_it_takes_over(tm
     run_dir = tmp_path / "run"
     child = start(*LONG, f"hydra.run.dir={run_dir}")
     wait_until_training(child, run_dir)
-    refused = run_cli("rlgen-train", f"resume={run_dir}", check=False, process=True)
+    # the two refused commands in this process: the holder's process boundary is the one
+    # this is about (the take-over below lets go at its process's end)
+    refused = run_cli("rlgen-train", f"resume={run_dir}", check=False)
     line = error_line(refused)
     assert f"is being written by pid {child.pid} on {socket.gethostname()}" in line
-    new_run = run_cli("rlgen-train", *LONG, f"hydra.run.dir={run_dir}", check=False,
-                      process=True)
+    new_run = run_cli("rlgen-train", *LONG, f"hydra.run.dir={run_dir}", check=False)
     assert "is being written by" in error_line(new_run)
     time.sleep(1.0)  # a checkpoint or two
     child.send_signal(signal.SIGKILL)
@@ -87,7 +88,7 @@ def test_a_resume_of_a_running_run_is_refused_and_after_sigkill_it_takes_over(tm
 
 DQN = ["experiment=snake_dqn", "device=cpu", "model.channels=[8,8]", "model.hidden_sizes=[16]",
        "algo.replay_size=3000", "algo.replay_warmup=200", "algo.num_envs=8",
-       "algo.train_every_frames=8", "algo.max_frames=12000", "algo.checkpoint_every_seconds=0.3",
+       "algo.train_every_frames=8", "algo.max_frames=8000", "algo.checkpoint_every_seconds=0.3",
        "algo.history_every_frames=500"]
 
 
@@ -109,7 +110,7 @@ def test_sigkill_at_random_moments_while_checkpointing_then_resume_finishes(tmp_
         assert kept and all(p.suffix == ".pt" for p in kept), kept  # no half-written files
         for path in kept:
             load_checkpoint(path)  # every kept checkpoint loads
-    finished = run_cli("rlgen-train", f"resume={run_dir}", process=True)
+    finished = run_cli("rlgen-train", f"resume={run_dir}")
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["status"] == "finished", finished.stdout
-    assert metrics["frames"] >= 12000
+    assert metrics["frames"] >= 8000

@@ -1,5 +1,6 @@
-"""A search shared by two workers through a real PostgreSQL server (started by a fixture
-on 127.0.0.1), and a worker killed with SIGKILL whose trial the heartbeat brings back."""
+"""A search shared by two submitit array tasks through a real PostgreSQL server (started
+by a fixture on 127.0.0.1), and a worker killed with SIGKILL whose trial the heartbeat
+brings back."""
 
 import pytest
 from search_cases import TINY, kill_a_worker_mid_trial, postgres, shared_search, start_search, storage_of
@@ -10,8 +11,12 @@ pytestmark = pytest.mark.xdist_group("test_search_postgres")
 __all__ = ["postgres"]  # the fixture, used by name
 
 
-def test_two_workers_share_one_study_on_postgresql_within_its_budget_and_prune(postgres, tmp_path):
-    shared_search(tmp_path / "shared_pg", *storage_of("postgresql", postgres))
+def test_two_submitit_array_tasks_share_one_study_on_postgresql_within_its_budget_and_prune(
+        postgres, tmp_path):
+    trials = shared_search(tmp_path / "shared_pg", *storage_of("postgresql", postgres),
+                           "hydra/launcher=submitit_local")
+    jobs = {t["worker"]["job"] for t in trials}
+    assert None not in jobs and len(jobs) == 2  # two array tasks, each a submitit job
 
 
 def test_a_killed_workers_trial_is_retried_on_postgresql(postgres, tmp_path):

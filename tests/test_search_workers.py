@@ -1,20 +1,15 @@
-"""Searches shared by worker processes through the default journal file: two submitit
-array tasks on one study, a worker killed with SIGKILL failed and retried on resume, and
-the Slurm preset mapped to submitit's parameters."""
+"""Searches shared by worker processes through the default journal file: two workers on
+one study within its budget, one of them killed with SIGKILL, its trial failed and retried
+on resume; and the Slurm preset mapped to submitit's parameters. (Two submitit array tasks
+sharing a study, with pruning: tests/test_search_postgres.py.)"""
 
 import json
 
-from search_cases import TINY, kill_a_worker_mid_trial, shared_search, start_search
+from search_cases import TINY, kill_a_worker_mid_trial, start_search
 
 from conf.compose import compose
 from nn.tools.search import submitit_parameters
 from tests.conftest import run_cli
-
-
-def test_two_submitit_array_tasks_share_one_journal_study_within_its_budget_and_prune(tmp_path):
-    trials = shared_search(tmp_path / "shared_journal", "hydra/launcher=submitit_local")
-    jobs = {t["worker"]["job"] for t in trials}
-    assert None not in jobs and len(jobs) == 2  # two array tasks, each a submitit job
 
 
 def test_a_killed_worker_on_a_journal_is_failed_on_resume_and_the_budget_finished(tmp_path):
@@ -26,6 +21,9 @@ def test_a_killed_worker_on_a_journal_is_failed_on_resume_and_the_budget_finishe
     search.communicate(timeout=300)  # the other worker spends what is left of the budget
     first = json.loads((where / "search.json").read_text())
     assert {t["number"]: t["state"] for t in first["trials"]}[killed] == "running"
+    # the two workers shared the study: one trial each, the budget not overrun
+    assert sorted(t["number"] for t in first["trials"]) == [0, 1]
+    assert len({t["worker"]["pid"] for t in first["trials"]}) == 2
     resumed = run_cli("rlgen-search", *args)  # the same command: the budget finished
     assert f"trials [{killed}] of dead workers failed and queued again" in resumed.stdout
     summary = json.loads((where / "search.json").read_text())
