@@ -85,10 +85,8 @@ def missing_extra(spec, err: Exception) -> UserError:
 
 
 def check_spaces(env_id: str, env: gymnasium.Env) -> None:
-    """rlgen's DQN and REINFORCE read a Box of numbers and pick one of n actions."""
-    if not isinstance(env.action_space, gymnasium.spaces.Discrete):
-        raise UserError(f"{env_id} has {type(env.action_space).__name__} actions; DQN and "
-                        "REINFORCE need Discrete actions (pick an env with a discrete action set)")
+    """rlgen's networks read a Box of numbers. (Which actions an algorithm can take is
+    its own check: rl.play.check_action_space.)"""
     if not isinstance(env.observation_space, gymnasium.spaces.Box):
         raise UserError(f"{env_id} observes a {type(env.observation_space).__name__} space; "
                         "rlgen's networks need a Box observation (wrap the env so it "

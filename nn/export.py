@@ -137,7 +137,7 @@ def verify(network: Network, path: Path, precision: str) -> dict:
     want = want if isinstance(want, tuple) else (want,)
     errors, largest = {}, {}
     for name, a, b in zip(network.outputs, got, want, strict=True):
-        b = b.float().numpy().astype(np.float64)
+        b = b.detach().float().numpy().astype(np.float64)
         errors[name] = float(np.sqrt(((a - b) ** 2).mean() / max((b ** 2).mean(), 1e-12)))
         largest[name] = float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-6))
     batch = next(iter(network.inputs.values())).shape[0]

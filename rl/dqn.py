@@ -69,6 +69,7 @@ from rl.dqn_bookkeeping import (
 from rl.play import (
     EvalArgs,
     WatchArgs,
+    check_action_space,
     check_model_fits,
     env_manifest,
     evaluate_agent,
@@ -167,6 +168,7 @@ def check_config(cfg: DictConfig) -> None:
         raise UserError("prioritized replay draws with replacement: set "
                         "algo.sample_without_replacement=false or algo.prioritized=false")
     env = instantiate(cfg.env)
+    check_action_space(env, ("discrete",), "DQN")
     if algo.mirror and not (hasattr(env, "mirrored") and getattr(env, "mirror_symmetric", True)):
         raise UserError(f"algo.mirror=true needs an env with a mirror symmetry; "
                         f"{cfg.env._target_} with these settings has none: set algo.mirror=false")

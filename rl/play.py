@@ -8,6 +8,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import gymnasium
+import numpy as np
 import torch
 from omegaconf import OmegaConf
 
@@ -136,6 +138,55 @@ def check_model_fits(cfg, env, build, batches: tuple = ()) -> None:
                    knob, select_device(cfg.device))
 
 
+def action_kind(space) -> str:
+    """"discrete", "bounded box" (every bound finite), "unbounded box", or the space's
+    class name for any other kind."""
+    if isinstance(space, gymnasium.spaces.Discrete):
+        return "discrete"
+    if isinstance(space, gymnasium.spaces.Box):
+        finite = np.isfinite(space.low).all() and np.isfinite(space.high).all()
+        return "bounded box" if finite else "unbounded box"
+    return type(space).__name__
+
+
+# what to train instead, for each kind of action space
+ALGORITHMS_FOR = {"discrete": "DQN, REINFORCE or PPO", "bounded box": "PPO or SAC",
+                  "unbounded box": "PPO"}
+
+
+def check_action_space(env, kinds: tuple[str, ...], algorithm: str) -> None:
+    """An algorithm that cannot act in the env's action space is refused in one line
+    that names those that can."""
+    kind = action_kind(env.action_space)
+    if kind not in kinds:
+        name = getattr(env, "id", None) or type(env.unwrapped).__name__
+        instead = ALGORITHMS_FOR.get(kind)
+        raise UserError(f"{name} has {kind} actions ({env.action_space}); {algorithm} acts in "
+                        f"{' or '.join(kinds)} action spaces"
+                        + (f": train it with {instead}" if instead else ""))
+
+
+def action_bounds(env, device) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """A Box action space's low and high bounds as tensors (None for discrete actions)."""
+    space = env.action_space
+    if not isinstance(space, gymnasium.spaces.Box):
+        return None
+    return (torch.as_tensor(space.low, dtype=torch.float32, device=device),
+            torch.as_tensor(space.high, dtype=torch.float32, device=device))
+
+
+def random_actions(space, count: int, generator: torch.Generator) -> torch.Tensor:
+    """`count` actions drawn uniformly from a Discrete space or a Box (a standard normal
+    where a Box has no bounds)."""
+    if isinstance(space, gymnasium.spaces.Discrete):
+        return torch.randint(int(space.n), (count,), generator=generator)
+    uniform = torch.rand((count, *space.shape), generator=generator)
+    low, high = (torch.as_tensor(b, dtype=torch.float32) for b in (space.low, space.high))
+    bounded = torch.isfinite(low) & torch.isfinite(high)
+    normal = torch.randn((count, *space.shape), generator=generator)
+    return torch.where(bounded, low.nan_to_num() + uniform * (high - low).nan_to_num(), normal)
+
+
 def sample_observations(env, count: int = 256, seed: int = 0) -> torch.Tensor:
     """`count` real observations of `env`: its games' starts and the states random moves
     lead to (an export is checked on them)."""
@@ -143,7 +194,7 @@ def sample_observations(env, count: int = 256, seed: int = 0) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
     seen = [envs.reset()]
     while sum(len(obs) for obs in seen) < count:
-        actions = torch.randint(int(env.action_space.n), (envs.num_envs,), generator=generator)
+        actions = random_actions(env.action_space, envs.num_envs, generator)
         _, _, terminated, truncated = envs.step(actions)
         seen.append(envs.reset_done(terminated | truncated))
     return torch.cat(seen)[:count]
@@ -166,12 +217,17 @@ def observation_about(env) -> str:
 def env_manifest(cfg, env) -> dict:
     """What an export's user needs to know of the env: its settings, the observation a
     network takes and what each action means."""
-    space, n = env.observation_space, int(env.action_space.n)
+    space, actions = env.observation_space, env.action_space
     names = getattr(env.unwrapped, "action_names", None)
+    if isinstance(actions, gymnasium.spaces.Box):  # continuous: the shape and the bounds
+        described = {"shape": list(actions.shape), "low": actions.low.tolist(),
+                     "high": actions.high.tolist()}
+    else:
+        described = list(names) if names else [str(a) for a in range(int(actions.n))]
     return {"env": OmegaConf.to_container(cfg.env, resolve=True),
             "observation": {"shape": list(space.shape), "dtype": str(space.dtype),
                             "about": observation_about(env)},
-            "actions": list(names) if names else [str(a) for a in range(n)]}
+            "actions": described}
 
 
 def rebuild_agent(payload: dict, build, state_key: str, device: torch.device):

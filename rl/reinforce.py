@@ -36,6 +36,7 @@ from nn.seeding import make_generator
 from rl.play import (
     EvalArgs,
     WatchArgs,
+    check_action_space,
     check_model_fits,
     env_manifest,
     evaluate_agent,
@@ -178,6 +179,7 @@ def check_config(cfg: DictConfig) -> None:
         raise UserError("render=true draws rlgen's cart-pole while it trains; watch a "
                         "gymnasium env's agent with rlgen-watch run=RUN_DIR instead")
     env = instantiate(cfg.env)
+    check_action_space(env, ("discrete",), "REINFORCE")
     if env.max_steps_per_game is None:
         raise UserError("training needs env.max_steps_per_game (games must end); e.g. 500")
     check_model_fits(cfg, env, build_policy)

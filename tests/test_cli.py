@@ -35,8 +35,11 @@ def test_every_experiment_composes_and_instantiates(experiment):
         nets = list(import_trainer(cfg.trainer).build_nets(cfg))
     else:
         nets = [import_trainer(cfg.trainer).build_model(cfg)]
+    lr = cfg.algo.lr  # PPO's may be a schedule (lin_X): its value at the start
+    if cfg.trainer == "rl.ppo":
+        lr = import_trainer(cfg.trainer).schedule(lr, "lr")(1.0)
     for net in nets:
-        instantiate(cfg.algo.optimizer)(net.parameters(), lr=cfg.algo.lr)
+        instantiate(cfg.algo.optimizer)(net.parameters(), lr=lr)
 
 
 def test_faithful_config_has_the_book_defaults():

@@ -285,8 +285,8 @@ def test_env_kwargs_reach_the_constructor():
 
 BAD = [
     (["env.id=Acrobat-v1"], "not a registered gymnasium env; closest: Acrobot-v1"),
-    (["env.id=Pendulum-v1"], "DQN and REINFORCE need Discrete actions"),
-    (["env.id=MountainCarContinuous-v0"], "DQN and REINFORCE need Discrete actions"),
+    (["env.id=Pendulum-v1"], "REINFORCE acts in discrete action spaces: train it with PPO or SAC"),
+    (["env.id=MountainCarContinuous-v0"], "has bounded box actions"),
     (["env.id=FrozenLake-v1"], "rlgen's networks need a Box observation"),
     (["env.id=Blackjack-v1"], "rlgen's networks need a Box observation"),
     (["env.id=Acrobot-v1", "env.vectorization_mode=threads"], "vectorization_mode"),
