@@ -164,7 +164,8 @@ class Run:
             elif isinstance(part, torch.Generator):
                 part.set_state(state[name])
             elif isinstance(part, torch.Tensor):
-                part.copy_(state[name])
+                with torch.no_grad():  # (a tensor that is learnt, such as SAC's temperature)
+                    part.copy_(state[name])
             else:
                 part.load_state_dict(state[name])
         except (KeyError, ValueError, RuntimeError, IndexError) as err:

@@ -1,6 +1,7 @@
-"""Replay memory for DQN-family learning, kept as preallocated tensors on the training
-device: a ring buffer with uniform sampling, or prioritized by TD error. Observations
-are stored in the env's own compact dtype (uint8 boards for Snake), not as float32.
+"""Replay memory for off-policy learning (DQN, SAC), kept as preallocated tensors on the
+training device: a ring buffer with uniform sampling, or prioritized by TD error.
+Observations are stored in the env's own compact dtype (uint8 boards for Snake), not as
+float32; actions as one index each (Discrete) or a vector of floats (Box).
 
 Each stored transition carries its own bootstrap `discount` (gamma^n, or 0 when the
 game ended inside the n steps), so one-step and n-step transitions share one buffer.
@@ -24,12 +25,14 @@ def check_memory_fits(capacity: int, obs_shape: tuple, obs_dtype: torch.dtype,
 
 class ReplayMemory:
     def __init__(self, capacity: int, obs_shape: tuple, obs_dtype: torch.dtype,
-                 device: torch.device):
+                 device: torch.device, action_shape: tuple = ()):
         self.capacity = capacity
         self.device = device
         self.obs = torch.zeros((capacity, *obs_shape), dtype=obs_dtype, device=device)
         self.next_obs = torch.zeros_like(self.obs)
-        self.actions = torch.zeros(capacity, dtype=torch.long, device=device)
+        # an index per transition (Discrete actions), or a vector of floats (Box)
+        self.actions = torch.zeros((capacity, *action_shape), device=device,
+                                   dtype=torch.float32 if action_shape else torch.long)
         self.rewards = torch.zeros(capacity, device=device)
         self.discounts = torch.zeros(capacity, device=device)
         self.position = 0  # where the next transition goes

@@ -321,7 +321,9 @@ def test_a_budget_planned_run_replans_on_its_shares_and_a_resume_goes_on_from_th
     saved = load_checkpoint(tmp_path / "checkpoints" / "last.pt")["meta"]
     assert saved["planned_frames"] == plan
     longer = dqn.train(compose(*common, "algo.max_seconds=1000", f"resume={tmp_path}"), tmp_path)
-    assert longer["planned_frames"] == plan and longer["frames"] == resumed["frames"]
+    # (the saved plan to its end: no further if the resume reached it, else what was left)
+    assert longer["planned_frames"] == plan and resumed["frames"] <= longer["frames"] <= plan + 64
+    assert longer["frames"] == resumed["frames"] or resumed["frames"] < plan
     with pytest.raises(dqn.UserError, match="set algo.max_seconds too"):
         dqn.train(compose(*TINY_SNAKE, "algo.max_frames=null", "algo.max_seconds=null"),
                   tmp_path / "none")
