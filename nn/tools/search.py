@@ -274,16 +274,31 @@ def submitit_executor(launcher: dict, search_dir: Path):
     return executor
 
 
-def run_workers(settings, search_dir: Path, study_name: str, executor) -> None:
-    """search.workers workers: in this process (one), local processes, or submitit tasks."""
+def workers_needed(settings, study) -> int:
+    """search.workers, or fewer where the study has fewer trials left to run: those the
+    budget has not handed out, those queued again and those still marked running (on a
+    database a dead worker's trial is failed and retried by a live worker)."""
+    from optuna.trial import TrialState
+
+    from nn.tools.search_worker import budget_taken
+
+    trials = study.get_trials(deepcopy=False)
+    taken, _ = budget_taken(trials)
+    pending = sum(t.state in (TrialState.WAITING, TrialState.RUNNING) for t in trials)
+    return min(settings.workers, -(-(max(settings.trials - taken, 0) + pending) // settings.jobs))
+
+
+def run_workers(settings, search_dir: Path, study_name: str, executor, n: int) -> None:
+    """`n` workers: in this process (one), local processes, or submitit tasks."""
     from nn.tools import search_worker
 
     storage = settings.storage
+    if n == 0:  # a finished budget: nothing to run
+        return
     if executor is not None:
-        n = settings.workers
         jobs = executor.map_array(search_worker.work, [str(search_dir)] * n, [storage] * n,
                                   [study_name] * n, list(range(n)))
-        print(f"{settings.workers} workers submitted as submitit jobs "
+        print(f"{n} workers submitted as submitit jobs "
               f"{', '.join(j.job_id for j in jobs)}", flush=True)
         for job in jobs:
             try:
@@ -292,12 +307,12 @@ def run_workers(settings, search_dir: Path, study_name: str, executor) -> None:
                 first = str(err).strip().splitlines()
                 print(f"rlgen-search: worker job {job.job_id} failed: "
                       f"{first[-1] if first else type(err).__name__}", file=sys.stderr)
-    elif settings.workers == 1:
+    elif n == 1:
         search_worker.work(str(search_dir), storage, study_name)
     else:
         command = [sys.executable, "-m", "nn.tools.search_worker", str(search_dir), study_name]
         children = [subprocess.Popen([*command, str(i), *([storage] if storage else [])])
-                    for i in range(settings.workers)]
+                    for i in range(n)]
         for child in children:
             child.wait()
 
@@ -368,7 +383,7 @@ def search(overrides: list[str]) -> dict:
             "SlurmLauncher"):
         print("rlgen-search: warning: a journal file shared by several hosts may lose its "
               "locks (NFS); give search.storage a PostgreSQL URL", file=sys.stderr)
-    run_workers(settings, search_dir, study_name, executor)
+    run_workers(settings, search_dir, study_name, executor, workers_needed(settings, study))
     summary = summarize(study, cfg, settings, metric, started)
     trials = summary["trials"]
     write_json(search_dir / "search.json", summary)
