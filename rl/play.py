@@ -6,6 +6,7 @@ know nothing about how the agent was trained.
 
 import json
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import gymnasium
@@ -13,6 +14,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
+from envs.gymnasium_env import is_gymnasium
 from nn.checkpoint import load_weights
 from nn.config import instantiate
 from nn.contracts import OnnxToolArgs, ToolArgs
@@ -21,6 +23,7 @@ from nn.errors import UserError
 from nn.export import OnnxNetwork
 from nn.media import check_record_path, save_frames
 from nn.schema import at_least
+from nn.seeding import make_generator
 from nn.viewer import Viewer
 
 
@@ -240,6 +243,42 @@ def rebuild_agent(payload: dict, build, state_key: str, device: torch.device):
     network = build(cfg, env).to(device)
     load_weights(network, payload, state_key).eval()
     return cfg, env, network
+
+
+def choose_by(act, device, continuous: bool):
+    """The move in one unbatched game (watching, videos) from a batched `act(obs)`."""
+
+    def choose(env, obs):
+        action = act(torch.as_tensor(obs, device=device)[None])[0]
+        return action.cpu().numpy() if continuous else action.item()
+
+    return choose
+
+
+def evaluate_policy(payload: dict, args, load, make_act, **about) -> dict:
+    """rlgen-eval for an agent that acts through a policy (PPO, SAC): the network from
+    `load(payload, device)`, moves from `make_act(network, greedy, generator, bounds)`."""
+    device = select_device(args.device)
+    cfg, env, network = load(payload, device)
+    max_steps = args.max_steps or env.max_steps_per_game
+    if max_steps is None:
+        raise UserError("pass max_steps=N: this run's games have no step limit")
+    env.max_steps_per_game = max_steps
+    act = make_act(network, args.greedy, make_generator(args.seed + 1, device),
+                   action_bounds(env, device))
+    return evaluate_agent(payload, args, env, act, device, max_steps,
+                          args.max_steps_without_reward, **about)
+
+
+def watch_policy(payload: dict, args, load, make_act) -> dict:
+    """rlgen-watch for the same agents."""
+    device = select_device(args.device)
+    cfg, env, network = load(payload, device)
+    env_cfg = OmegaConf.merge(cfg.env, {"max_steps_per_game": args.max_steps})
+    bounds = action_bounds(env, device)
+    act = make_act(network, args.greedy, make_generator(args.seed + 1, device), bounds)
+    return watch_agent(partial(instantiate, env_cfg), choose_by(act, device, bounds is not None),
+                       args, own_window=is_gymnasium(env_cfg))
 
 
 def report(summary: dict) -> None:

@@ -33,11 +33,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig
 
-from envs.gymnasium_env import is_gymnasium
 from nn.config import instantiate, plain
-from nn.device import select_device
 from nn.errors import UserError
 from nn.export import Network
 from nn.memory import build_network
@@ -51,12 +49,13 @@ from rl.play import (
     action_bounds,
     check_action_space,
     check_model_fits,
+    choose_by,
     env_manifest,
-    evaluate_agent,
+    evaluate_policy,
     log_game_video,
     rebuild_agent,
     sample_observations,
-    watch_agent,
+    watch_policy,
 )
 
 
@@ -287,6 +286,13 @@ def gae(rollout: dict, last_value: torch.Tensor, gamma: float, lam: float):
     return advantages, advantages + values
 
 
+def clipped_surrogate(ratio: torch.Tensor, advantage: torch.Tensor, clip: float) -> torch.Tensor:
+    """PPO's loss: the pessimistic bound of the importance-weighted advantage and the same
+    with the ratio clipped to [1 - clip, 1 + clip], negated. A sample whose ratio has
+    left the range in its advantage's direction adds no gradient."""
+    return torch.max(-advantage * ratio, -advantage * ratio.clamp(1 - clip, 1 + clip)).mean()
+
+
 def learn(agent: Agent, optimizer, rollout: dict, advantages, returns, clip: float, algo,
           generator) -> dict:
     """`epochs` passes of clipped-surrogate minibatch steps over the rollout; the
@@ -306,8 +312,7 @@ def learn(agent: Agent, optimizer, rollout: dict, advantages, returns, clip: flo
             advantage = batch["advantages"]
             if algo.normalize_advantage and len(index) > 1:
                 advantage = (advantage - advantage.mean()) / (advantage.std() + 1e-8)
-            policy_loss = torch.max(-advantage * ratio,
-                                    -advantage * ratio.clamp(1 - clip, 1 + clip)).mean()
+            policy_loss = clipped_surrogate(ratio, advantage, clip)
             value = agent.value(batch["obs"])
             if algo.clip_range_vf is not None:
                 value = batch["values"] + (value - batch["values"]).clamp(
@@ -406,7 +411,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         log_update(logger, record)
         if algo.video_every and update % algo.video_every == 0:
             log_game_video(logger, partial(instantiate, cfg.env),
-                           make_choose(agent, True, None, bounds, device), loop.steps, cfg.seed)
+                           choose_by(make_act(agent, True, None, bounds), device,
+                                     bounds is not None), loop.steps, cfg.seed)
         if stats.games and record["mean_return"] > loop.best_mean_return:
             loop.best_mean_return = record["mean_return"]
             run.save("best")
@@ -516,35 +522,9 @@ def make_act(agent, greedy: bool, generator: torch.Generator | None, bounds):
     return act
 
 
-def make_choose(agent, greedy: bool, generator, bounds, device):
-    """The move in one unbatched game (watching, videos)."""
-    act = make_act(agent, greedy, generator, bounds)
-
-    def choose(env, obs):
-        action = act(torch.as_tensor(obs, device=device)[None])[0]
-        return action.cpu().numpy() if bounds is not None else action.item()
-
-    return choose
-
-
 def evaluate(payload: dict, args) -> dict:
-    device = select_device(args.device)
-    cfg, env, agent = load_agent(payload, device)
-    max_steps = args.max_steps or env.max_steps_per_game
-    if max_steps is None:
-        raise UserError("pass max_steps=N: this run's games have no step limit")
-    env.max_steps_per_game = max_steps
-    act = make_act(agent, args.greedy, make_generator(args.seed + 1, device),
-                   action_bounds(env, device))
-    return evaluate_agent(payload, args, env, act, device, max_steps,
-                          args.max_steps_without_reward, update=payload["meta"]["update"])
+    return evaluate_policy(payload, args, load_agent, make_act, update=payload["meta"]["update"])
 
 
 def watch(payload: dict, args) -> dict:
-    device = select_device(args.device)
-    cfg, env, agent = load_agent(payload, device)
-    env_cfg = OmegaConf.merge(cfg.env, {"max_steps_per_game": args.max_steps})
-    choose = make_choose(agent, args.greedy, make_generator(args.seed + 1, device),
-                         action_bounds(env, device), device)
-    return watch_agent(partial(instantiate, env_cfg), choose, args,
-                       own_window=is_gymnasium(env_cfg))
+    return watch_policy(payload, args, load_agent, make_act)

@@ -29,9 +29,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig
 
-from envs.gymnasium_env import is_gymnasium
 from nn.config import instantiate, plain
 from nn.device import select_device
 from nn.errors import UserError
@@ -47,12 +46,13 @@ from rl.play import (
     action_bounds,
     check_action_space,
     check_model_fits,
+    choose_by,
     env_manifest,
-    evaluate_agent,
+    evaluate_policy,
     log_game_video,
     rebuild_agent,
     sample_observations,
-    watch_agent,
+    watch_policy,
 )
 from rl.replay import ReplayMemory, check_memory_fits
 
@@ -273,8 +273,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                     polyak(critics, targets, algo.tau)
         loop.train_seconds = at_start + time.perf_counter() - began
         if algo.video_every_steps and loop.steps % algo.video_every_steps < algo.num_envs:
-            log_game_video(logger, partial(instantiate, cfg.env), make_choose(
-                actor, True, None, action_bounds(env, device), device), loop.steps, cfg.seed)
+            log_game_video(logger, partial(instantiate, cfg.env), choose_by(
+                make_act(actor, True, None, action_bounds(env, device)), device, True),
+                loop.steps, cfg.seed)
         if loop.steps % algo.history_every_steps < algo.num_envs or loop.steps >= algo.total_steps:
             record = keep_record(run, loop, stats, logger)
             if algo.stop_mean_return is not None and stats.full and \
@@ -372,34 +373,9 @@ def make_act(actor, greedy: bool, generator: torch.Generator | None, bounds):
     return act
 
 
-def make_choose(actor, greedy: bool, generator, bounds, device):
-    """The move in one unbatched game (watching, videos)."""
-    act = make_act(actor, greedy, generator, bounds)
-
-    def choose(env, obs):
-        return act(torch.as_tensor(obs, device=device)[None])[0].cpu().numpy()
-
-    return choose
-
-
 def evaluate(payload: dict, args) -> dict:
-    device = select_device(args.device)
-    cfg, env, actor = load_actor(payload, device)
-    max_steps = args.max_steps or env.max_steps_per_game
-    if max_steps is None:
-        raise UserError("pass max_steps=N: this run's games have no step limit")
-    env.max_steps_per_game = max_steps
-    act = make_act(actor, args.greedy, make_generator(args.seed + 1, device),
-                   action_bounds(env, device))
-    return evaluate_agent(payload, args, env, act, device, max_steps,
-                          args.max_steps_without_reward, step=payload["meta"]["steps"])
+    return evaluate_policy(payload, args, load_actor, make_act, step=payload["meta"]["steps"])
 
 
 def watch(payload: dict, args) -> dict:
-    device = select_device(args.device)
-    cfg, env, actor = load_actor(payload, device)
-    env_cfg = OmegaConf.merge(cfg.env, {"max_steps_per_game": args.max_steps})
-    choose = make_choose(actor, args.greedy, make_generator(args.seed + 1, device),
-                         action_bounds(env, device), device)
-    return watch_agent(partial(instantiate, env_cfg), choose, args,
-                       own_window=is_gymnasium(env_cfg))
+    return watch_policy(payload, args, load_actor, make_act)

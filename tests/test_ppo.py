@@ -56,6 +56,19 @@ def test_gae_at_lambda_one_is_the_return_less_the_value_and_at_zero_the_one_step
     assert torch.allclose(one_step, rewards + gamma * following * ~dones - values, atol=1e-6)
 
 
+def test_the_clipped_objective_gives_no_gradient_once_the_ratio_left_the_range_its_way():
+    # ratios 1.5 and 0.5 with a clip of 0.2: outside the range above and below
+    log_ratio = torch.log(torch.tensor([1.5, 0.5, 1.5, 0.5, 1.1, 0.9])).requires_grad_()
+    advantage = torch.tensor([1.0, -1.0, -1.0, 1.0, 1.0, -1.0])
+    ppo.clipped_surrogate(log_ratio.exp(), advantage, 0.2).backward()
+    gradient = log_ratio.grad
+    # left the range the way its advantage pushes: nothing more to gain, no gradient
+    assert gradient[0] == 0 and gradient[1] == 0
+    # outside the range the other way, or inside it: the full gradient, -A * ratio / n
+    expected = -advantage * log_ratio.detach().exp() / 6
+    assert torch.allclose(gradient[2:], expected[2:])
+
+
 def rollout_of(*overrides: str, steps: int = 12) -> dict:
     """One rollout of 4 cart-pole games by an agent whose every state is worth 10."""
     cfg = compose(*TINY, *overrides)
@@ -146,7 +159,9 @@ def test_snake_trains_on_the_batched_env_and_logs_sb3s_figures(tmp_path):
 
 
 def test_a_stopped_run_resumed_ends_as_a_straight_run_does(tmp_path, monkeypatch):
-    whole = ppo.train(compose(*TINY), tmp_path / "whole")
+    # with both normalisations: their statistics come back with the run
+    args = [*TINY, "algo.normalize_observations=true", "algo.normalize_rewards=true"]
+    whole = ppo.train(compose(*args), tmp_path / "whole")
     log_update = ppo.log_update
 
     def stop_after_the_third(logger, record):  # SIGTERM, rlgen's graceful stop
@@ -155,10 +170,10 @@ def test_a_stopped_run_resumed_ends_as_a_straight_run_does(tmp_path, monkeypatch
             os.kill(os.getpid(), signal.SIGTERM)
 
     monkeypatch.setattr(ppo, "log_update", stop_after_the_third)
-    cut = ppo.train(compose(*TINY), tmp_path / "cut")
+    cut = ppo.train(compose(*args), tmp_path / "cut")
     monkeypatch.undo()
     assert cut["status"] == "stopped" and cut["updates"] == 3 < whole["updates"] == 6
-    resumed = ppo.train(compose(*TINY, f"resume={tmp_path / 'cut'}"), tmp_path / "cut")
+    resumed = ppo.train(compose(*args, f"resume={tmp_path / 'cut'}"), tmp_path / "cut")
     timing = {"steps_per_second", "train_seconds"}
     assert [{k: v for k, v in h.items() if k not in timing} for h in resumed["history"]] == \
         [{k: v for k, v in h.items() if k not in timing} for h in whole["history"]]
@@ -166,6 +181,7 @@ def test_a_stopped_run_resumed_ends_as_a_straight_run_does(tmp_path, monkeypatch
             for d in (tmp_path / "whole", tmp_path / "cut")]
     for key in ("policy", "optimizer", "reward_stats", "envs"):
         assert_same(ends[0][key], ends[1][key], key)
+    assert ends[1]["policy"]["obs_stats.count"] > 1000 and ends[1]["reward_stats"]["count"] > 1000
 
 
 @pytest.mark.parametrize("args,message", [
