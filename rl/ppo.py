@@ -91,7 +91,7 @@ class PPOConfig:
 SCHEMAS = {"algo/ppo_schema": PPOConfig}
 
 # rlgen-plot's default curve: the mean return of the last 100 games, at each update
-CURVES = ("mean_return",)
+CURVES = ("rollout/ep_rew_mean",)
 
 __all__ = ["EvalArgs", "WatchArgs", "train", "evaluate", "watch", "export"]
 

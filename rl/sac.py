@@ -84,7 +84,7 @@ class SACConfig:
 SCHEMAS = {"algo/sac_schema": SACConfig}
 
 # rlgen-plot's default curve: the mean return of the last 100 games
-CURVES = ("mean_return",)
+CURVES = ("rollout/ep_rew_mean",)
 
 __all__ = ["EvalArgs", "WatchArgs", "train", "evaluate", "watch", "export"]
 

@@ -152,6 +152,7 @@ def test_snake_trains_on_the_batched_env_and_logs_sb3s_figures(tmp_path):
         "env.max_steps_per_game=40"), tmp_path)
     assert metrics["updates"] == 2 and metrics["steps"] == 512
     tags = EventAccumulator(str(tmp_path)).Reload().Tags()["scalars"]
+    assert ppo.CURVES[0] in tags  # what rlgen-plot draws by default
     for tag in ("rollout/ep_rew_mean", "rollout/ep_len_mean", "train/approx_kl",
                 "train/clip_fraction", "train/explained_variance", "train/value_loss",
                 "train/entropy_loss", "train/learning_rate", "train/clip_range"):
