@@ -201,3 +201,18 @@ def test_what_ppo_and_the_others_cannot_use_is_refused_before_anything_is_writte
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
         validate_overrides([*args, "device=cpu", f"hydra.run.dir={run_dir}"])
     assert not run_dir.exists()
+
+
+def test_the_search_preset_prunes_on_the_mean_return_once_games_have_finished(tmp_path):
+    from nn.tools.search_worker import Follower
+
+    cfg = compose("hparams_search=cartpole_ppo")
+    assert cfg.name == "cartpole_ppo" and cfg.search.progress == "mean_return"
+    assert ppo.schedule(cfg.algo.lr, "lr")(1.0) > 0
+    # a PPO run's first updates may end before any game has: no figure to prune on yet
+    progress = tmp_path / "progress.jsonl"
+    progress.write_text("".join(json.dumps({"step": step, "mean_return": value}) + "\n"
+                                for step, value in ((1, None), (2, 10.0), (3, 30.0))))
+    follower = Follower(progress, "mean_return", "mean", maximize=True)
+    follower.read()
+    assert follower.reduced == {2: 10.0, 3: 20.0}

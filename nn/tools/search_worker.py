@@ -190,7 +190,7 @@ class Follower:
         self.offset += len(complete.encode())
         for line in complete.splitlines():
             record = json.loads(line)
-            if self.key not in record:
+            if record.get(self.key) is None:  # (no figure yet: e.g. no game has finished)
                 continue
             self.values.append(record[self.key])
             if self.reduce == "mean":
