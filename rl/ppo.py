@@ -497,7 +497,7 @@ def export(payload: dict) -> tuple[list[Network], dict]:
     """The policy (logits; or the Gaussian's mean and log std) and the value network,
     observations in, the normalisation inside both."""
     cfg, env, agent = load_agent(payload, torch.device("cpu"))
-    obs = sample_observations(env).float()
+    obs = sample_observations(env)  # in the env's own dtype (Snake: uint8 boards)
     outputs = ["mean", "log_std"] if agent.continuous else ["logits"]
     about = ("diagonal Gaussian: sample mean + exp(log_std) * noise, or take the mean; "
              "clip to the action bounds" if agent.continuous else "softmax over the logits")

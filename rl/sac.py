@@ -345,7 +345,7 @@ def export(payload: dict) -> tuple[list[Network], dict]:
     """The actor: observations in; the greedy action (tanh of the mean, scaled to the
     bounds) and the Gaussian's mean and log std before the squashing out."""
     cfg, env, actor = load_actor(payload, torch.device("cpu"))
-    obs = sample_observations(env).float()
+    obs = sample_observations(env)  # in the env's own dtype (Snake: uint8 boards)
     network = Network("policy", actor, {"obs": obs}, ["action", "mean", "log_std"],
                       about="tanh-squashed Gaussian policy: action = centre + half_range * "
                             "tanh(mean) greedily, or tanh(mean + exp(log_std) * noise) scaled "

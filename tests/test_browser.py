@@ -16,7 +16,7 @@ from http.server import SimpleHTTPRequestHandler
 import numpy as np
 import pytest
 import torch
-from conftest import BIN, call_tool
+from conftest import BIN, call_tool, compose
 from PIL import Image
 
 import bench.browser as browser_tools
@@ -27,7 +27,7 @@ from nn.config import parse_key_values
 from nn.export import OnnxNetwork
 from nn.tools.export import ExportArgs, export_run
 from nn.tools.web import serve_main
-from rl import reinforce
+from rl import ppo, reinforce
 
 if not (browser_tools.CHROMIUM and browser_tools.DRIVER):
     pytest.skip(browser_tools.MISSING, allow_module_level=True)
@@ -190,6 +190,41 @@ def test_a_key_press_moves_the_snake_and_the_cart(sites, browser):
     x, x_dot, _, _ = page_call(browser, "page.env.state")
     assert x == 0 and x_dot < 0  # pushed left: the cart starts moving left
     server.shutdown()
+
+
+PPO_RUNS = {"cartpole": ["experiment=cartpole_ppo", "algo.total_steps=512"],
+            "snake": ["experiment=snake_ppo", "env.height=6", "env.width=7", "env.view=centred",
+                      "model.channels=[8,8]", "model.hidden_sizes=[16]", "algo.num_envs=8",
+                      "algo.rollout_steps=32", "algo.total_steps=256"]}
+
+
+def test_the_cart_pole_and_snake_pages_play_a_ppo_policy(browser, tmp_path):
+    for kind, overrides in PPO_RUNS.items():
+        run_dir = tmp_path / kind
+        ppo.train(compose(*overrides, "device=cpu"), run_dir)
+        folder = export_run(parse_key_values(ExportArgs, [
+            f"run={run_dir}", "web=true", f"out={tmp_path / f'{kind}_site'}"]))
+        server = open_page(browser, folder)
+        assert server.started and server.error is None, server.error
+        if kind == "cartpole":  # the policy's softmax, and its likeliest push when greedy
+            obs = [0.1, -0.2, 0.03, 0.4]
+            logits = python_outputs(folder, "policy", {"obs": np.array([obs], np.float32)})[0][0]
+            judged = page_call(browser, "page.judge(args[0])", obs)
+            np.testing.assert_allclose(judged["probabilities"],
+                                       np.exp(logits) / np.exp(logits).sum(), atol=TOLERANCE)
+            browser.find_element("id", "greedy").click()
+            assert page_call(browser, "page.choose(await page.judge(args[0]))", obs) == \
+                int(np.argmax(logits))
+        else:  # the agent moves by its policy's likeliest move, shown as logits
+            browser.find_element("id", "pause").click()
+            board = np.array(page_call(browser, "Array.from(page.env.observation())"), np.uint8)
+            shape = page_call(browser, "page.env.observationShape()")
+            logits = python_outputs(folder, "policy", {"obs": board.reshape(1, *shape)})[0][0]
+            np.testing.assert_allclose(page_call(browser, "page.qValues()"), logits,
+                                       atol=TOLERANCE)
+            assert page_call(browser, "page.tick()") == int(np.argmax(logits))
+            assert "logits:" in browser.find_element("id", "readout").text
+        server.shutdown()
 
 
 def test_the_js_cart_pole_equals_the_python_env(sites, browser):

@@ -1,5 +1,6 @@
-// Snake: the trained agent plays greedily, each move's Q value written on the square it
-// leads to; score and length shown. An arrow key hands the snake to you.
+// Snake: the trained agent plays greedily, each move's Q value (a DQN) or logit (a PPO
+// policy) written on the square it leads to; score and length shown. An arrow key hands
+// the snake to you.
 import { Snake } from "../envs.js";
 import { control, element, tensor } from "../app.js";
 import { arrowOf, gameLoop } from "./game.js";
@@ -8,7 +9,9 @@ const DY = [0, -1, 0, 1], DX = [1, 0, -1, 0], TURN = [0, 1, 3];
 
 export async function start({ manifest, sessions, run, root, controls }) {
   const env = new Snake(manifest.env);
-  const session = sessions.q_network;
+  // a Q network (DQN) or a policy (PPO): either way the likeliest move scores highest
+  const network = sessions.q_network ? "q_network" : "policy";
+  const session = sessions[network], scoreName = network === "q_network" ? "Q" : "logits";
   const cell = Math.max(12, Math.floor(480 / Math.max(env.height, env.width)));
   const canvas = element(element(root, "div", { className: "panel" }), "canvas",
     { width: env.width * cell, height: env.height * cell, id: "board" });
@@ -52,7 +55,7 @@ export async function start({ manifest, sessions, run, root, controls }) {
     }
     const values = q ? env.actionNames.map((n, i) => `${n} ${q[i].toFixed(2)}`).join("  ") : "";
     readout.textContent = `fruits ${env.eaten}  length ${env.snake.length}  steps ${env.steps}` +
-      `  best ${best}\n${person ? "you play (arrow keys)" : "agent plays"}\nQ: ${values}`;
+      `  best ${best}\n${person ? "you play (arrow keys)" : "agent plays"}\n${scoreName}: ${values}`;
   }
 
   async function tick(action = null) {
