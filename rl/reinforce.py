@@ -22,11 +22,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig
 
 from envs.gymnasium_env import is_gymnasium
 from nn.config import instantiate
-from nn.device import maybe_compile, mixed_precision, select_device
+from nn.device import maybe_compile, mixed_precision
 from nn.errors import UserError
 from nn.export import Network
 from nn.memory import build_network
@@ -38,12 +38,13 @@ from rl.play import (
     WatchArgs,
     check_action_space,
     check_model_fits,
+    choose_by,
     env_manifest,
-    evaluate_agent,
+    evaluate_policy,
     log_game_video,
     rebuild_agent,
     sample_observations,
-    watch_agent,
+    watch_policy,
 )
 
 
@@ -226,7 +227,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         run.progress(iteration, record)
         if algo.video_every and iteration % algo.video_every == 0:
             log_game_video(logger, partial(instantiate, cfg.env),
-                           make_choose(policy, True, None, device), iteration, cfg.seed)
+                           choose_by(make_act(policy, True, None), device, False), iteration,
+                           cfg.seed)
         if record["mean_return"] > loop.best_mean_return:
             loop.best_mean_return = record["mean_return"]
             run.save("best")
@@ -315,7 +317,8 @@ def export(payload: dict) -> tuple[list[Network], dict]:
     return [network], env_manifest(cfg, env)
 
 
-def make_act(policy, greedy: bool, generator: torch.Generator | None):
+def make_act(policy, greedy: bool, generator: torch.Generator | None, bounds=None):
+    """Moves from the policy (`bounds`: discrete actions have none)."""
     @torch.no_grad()
     def act(obs: torch.Tensor) -> torch.Tensor:
         logits = policy(obs.float())
@@ -324,32 +327,10 @@ def make_act(policy, greedy: bool, generator: torch.Generator | None):
     return act
 
 
-def make_choose(policy, greedy: bool, generator: torch.Generator | None, device):
-    """The move in one unbatched game (watching, videos)."""
-    act = make_act(policy, greedy, generator)
-
-    def choose(env, obs):
-        return act(torch.as_tensor(obs, device=device)[None])[0].item()
-
-    return choose
-
-
 def evaluate(payload: dict, args) -> dict:
-    device = select_device(args.device)
-    cfg, env, policy = load_policy(payload, device)
-    max_steps = args.max_steps or env.max_steps_per_game
-    if max_steps is None:
-        raise UserError("pass max_steps=N: this run's games have no step limit")
-    env.max_steps_per_game = max_steps
-    act = make_act(policy, args.greedy, make_generator(args.seed + 1, device))
-    return evaluate_agent(payload, args, env, act, device, max_steps,
-                          args.max_steps_without_reward, iteration=payload["meta"]["iteration"])
+    return evaluate_policy(payload, args, load_policy, make_act,
+                           iteration=payload["meta"]["iteration"])
 
 
 def watch(payload: dict, args) -> dict:
-    device = select_device(args.device)
-    cfg, _, policy = load_policy(payload, device)
-    env_cfg = OmegaConf.merge(cfg.env, {"max_steps_per_game": args.max_steps})
-    choose = make_choose(policy, args.greedy, make_generator(args.seed + 1, device), device)
-    return watch_agent(partial(instantiate, env_cfg), choose, args,
-                       own_window=is_gymnasium(env_cfg))
+    return watch_policy(payload, args, load_policy, make_act)

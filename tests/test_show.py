@@ -202,7 +202,7 @@ def test_a_dqn_game_goes_to_tensorboard_as_a_video(tmp_path):
 def test_train_help_lists_real_choices_and_every_setting_with_its_description():
     text = train_help(["experiment=cartpole_reinforce"])
     assert "_schema" not in text and "experiment: acgan," in text
-    assert "hparams_search: cartpole_reinforce_fast" in text
+    assert "hparams_search: cartpole_ppo, cartpole_reinforce_fast" in text
     assert "algo.gamma=0.95" in text and "in [0, 1]" in text
     snake = train_help(["experiment=snake_dqn"])
     assert "algo.replay_warmup=10000" in snake and "transitions in memory before" in snake
