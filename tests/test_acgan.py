@@ -192,6 +192,7 @@ def test_the_judge_scores_real_digits_as_its_own_accuracy_and_wrong_labels_as_mi
     assert wrong["class_accuracy"] < 0.1 and wrong["judge_confidence"] < right["judge_confidence"]
 
 
+@pytest.mark.slow  # trains: out of the inner loop
 @pytest.mark.parametrize("experiment", ["mnist_cnn", "fashion_cnn_strong"])
 def test_judge_resume_continues_to_the_same_result(experiment, tmp_path):
     """fashion_cnn_strong (on digits here) adds batch norm, mirrored images and a cosine

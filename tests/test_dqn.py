@@ -226,6 +226,7 @@ def test_snake_watch_draws_the_q_overlay(snake_run, tmp_path):
     assert "watched 5 frames" in result.stdout
 
 
+@pytest.mark.slow  # trains: out of the inner loop
 def test_another_board_trains_and_evaluates_without_code_changes(tmp_path):
     run_cli("rlgen-train", *TINY_SNAKE, "env.height=12", "env.width=12", "env.num_fruits=2",
             f"hydra.run.dir={tmp_path}")
@@ -477,6 +478,7 @@ def test_the_misses_bench_runs_each_commit_with_its_own_entry_points(tmp_path):
     assert (ROOT / (module.replace(".", "/") + ".py")).exists()
 
 
+@pytest.mark.slow  # trains: out of the inner loop
 def test_rl_zoo_variants_keep_its_settings_and_are_scored_by_what_they_evaluate():
     """Each `*_dqn_fast` variant trains on RL Zoo's hyperparameters as the faithful config
     hands them to SB3 (rlgen's options come on top), and bench.zoo scores the model a

@@ -159,6 +159,7 @@ def test_snake_trains_on_the_batched_env_and_logs_sb3s_figures(tmp_path):
         assert tag in tags, tag
 
 
+@pytest.mark.slow  # trains: out of the inner loop
 def test_a_stopped_run_resumed_ends_as_a_straight_run_does(tmp_path, monkeypatch):
     # with both normalisations: their statistics come back with the run
     args = [*TINY, "algo.normalize_observations=true", "algo.normalize_rewards=true"]

@@ -120,6 +120,7 @@ def test_pendulum_evaluates_and_exports_with_its_squashing_and_bounds(tmp_path):
     assert onnx_eval["mean_return"] == pytest.approx(torch_eval["mean_return"], rel=1e-4)
 
 
+@pytest.mark.slow  # trains: out of the inner loop
 def test_a_stopped_run_resumed_ends_as_a_straight_run_does(tmp_path, monkeypatch):
     args = [*AIM, "algo.total_steps=300"]
     whole = sac.train(compose(*args), tmp_path / "whole")

@@ -294,6 +294,7 @@ def test_eval_scores_any_text_file_like_the_validation_text(text_run, tmp_path):
     assert "characters outside this corpus's set: 'Ω'" in error_line(result)
 
 
+@pytest.mark.slow  # trains: out of the inner loop
 def test_with_a_selection_share_the_run_chooses_on_training_text_and_scores_validation_once(
         tmp_path):
     """algo.selection_share: the end of the training text is set aside; the run's
