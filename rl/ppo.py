@@ -371,14 +371,14 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     env = instantiate(cfg.env)
     envs = env.batched(algo.num_envs, device, seed=cfg.seed)
     agent = build_agent(cfg, env).to(device)
-    optimizer = instantiate(algo.optimizer)(agent.parameters(), lr=schedule(algo.lr, "lr")(1))
+    lr_at, clip_at = schedule(algo.lr, "lr"), schedule(algo.clip_range, "clip_range")
+    optimizer = instantiate(algo.optimizer)(agent.parameters(), lr=lr_at(1.0))
     reward_stats = RunningMeanStd().to(device)
     generator = make_generator(cfg.seed + 1, device)
     stats = GameStats(envs.counters, algo.num_envs, device,
                       flush_every=1 if device.type == "cpu" else algo.rollout_steps)
     updates = math.ceil(algo.total_steps / (algo.num_envs * algo.rollout_steps))
-    lr_at, clip_at, bounds = schedule(algo.lr, "lr"), schedule(algo.clip_range, "clip_range"), \
-        action_bounds(env, device)
+    bounds = action_bounds(env, device)
     loop = run.keep({"update": 0, "steps": 0, "best_mean_return": -math.inf, "history": [],
                      "train_seconds": 0.0, "recent_steps": [], "obs": envs.reset(),
                      "game_steps": torch.zeros(algo.num_envs, dtype=torch.long, device=device),
@@ -394,16 +394,16 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     for update in range(loop.update + 1, updates + 1):
         began = time.perf_counter()
         left = 1.0 - (update - 1) / updates  # the share of the run still ahead
+        lr, clip = lr_at(left), clip_at(left)
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(left)
+            group["lr"] = lr
         rollout, last_value = collect(agent, envs, loop, stats, reward_stats, algo, generator,
                                       bounds)
         advantages, returns = gae(rollout, last_value, algo.gamma, algo.gae_lambda)
-        figures = learn(agent, optimizer, rollout, advantages, returns, clip_at(left), algo,
-                        generator)
+        figures = learn(agent, optimizer, rollout, advantages, returns, clip, algo, generator)
         seconds = time.perf_counter() - began
         loop.update, loop.train_seconds = update, loop.train_seconds + seconds
-        record = update_record(loop, stats, figures, agent, lr_at(left), clip_at(left),
+        record = update_record(loop, stats, figures, agent, lr, clip,
                                algo.num_envs * algo.rollout_steps / seconds)
         run.check_finite(record["loss"], f"update {update}")
         loop.history.append(record)
