@@ -65,6 +65,7 @@ class ACGANTrainConfig(EpochRecipe):
     augment_shift: int = at_least(0, default=0)  # random shifts of what D sees (both steps)
     ema_warmup: bool = False  # average decay (1 + step) / (10 + step) until it reaches ema_decay
     standing_stats: bool = False  # re-estimate the drawer's BatchNorm statistics each epoch
+    standing_stats_batches: int = at_least(1, default=20)  # ... from this many batches of 100
     max_seconds: float | None = above(0, default=None)  # stop training after this long
     # images an epoch (each epoch a fresh random subset; null: all), so a large dataset is
     # judged and checkpointed as often as a small one
@@ -267,7 +268,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         record = {"epoch": epoch, "step": loop.step, **{k: v / batches for k, v in sums.items()},
                   "steps_per_second": batches / seconds, "train_seconds": round(loop.train_seconds, 2)}
         if algo.standing_stats:
-            standing_statistics(drawer, cfg.seed + 4)
+            standing_statistics(drawer, cfg.seed + 4, algo.standing_stats_batches)
         if selection is not None:
             record |= selection.judge_epoch(drawer, rng, device)
         loop.history.append(record)

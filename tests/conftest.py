@@ -123,6 +123,29 @@ def tiny_runs(tmp_path_factory, worker_id) -> dict[str, Path]:
     return {kind: shared / kind for kind in TINY_RUNS}
 
 
+@pytest.fixture(scope="session")
+def tiny_exports(tiny_runs, tmp_path_factory, worker_id) -> dict[str, Path]:
+    """Each of TINY_RUNS exported once for the session (`rlgen-export web=true`: the
+    networks, the manifest and, where the run has one, its web page), shared as tiny_runs
+    is; tests read an export or copy it, never change it."""
+    from filelock import FileLock
+
+    from nn.config import parse_key_values
+    from nn.tools.export import ExportArgs, export_run
+
+    root = tmp_path_factory.getbasetemp()
+    root = root if worker_id == "master" else root.parent
+    shared = root / "tiny_exports"
+    with FileLock(str(root / "tiny_exports.lock")):
+        if not (shared / "exported").exists():
+            for kind, run_dir in tiny_runs.items():
+                web = ["web=true"] if kind != "gymnasium" else []  # no page for any env
+                export_run(parse_key_values(ExportArgs, [f"run={run_dir}", *web,
+                                                         f"out={shared / kind}"]))
+            (shared / "exported").touch()
+    return {kind: shared / kind for kind in tiny_runs}
+
+
 def error_line(result) -> str:
     """The user-facing error: exactly one line on stderr."""
     lines = [line for line in result.stderr.splitlines() if line.strip()]

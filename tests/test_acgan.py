@@ -226,7 +226,8 @@ def test_tiny_gan_run_logs_the_books_tags(gan_run):
 
 def test_sharp_run_keeps_the_lowest_frechet_and_stops_on_its_time_budget(judge_run, tmp_path):
     common = ["experiment=acgan_sharp", "device=cpu", f"algo.judge={judge_run}",
-              "algo.judge_per_class=10", "algo.batch_size=100", "algo.epoch_images=200"]
+              "algo.judge_per_class=10", "algo.batch_size=100", "algo.epoch_images=200",
+              "algo.standing_stats_batches=2"]
     m = acgan.train(compose(*common, "algo.epochs=3"), tmp_path / "epochs")
     scores = [h["frechet_train"] for h in m["history"]]
     assert m["select"] == "frechet" and m["best_frechet_train"] == min(scores)
@@ -244,7 +245,7 @@ def test_recipe_split_and_resumed_retraces_the_straight_run(recipe, judge_run, t
     where an uninterrupted one does."""
     common = [f"experiment={recipe}", "device=cpu", f"algo.judge={judge_run}",
               "algo.judge_per_class=5", "algo.batch_size=25", "algo.epoch_images=50",
-              "algo.max_seconds=null"]
+              "algo.max_seconds=null", "algo.standing_stats_batches=2"]
     whole = acgan.train(compose(*common, "algo.epochs=2"), tmp_path / "whole")
     acgan.train(compose(*common, "algo.epochs=1"), tmp_path / "split")
     # the cut run's last.pt knows the best score so far, the one a resume must beat

@@ -42,16 +42,11 @@ PAGES = ("cartpole", "snake", "classifier", "vae", "acgan", "text")
 
 
 @pytest.fixture(scope="module")
-def sites(tiny_runs, tmp_path_factory):
-    """The session's tiny runs with a page (Snake on a 6x7 board, centred view),
-    exported with web=true into this file's own folders."""
-    made = {}
-    for kind in PAGES:
-        run_dir = tiny_runs["policy" if kind == "cartpole" else kind]
-        out = tmp_path_factory.mktemp(kind) / "site"
-        made[kind] = (run_dir, export_run(parse_key_values(ExportArgs, [
-            f"run={run_dir}", "web=true", f"out={out}"])))
-    return made
+def sites(tiny_runs, tiny_exports):
+    """The session's tiny runs with a page (Snake on a 6x7 board, centred view) and their
+    exports with web=true."""
+    return {kind: (tiny_runs[run], tiny_exports[run])
+            for kind, run in ((k, "policy" if k == "cartpole" else k) for k in PAGES)}
 
 
 @pytest.fixture(scope="module")

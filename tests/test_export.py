@@ -28,16 +28,16 @@ NETWORKS = {"policy": ["policy"], "snake": ["q_network"], "gymnasium": ["q_netwo
 
 
 @pytest.fixture(scope="module")
-def runs(tiny_runs, tmp_path_factory):
-    """The session's tiny run of every kind, and its export at full precision (beside a
-    copy of the run, so this file's exports never meet another file's)."""
+def runs(tiny_runs, tiny_exports, tmp_path_factory):
+    """The session's tiny run of every kind (a copy of its own, so this file's own exports
+    never meet another file's) and the session's export of it."""
     import shutil
 
     made = {}
     for kind, shared in tiny_runs.items():
         run_dir = tmp_path_factory.mktemp(kind) / "run"
         shutil.copytree(shared, run_dir)
-        made[kind] = (run_dir, export_run(parse_key_values(ExportArgs, [f"run={run_dir}"])))
+        made[kind] = (run_dir, tiny_exports[kind])
     return made
 
 
@@ -46,10 +46,10 @@ def manifest(folder) -> dict:
 
 
 @pytest.mark.parametrize("kind", sorted(NETWORKS))
-def test_every_kind_exports_its_networks_with_a_manifest(runs, kind):
+def test_every_kind_exports_its_networks_with_a_manifest(runs, tiny_runs, kind):
     run_dir, out = runs[kind]
     about = manifest(out)
-    assert out == run_dir / "export-best-none" and about["run"] == str(run_dir)
+    assert about["run"] == str(tiny_runs[kind]) and about["checkpoint"] == "best.pt"
     assert [n["file"] for n in about["networks"]] == [f"{n}.onnx" for n in NETWORKS[kind]]
     for network in about["networks"]:
         assert network["check"]["passed"] and network["check"]["inputs"] >= 200

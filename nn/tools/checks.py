@@ -1,6 +1,8 @@
 """Checks every tool runs before any work starts: the command line split into Hydra's
 flags and overrides, `resume=` expanded, the config composed and checked, and the run
-or sweep folder protected. Every user-fixable problem ends as one line on stderr."""
+or sweep folder protected. Every user-fixable problem ends as one line on stderr.
+Torch is imported only where a check needs it: the search workers and the folder tools
+(rlgen-runs, -plot) load this module and start in a fraction of torch's import time."""
 
 import os
 import sys
@@ -10,11 +12,8 @@ import yaml
 from omegaconf import OmegaConf
 
 from conf.compose import compose
-from nn.checkpoint import resume_payload
 from nn.config import explain_config_error, import_trainer, instantiate
-from nn.contracts import ChecksConfig
 from nn.errors import UserError
-from nn.run import FINISHED, recorded, run_status
 from nn.schema import check_ranges
 
 # Hydra flags that take the next word as their value
@@ -114,6 +113,8 @@ def validate_overrides(overrides: list[str], multirun: bool = False):
             check_writable(Path(cfg.hydra.run.dir))
             protect_run_dir(Path(cfg.hydra.run.dir), cfg.name, cfg.resume)
         if cfg.get("resume"):  # only the experiment is read: the tensors stay on disk
+            from nn.checkpoint import resume_payload
+
             resume_payload(cfg.resume, cfg.name, mmap=True)
     return cfg
 
@@ -129,6 +130,8 @@ def check_config(cfg) -> None:
     problem = check_ranges(cfg)
     if problem:
         raise UserError(problem)
+    from nn.contracts import ChecksConfig
+
     trainer = import_trainer(cfg.trainer)
     if isinstance(trainer, ChecksConfig):
         trainer.check_config(cfg)
@@ -144,6 +147,8 @@ def check_config(cfg) -> None:
 def protect_run_dir(run_dir: Path, experiment: str, resume: str | None) -> None:
     """A finished run, or another experiment's, is never written over; a run a signal
     stopped continues in place (see `continues_itself`)."""
+    from nn.run import FINISHED, recorded
+
     found = recorded(run_dir)
     if resume or not found:
         return
@@ -156,6 +161,8 @@ def protect_run_dir(run_dir: Path, experiment: str, resume: str | None) -> None:
 
 
 def protect_sweep_dir(sweep_dir: Path) -> None:
+    from nn.run import FINISHED, run_status
+
     finished = [d for d in sorted(sweep_dir.glob("*")) if run_status(d) == FINISHED]
     if finished:
         raise UserError(f"{sweep_dir} already holds finished runs ({finished[0].name}, ...); "
