@@ -26,6 +26,7 @@ is written out in the trainer, top to bottom.
 
 import json
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -101,6 +102,7 @@ class Run:
         self.stopped: str | None = None  # the stop message, once a signal stopped the run
         self.parts: dict[str, Any] = {}  # what checkpoints hold (`keep`)
         self.counters: Any = SimpleNamespace()
+        self._saved_at: dict[str, float] = {}  # `save_every`'s clock, per checkpoint name
 
     @property
     def state(self) -> dict:
@@ -195,6 +197,16 @@ class Run:
         save_checkpoint(self.checkpoints / f"{name}.pt", experiment=self.cfg.name,
                         trainer=self.cfg.trainer, config=self.config, state=state,
                         meta={**plain, **meta})
+
+    def save_every(self, name: str, seconds: float) -> None:
+        """`save(name)` if `seconds` have passed since this run's last save of it here (or
+        none was made): a loop that calls it often pays for a save now and then, while a
+        killed run loses at most `seconds`; the final save and a signal's come from
+        `finish` regardless."""
+        now = time.monotonic()
+        if now - self._saved_at.get(name, -math.inf) >= seconds:
+            self.save(name)
+            self._saved_at[name] = now
 
     def stop_requested(self, where: str) -> bool:
         """Whether a stop signal came; the trainer then saves and leaves its loop."""

@@ -15,6 +15,8 @@ from typing import Any
 
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
+from nn.errors import UserError
+
 
 def at_least(low: float, default: Any = MISSING):
     return field(default=default, metadata={"low": low, "rule": f">= {low:g}"})
@@ -84,3 +86,19 @@ def check_ranges(node: DictConfig, where: str = "") -> str | None:
             if problem:
                 return problem
     return None
+
+
+def schedule(value, name: str):
+    """RL Zoo's forms of a setting that may change over a run: a number, constant, or
+    "lin_X", X at the start falling linearly to 0 at the end. A function of the share
+    of the run still ahead (1 at the start)."""
+    text = str(value)
+    number = text[4:] if text.startswith("lin_") else text
+    try:
+        start = float(number)
+    except ValueError:
+        start = -1.0
+    if not start > 0:
+        raise UserError(f"algo.{name}={value!r} is not a number above 0 or lin_X (X above 0, "
+                        f"falling linearly to 0 over the run), e.g. algo.{name}=lin_0.001")
+    return (lambda left: start * left) if text.startswith("lin_") else (lambda left: start)

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from envs.gymnasium_env import is_gymnasium
+from nn.blocks import clip_grad_norm
 from nn.config import instantiate, plain
 from nn.device import maybe_compile, mixed_precision, select_device
 from nn.errors import UserError
@@ -295,16 +296,6 @@ def learn(online, target, optimizer, memory, algo, frame: int, updates: int, gen
 def sync(online, target) -> None:
     """The target net takes the online net's weights."""
     target.load_state_dict(online.state_dict())
-
-
-def clip_grad_norm(parameters: list, max_norm: float) -> None:
-    """torch.nn.utils.clip_grad_norm_ (scale all gradients so that their joint norm is at
-    most max_norm) for one network's parameters on one device and dtype: torch's version
-    first sorts the gradients by device and dtype, which on the CPU took as long as the
-    Adam step itself in RL Zoo's cart-pole updates."""
-    grads = [p.grad for p in parameters if p.grad is not None]
-    total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-    torch._foreach_mul_(grads, (max_norm / (total + 1e-6)).clamp_(max=1.0))
 
 
 def train(cfg: DictConfig, run_dir: Path) -> dict:

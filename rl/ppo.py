@@ -35,12 +35,13 @@ import torch
 import torch.nn.functional as F
 from omegaconf import MISSING, DictConfig
 
+from nn.blocks import clip_grad_norm
 from nn.config import instantiate, plain
 from nn.errors import UserError
 from nn.export import Network
 from nn.memory import build_network
 from nn.run import Run
-from nn.schema import above, at_least, between
+from nn.schema import above, at_least, between, schedule
 from nn.seeding import make_generator
 from rl.dqn_bookkeeping import GameStats
 from rl.play import (
@@ -57,6 +58,8 @@ from rl.play import (
     sample_observations,
     watch_policy,
 )
+
+LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
 @dataclass
@@ -86,6 +89,7 @@ class PPOConfig:
     target_mean_return: float | None = None  # "solved" level reported in metrics.json
     stop_mean_return: float | None = None  # end once the last 100 games' mean reaches it
     video_every: int | None = at_least(1, None)  # updates between TensorBoard videos
+    checkpoint_every_seconds: float = above(0)  # `last` for resume after a crash
 
 
 SCHEMAS = {"algo/ppo_schema": PPOConfig}
@@ -94,22 +98,6 @@ SCHEMAS = {"algo/ppo_schema": PPOConfig}
 CURVES = ("rollout/ep_rew_mean",)
 
 __all__ = ["EvalArgs", "WatchArgs", "train", "evaluate", "watch", "export"]
-
-
-def schedule(value, name: str):
-    """RL Zoo's forms of a setting that may change over a run: a number, constant, or
-    "lin_X", X at the start falling linearly to 0 at the end. A function of the share
-    of the run still ahead (1 at the start)."""
-    text = str(value)
-    number = text[4:] if text.startswith("lin_") else text
-    try:
-        start = float(number)
-    except ValueError:
-        start = -1.0
-    if not start > 0:
-        raise UserError(f"algo.{name}={value!r} is not a number above 0 or lin_X (X above 0, "
-                        "falling linearly to 0 over the run), e.g. algo.{name}=lin_0.001")
-    return (lambda left: start * left) if text.startswith("lin_") else (lambda left: start)
 
 
 class RunningMeanStd(torch.nn.Module):
@@ -202,12 +190,17 @@ def build_agent(cfg, env) -> Agent:
 
 
 def log_prob_and_entropy(out, actions: torch.Tensor):
-    """log pi(a|s) and the policy's entropy, from the policy's outputs."""
+    """log pi(a|s) and the policy's entropy, from the policy's outputs: a Gaussian's (mean,
+    log std) or a categorical's logits. Written out rather than through
+    torch.distributions, whose argument checks cost more than the arithmetic at these
+    sizes (tests/test_ppo.py holds them equal)."""
     if isinstance(out, tuple):
-        normal = torch.distributions.Normal(out[0], out[1].exp())
-        return normal.log_prob(actions).sum(-1), normal.entropy().sum(-1)
-    categorical = torch.distributions.Categorical(logits=out)
-    return categorical.log_prob(actions), categorical.entropy()
+        mean, log_std = out
+        log_std = log_std.expand_as(mean)
+        log_prob = -0.5 * ((actions - mean) * torch.exp(-log_std)) ** 2 - log_std - LOG_SQRT_2PI
+        return log_prob.sum(-1), (0.5 + LOG_SQRT_2PI + log_std).sum(-1)
+    log_p = torch.log_softmax(out, -1).clamp(min=torch.finfo(out.dtype).min)
+    return log_p.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1), -(log_p.exp() * log_p).sum(-1)
 
 
 def sample_action(out, generator: torch.Generator | None) -> torch.Tensor:
@@ -298,6 +291,7 @@ def learn(agent: Agent, optimizer, rollout: dict, advantages, returns, clip: flo
     """`epochs` passes of clipped-surrogate minibatch steps over the rollout; the
     update's figures (means over its minibatches)."""
     data = {key: value.flatten(0, 1) for key, value in rollout.items()}
+    parameters = list(agent.parameters())
     data["advantages"], data["returns"] = advantages.flatten(), returns.flatten()
     size, figures = data["returns"].shape[0], {"policy_gradient_loss": [], "value_loss": [],
                                                 "entropy_loss": [], "approx_kl": [],
@@ -320,18 +314,19 @@ def learn(agent: Agent, optimizer, rollout: dict, advantages, returns, clip: flo
             value_loss = F.mse_loss(value, batch["returns"])
             entropy_loss = -entropy.mean()
             loss = policy_loss + algo.ent_coef * entropy_loss + algo.vf_coef * value_loss
-            approx_kl = ((ratio - 1) - log_ratio).mean().item()
-            for name, figure in (("policy_gradient_loss", policy_loss), ("value_loss", value_loss),
-                                 ("entropy_loss", entropy_loss), ("loss", loss),
-                                 ("clip_fraction", ((ratio - 1).abs() > clip).float().mean())):
-                figures[name].append(figure.item())
-            figures["approx_kl"].append(approx_kl)
-            if algo.target_kl is not None and approx_kl > 1.5 * algo.target_kl:
+            with torch.no_grad():  # kept as tensors: one read of each at the update's end
+                approx_kl = ((ratio - 1) - log_ratio).mean()
+                for name, figure in (("policy_gradient_loss", policy_loss),
+                                     ("value_loss", value_loss), ("entropy_loss", entropy_loss),
+                                     ("loss", loss), ("approx_kl", approx_kl),
+                                     ("clip_fraction", ((ratio - 1).abs() > clip).float().mean())):
+                    figures[name].append(figure.detach())
+            if algo.target_kl is not None and approx_kl.item() > 1.5 * algo.target_kl:
                 return means_of(figures, data)  # this minibatch's step is not taken
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if algo.max_grad_norm is not None:
-                torch.nn.utils.clip_grad_norm_(agent.parameters(), algo.max_grad_norm)
+                clip_grad_norm(parameters, algo.max_grad_norm)
             optimizer.step()
     return means_of(figures, data)
 
@@ -339,7 +334,8 @@ def learn(agent: Agent, optimizer, rollout: dict, advantages, returns, clip: flo
 def means_of(figures: dict, data: dict) -> dict:
     """The update's figures: means over minibatches, and how much of the returns'
     variance the rollout's values explained."""
-    means = {name: sum(values) / len(values) for name, values in figures.items()}
+    means = dict(zip(figures, torch.stack([torch.stack(v).mean() for v in figures.values()])
+                     .tolist(), strict=True))
     variance = data["returns"].var()
     means["explained_variance"] = (1 - (data["returns"] - data["values"]).var() / variance).item() \
         if variance > 0 else 0.0
@@ -415,8 +411,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                                      bounds is not None), loop.steps, cfg.seed)
         if stats.games and record["mean_return"] > loop.best_mean_return:
             loop.best_mean_return = record["mean_return"]
-            run.save("best")
-        run.save("last")
+            run.save("best", only=("policy",))  # what evaluation and export read
+        run.save_every("last", algo.checkpoint_every_seconds)
         if algo.stop_mean_return is not None and stats.full and \
                 record["mean_return"] >= algo.stop_mean_return:
             break

@@ -37,7 +37,7 @@ from nn.errors import UserError
 from nn.export import Network
 from nn.memory import build_network
 from nn.run import Run
-from nn.schema import above, at_least, between
+from nn.schema import above, at_least, between, schedule
 from nn.seeding import make_generator
 from rl.dqn_bookkeeping import GameStats
 from rl.play import (
@@ -66,7 +66,7 @@ class SACConfig:
     batch_size: int = at_least(1)
     gamma: float = between(0, 1)
     tau: float = between(0, 1)  # Polyak: target <- tau * online + (1 - tau) * target
-    lr: float = above(0)
+    lr: Any = MISSING  # a number, or lin_X: X falling linearly to 0 over the run (RL Zoo)
     train_every_steps: int = at_least(1)  # steps of the games between trainings (train_freq)
     gradient_steps: int = at_least(1)  # updates at each training
     target_update_interval: int = at_least(1)  # updates between Polyak steps
@@ -79,6 +79,7 @@ class SACConfig:
     target_mean_return: float | None = None  # "solved" level reported in metrics.json
     stop_mean_return: float | None = None  # end once the last 100 games' mean reaches it
     video_every_steps: int | None = at_least(1, None)
+    checkpoint_every_seconds: float = above(0)  # `last` (replay memory too) for resume after a crash
 
 
 SCHEMAS = {"algo/sac_schema": SACConfig}
@@ -186,11 +187,15 @@ def learn(actor, critics, targets, optimizers: dict, log_alpha, batch: dict, alg
     optimizers["critics"].zero_grad(set_to_none=True)
     critic_loss.backward()
     optimizers["critics"].step()
+    # the actor's loss reaches the Q networks' weights: no gradients for them (they would
+    # be thrown away), only through them to the sampled actions
+    critics.requires_grad_(False)
     q_policy = torch.min(*(critic(obs, sampled) for critic in critics))
     actor_loss = (alpha * log_prob - q_policy).mean()
     optimizers["actor"].zero_grad(set_to_none=True)
     actor_loss.backward()
     optimizers["actor"].step()
+    critics.requires_grad_(True)
     return {**figures, "critic_loss": critic_loss.item(), "actor_loss": actor_loss.item(),
             "ent_coef": alpha.item(), "q_mean": q_values[0].mean().item()}
 
@@ -205,6 +210,7 @@ def check_config(cfg: DictConfig) -> None:
     """Settings refused before a run dir is made."""
     algo = cfg.algo
     temperature_start(algo.ent_coef)
+    schedule(algo.lr, "lr")
     env = instantiate(cfg.env)
     check_action_space(env, ("bounded box",), "SAC")
     dtype = torch.uint8 if env.observation_space.dtype == "uint8" else torch.float32
@@ -227,9 +233,10 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     targets = copy.deepcopy(critics).requires_grad_(False)
     start, tuned = temperature_start(algo.ent_coef)
     log_alpha = torch.tensor(math.log(start), device=device, requires_grad=tuned)
-    optimizers = {"actor": instantiate(algo.optimizer)(actor.parameters(), lr=algo.lr),
-                  "critics": instantiate(algo.optimizer)(critics.parameters(), lr=algo.lr),
-                  "alpha": instantiate(algo.optimizer)([log_alpha], lr=algo.lr)}
+    lr_at = schedule(algo.lr, "lr")
+    optimizers = {"actor": instantiate(algo.optimizer)(actor.parameters(), lr=lr_at(1.0)),
+                  "critics": instantiate(algo.optimizer)(critics.parameters(), lr=lr_at(1.0)),
+                  "alpha": instantiate(algo.optimizer)([log_alpha], lr=lr_at(1.0))}
     target_entropy = algo.target_entropy if algo.target_entropy is not None else -actor.action_dim
     memory = ReplayMemory(algo.replay_size, tuple(env.observation_space.shape),
                           envs.observation_dtype, device, (actor.action_dim,))
@@ -264,6 +271,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         # learn: every train_every_steps steps of the games, once warmed up
         if loop.steps >= algo.warmup_steps and \
                 (loop.steps // algo.num_envs) % algo.train_every_steps == 0:
+            lr = lr_at(1.0 - loop.steps / algo.total_steps)  # SB3 sets it at each training
+            for group in (g for o in optimizers.values() for g in o.param_groups):
+                group["lr"] = lr
             for _ in range(algo.gradient_steps):
                 batch = memory.sample(algo.batch_size, generator)
                 loop.figures = learn(actor, critics, targets, optimizers, log_alpha, batch,
@@ -307,7 +317,7 @@ def keep_record(run: Run, loop, stats: GameStats, logger) -> dict:
     if mean is not None and mean > loop.best_mean_return:
         loop.best_mean_return = mean
         run.save("best", only=("policy", "critics"))
-    run.save("last")
+    run.save_every("last", run.cfg.algo.checkpoint_every_seconds)
     return record
 
 

@@ -15,6 +15,7 @@ from PIL import Image
 
 from nn.config import import_trainer, instantiate
 from nn.errors import UserError
+from nn.schema import schedule
 from nn.tools.checks import validate_overrides
 from nn.tools.read_back import run_tool
 
@@ -35,9 +36,7 @@ def test_every_experiment_composes_and_instantiates(experiment):
         nets = list(import_trainer(cfg.trainer).build_nets(cfg))
     else:
         nets = [import_trainer(cfg.trainer).build_model(cfg)]
-    lr = cfg.algo.lr  # PPO's may be a schedule (lin_X): its value at the start
-    if cfg.trainer == "rl.ppo":
-        lr = import_trainer(cfg.trainer).schedule(lr, "lr")(1.0)
+    lr = schedule(cfg.algo.lr, "lr")(1.0)  # PPO's and SAC's may be lin_X: its start
     for net in nets:
         instantiate(cfg.algo.optimizer)(net.parameters(), lr=lr)
 

@@ -9,7 +9,7 @@ import torch
 from conftest import call_tool, compose, run_cli
 from PIL import Image
 
-from nn.blocks import MLP, ConvNet
+from nn.blocks import MLP, ConvNet, clip_grad_norm
 from nn.checkpoint import load_checkpoint
 from nn.config import instantiate, plain
 from rl import dqn, dqn_bookkeeping
@@ -70,7 +70,7 @@ def test_clipping_scales_the_gradients_as_torchs_clip_grad_norm():
         data = torch.randn(16, 4) * scale
         for net in (ours, theirs):
             net(data).pow(2).sum().backward()
-        dqn.clip_grad_norm(list(ours.parameters()), 1.0)
+        clip_grad_norm(list(ours.parameters()), 1.0)
         torch.nn.utils.clip_grad_norm_(theirs.parameters(), 1.0)
         for a, b in zip(ours.parameters(), theirs.parameters(), strict=True):
             assert torch.allclose(a.grad, b.grad, rtol=1e-6, atol=0)

@@ -30,6 +30,26 @@ PENDULUM = ["experiment=pendulum_ppo", "device=cpu", "algo.total_steps=768", "al
             "algo.normalize_observations=true", "algo.normalize_rewards=true"]
 
 
+def test_log_probabilities_and_entropies_are_torch_distributions_own():
+    """Gaussian (a shared log std beside per-sample means) and categorical, a logit at
+    -inf's edge included, as the written-out formulas compute them."""
+    g = torch.Generator().manual_seed(0)
+    mean, log_std = torch.randn(16, 3, generator=g), torch.randn(3, generator=g)
+    actions = mean + torch.randn(16, 3, generator=g) * 2
+    normal = torch.distributions.Normal(mean, log_std.exp())
+    log_prob, entropy = ppo.log_prob_and_entropy((mean, log_std), actions)
+    torch.testing.assert_close(log_prob, normal.log_prob(actions).sum(-1))
+    torch.testing.assert_close(entropy, normal.entropy().sum(-1))
+    logits = torch.randn(16, 4, generator=g) * 3
+    logits[0, 1] = float("-inf")  # a move the policy never makes: no NaN in the entropy
+    moves = torch.randint(0, 4, (16,), generator=g)
+    moves[0] = 2
+    categorical = torch.distributions.Categorical(logits=logits)
+    log_prob, entropy = ppo.log_prob_and_entropy(logits, moves)
+    torch.testing.assert_close(log_prob, categorical.log_prob(moves))
+    torch.testing.assert_close(entropy, categorical.entropy())
+
+
 def test_gae_at_lambda_one_is_the_return_less_the_value_and_at_zero_the_one_step_error():
     steps, games, gamma = 7, 3, 0.9
     g = torch.Generator().manual_seed(0)
