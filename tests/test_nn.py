@@ -169,3 +169,26 @@ def test_another_experiments_checkpoint_is_refused_whichever_name_sorts_first(fo
     with pytest.raises(UserError, match=f"belongs to experiment '{found}', not '{expected}'"):
         require_experiment({"experiment": found}, expected, "x.pt")
     require_experiment({"experiment": found}, found, "x.pt")
+
+
+def test_save_every_saves_at_once_then_not_before_its_seconds_have_passed(tmp_path, monkeypatch):
+    from conftest import compose
+
+    import nn.run as run_module
+
+    now = [100.0]
+    monkeypatch.setattr(run_module.time, "monotonic", lambda: now[0])
+    run = run_module.Run(compose("experiment=cartpole_reinforce", "device=cpu"), tmp_path)
+    net = torch.nn.Linear(2, 1)
+    run.keep({"step": 0}, model=net)
+    last = tmp_path / "checkpoints" / "last.pt"
+
+    def saved_step():
+        return load_checkpoint(last)["meta"]["step"]
+
+    for step, at, expected in ((1, 100.0, 1), (2, 159.0, 1), (3, 160.0, 3), (4, 200.0, 3)):
+        now[0] = at
+        run.counters.step = step
+        run.save_every("last", 60)
+        assert saved_step() == expected, (step, at)
+    run._stop.restore()

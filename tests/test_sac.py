@@ -122,7 +122,7 @@ def test_pendulum_evaluates_and_exports_with_its_squashing_and_bounds(tmp_path):
 
 @pytest.mark.slow  # trains: out of the inner loop
 def test_a_stopped_run_resumed_ends_as_a_straight_run_does(tmp_path, monkeypatch):
-    args = [*AIM, "algo.total_steps=300"]
+    args = [*AIM, "algo.total_steps=300", "algo.lr=lin_0.001"]  # the schedule resumes too
     whole = sac.train(compose(*args), tmp_path / "whole")
     keep_record = sac.keep_record
 
@@ -144,6 +144,9 @@ def test_a_stopped_run_resumed_ends_as_a_straight_run_does(tmp_path, monkeypatch
             for d in (tmp_path / "whole", tmp_path / "cut")]
     for key in ("policy", "critics", "targets", "log_alpha", "optimizer_actor", "memory"):
         assert_same(ends[0][key], ends[1][key], key)
+    # lin_0.001 fell linearly to 0 over the run, set before each training for all three
+    assert {ends[0][f"optimizer_{name}"]["param_groups"][0]["lr"]
+            for name in ("actor", "critics", "alpha")} == {0.0}
     assert math.isfinite(resumed["final_mean_return"])
 
 
