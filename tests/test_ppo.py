@@ -237,3 +237,17 @@ def test_the_search_preset_prunes_on_the_mean_return_once_games_have_finished(tm
     follower = Follower(progress, "mean_return", "mean", maximize=True)
     follower.read()
     assert follower.reduced == {2: 10.0, 3: 20.0}
+
+
+@pytest.mark.slow  # starts a worker process per game
+def test_box_actions_in_async_worker_processes_give_the_games_of_one_process(tmp_path):
+    """env.vectorization_mode=async (gymnasium's AsyncVectorEnv, a process per game) plays
+    the same games as sync, the actions crossing to the workers as Box arrays."""
+    args = [*PENDULUM, "algo.total_steps=256", "algo.rollout_steps=64"]
+    timing = {"steps_per_second", "train_seconds"}
+    histories = []
+    for mode in ("sync", "async"):
+        metrics = ppo.train(compose(*args, f"env.vectorization_mode={mode}"), tmp_path / mode)
+        histories.append([{k: v for k, v in h.items() if k not in timing}
+                          for h in metrics["history"]])
+    assert histories[0] == histories[1] and len(histories[0]) == 2
