@@ -146,6 +146,15 @@ def tiny_exports(tiny_runs, tmp_path_factory, worker_id) -> dict[str, Path]:
     return {kind: shared / kind for kind in tiny_runs}
 
 
+def missing_tool(reason: str, allow_module_level: bool = False) -> None:
+    """A test whose tool (chromium, PostgreSQL) this machine lacks: skipped with `reason`,
+    except where every tool is meant to be installed (CI=true; .ci/run installs them),
+    where the test fails instead, so a broken install is never a green run."""
+    if os.environ.get("CI", "").lower() in ("true", "1"):
+        pytest.fail(f"CI=true, yet {reason}", pytrace=False)
+    pytest.skip(reason, allow_module_level=allow_module_level)
+
+
 def error_line(result) -> str:
     """The user-facing error: exactly one line on stderr."""
     lines = [line for line in result.stderr.splitlines() if line.strip()]

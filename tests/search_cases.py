@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BIN, run_cli
+from tests.conftest import BIN, missing_tool, run_cli
 
 # games capped at 100 steps: a trial that learns does not play 500-step games
 TINY = ["hparams_search=cartpole_reinforce_fast", "algo.games_per_iteration=4",
@@ -37,7 +37,7 @@ def postgres():
     run as root: the server refuses root), stopped after the module."""
     bin_dir = find_postgres()
     if bin_dir is None:
-        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+        missing_tool("PostgreSQL is not installed (apt-get install postgresql)")
     root = Path(tempfile.mkdtemp(prefix="rlgen-pg-"))
     root.chmod(0o755)
     as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []

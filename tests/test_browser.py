@@ -16,7 +16,7 @@ from http.server import SimpleHTTPRequestHandler
 import numpy as np
 import pytest
 import torch
-from conftest import BIN, call_tool, compose
+from conftest import BIN, call_tool, compose, missing_tool
 from PIL import Image
 
 import bench.browser as browser_tools
@@ -30,7 +30,7 @@ from nn.tools.web import serve_main
 from rl import ppo, reinforce
 
 if not (browser_tools.CHROMIUM and browser_tools.DRIVER):
-    pytest.skip(browser_tools.MISSING, allow_module_level=True)
+    missing_tool(browser_tools.MISSING, allow_module_level=True)
 
 from selenium.webdriver.common.keys import Keys  # noqa: E402 (only where a browser is)
 

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -128,3 +129,20 @@ def test_a_newer_format_or_another_experiments_checkpoint_is_refused(trained_run
     assert json.loads((trained_run / "metrics.json").read_text())["status"] == "finished"
     assert math.isfinite(load_checkpoint(trained_run / "checkpoints" / "last.pt")["meta"]
                          ["best_mean_return"])
+
+
+@pytest.mark.slow  # two pytest processes
+@pytest.mark.parametrize("ci, outcome", [("true", "error"), ("", "skipped")])
+def test_without_chromium_the_browser_tests_fail_where_ci_promises_it_and_skip_elsewhere(
+        ci, outcome, tmp_path):
+    """chromium and its driver hidden from PATH (the interpreter is named by its path)."""
+    env = {**os.environ, "PATH": str(tmp_path), "CI": ci}
+    done = subprocess.run([sys.executable, "-m", "pytest", "tests/test_browser.py",
+                           "-p", "no:cacheprovider"], capture_output=True, text=True, env=env,
+                          timeout=120, cwd=Path(__file__).resolve().parents[1])
+    summary = done.stdout.strip().splitlines()[-1]
+    assert outcome in summary and "passed" not in summary, done.stdout[-2000:]
+    if ci:
+        assert done.returncode != 0 and "CI=true, yet the browser tests need" in done.stdout
+    else:
+        assert done.returncode == 5  # pytest: no test ran (the module skipped)
