@@ -83,11 +83,73 @@ def test_weights_at_16_and_8_bits_stay_within_their_tolerance(runs, kind, tmp_pa
             copy = tmp_path / f"{network.name}-{precision}.onnx"
             shutil.copy(out / f"{network.name}.onnx", copy)
             quantize_weights(copy, precision)
+            assert_stored_at(out / f"{network.name}.onnx", copy, precision)
             check = verify(network, copy, precision)
             assert check["passed"], (network.name, precision, check)
             sizes[precision] = copy.stat().st_size
         if sizes["none"] > 50_000:  # past the few bytes each quantized tensor's names cost
             assert sizes["int8"] < sizes["fp16"] < sizes["none"]
+
+
+def assert_stored_at(original, quantized, precision: str) -> None:
+    """The file's weights as the precision stores them: each float32 matrix (and, at 16
+    bits, each vector of 16 or more) replaced by a float16 copy, or by int8 values with
+    a float32 scale per output channel that give the weight back within half a step."""
+    import onnx
+    from onnx import TensorProto, numpy_helper
+
+    before = {w.name: w for w in onnx.load(str(original)).graph.initializer}
+    after = {w.name: w for w in onnx.load(str(quantized)).graph.initializer}
+    stored = [name for name, w in before.items() if w.data_type == TensorProto.FLOAT
+              and numpy_helper.to_array(w).size >= 16
+              and (precision != "int8" or numpy_helper.to_array(w).ndim >= 2)]
+    assert stored  # every network has a matrix
+    for name in stored:
+        weight = numpy_helper.to_array(before[name])
+        if precision == "none":
+            assert after[name].data_type == TensorProto.FLOAT
+            np.testing.assert_array_equal(numpy_helper.to_array(after[name]), weight)
+        elif precision == "fp16":
+            assert name not in after and after[f"{name}__fp16"].data_type == TensorProto.FLOAT16
+            np.testing.assert_array_equal(numpy_helper.to_array(after[f"{name}__fp16"]),
+                                          weight.astype(np.float16))
+        else:
+            assert name not in after and after[f"{name}__int8"].data_type == TensorProto.INT8
+            values = numpy_helper.to_array(after[f"{name}__int8"]).astype(np.float32)
+            scale = numpy_helper.to_array(after[f"{name}__scale"])
+            assert after[f"{name}__scale"].data_type == TensorProto.FLOAT
+            assert scale.size in weight.shape and scale.size > 1 or weight.shape[0] == 1
+            axis = next(a for a, d in enumerate(weight.shape) if d == scale.size)
+            shaped = scale.reshape([-1 if d == axis else 1 for d in range(weight.ndim)])
+            assert np.all(np.abs(values * shaped - weight) <= shaped / 2 + 1e-7)
+
+
+# the promise the manifest and docs/results.md state: relative RMS error at most these
+EDGES = {"none": 1e-5, "fp16": 2e-3, "int8": 2e-2}
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_the_check_refuses_a_file_just_past_its_tolerance_and_passes_one_just_inside(
+        precision, tmp_path):
+    """Every weight of a linear layer's file scaled by (1 + e): its output moves by e
+    relative to PyTorch's, half the precision's tolerance (passes) or twice it (refused)."""
+    import onnx
+    from onnx import numpy_helper
+
+    from nn.export import export_network
+
+    torch.manual_seed(0)
+    network = Network("net", torch.nn.Linear(6, 16), {"input": torch.randn(64, 6)}, ["y"])
+    export_network(network, tmp_path / "net.onnx")
+    for share, passes in ((0.5, True), (2.0, False)):
+        model = onnx.load(str(tmp_path / "net.onnx"))
+        factor = np.float32(1 + share * EDGES[precision])
+        for weight in model.graph.initializer:  # y = W x + b: both scaled, y scaled
+            array = numpy_helper.to_array(weight) * factor
+            weight.CopyFrom(numpy_helper.from_array(array.astype(np.float32), weight.name))
+        onnx.save(model, str(tmp_path / f"scaled-{share}.onnx"))
+        check = verify(network, tmp_path / f"scaled-{share}.onnx", precision)
+        assert check["passed"] is passes, (share, check)
 
 
 def test_the_check_fails_on_a_file_that_differs(runs, tmp_path):
@@ -116,8 +178,9 @@ def test_the_exported_step_samples_the_same_text_as_pytorch(runs):
 
 
 def test_quantized_export_through_the_command(runs, capsys):
-    run_dir, _ = runs["classifier"]
+    run_dir, full = runs["classifier"]
     out = export_run(parse_key_values(ExportArgs, [f"run={run_dir}", "quantize=int8"]))
+    assert_stored_at(full / "classifier.onnx", out / "classifier.onnx", "int8")  # the file
     about = manifest(out)
     assert out.name == "export-best-int8" and about["precision"] == "int8"
     assert "DequantizeLinear" in about["quantization"]
