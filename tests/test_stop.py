@@ -81,6 +81,9 @@ def test_a_signal_inside_an_epoch_stops_in_seconds_and_resumes_exactly(tmp_path,
     resumed = json.loads((cut / "metrics.json").read_text())
     assert resumed["status"] == whole["status"] == "finished"
     assert without_timing(resumed["history"]) == without_timing(whole["history"])
+    # inside the epoch: fewer batches done than an epoch has (every epoch has as many)
+    whole_meta = load_checkpoint(tmp_path / "whole" / "checkpoints" / "last.pt")["meta"]
+    assert int(stopped["state"]["position"]["done"]) < whole_meta["step"] / whole_meta["epoch"]
     ends = [load_checkpoint(d / "checkpoints" / "last.pt")["state"] for d in (cut, tmp_path / "whole")]
     for key in WEIGHTS[cfg.trainer]:
         assert_same(ends[0][key], ends[1][key], key)
