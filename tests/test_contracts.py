@@ -1,6 +1,7 @@
 """Every trainer and every batched env keeps the contracts in nn/contracts.py."""
 
 import ast
+import copy
 import inspect
 from dataclasses import fields, is_dataclass
 from pathlib import Path
@@ -67,6 +68,16 @@ def test_the_contract_check_sees_a_trainer_that_breaks_it():
     assert isinstance(broken, Trainer) and isinstance(broken, Evaluates)
 
 
+def play(batched, moves) -> list[tuple]:
+    """Each step's observations, rewards and ends, and the games started after it."""
+    out = []
+    for move in moves:
+        obs, reward, terminated, truncated = batched.step(move)
+        out.append((obs, reward, terminated, truncated,
+                    batched.reset_done(terminated | truncated)))
+    return out
+
+
 @pytest.mark.parametrize("env_name", sorted(ENVS))
 def test_every_env_builds_a_batched_env_that_keeps_the_contract(env_name):
     env = instantiate(compose(f"env={env_name}", *ENVS[env_name]).env)
@@ -81,9 +92,14 @@ def test_every_env_builds_a_batched_env_that_keeps_the_contract(env_name):
     assert terminated.dtype == truncated.dtype == torch.bool
     done = torch.tensor([True, False, False])
     assert batched.reset_done(done).shape == obs.shape
-    state = batched.state_dict()
-    batched.load_state_dict(state)
     assert isinstance(batched.counters, dict) and isinstance(batched.restores_games, bool)
+    if batched.restores_games:  # a state saved and loaded back plays the same games on
+        moves = torch.randint(0, 2, (60, 3), generator=torch.Generator().manual_seed(1))
+        state = copy.deepcopy(batched.state_dict())
+        played = play(batched, moves)
+        batched.load_state_dict(state)
+        for first, second in zip(played, play(batched, moves), strict=True):
+            assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
     env.close()
 
 
