@@ -409,7 +409,7 @@ def test_the_site_is_self_contained_with_relative_paths(sites):
     assert manifest["web"]["precisions"] == {"none": "generator.onnx",
                                              "fp16": "generator-fp16.onnx",
                                              "int8": "generator-int8.onnx"}
-    for name in manifest["web"]["pages"] + manifest["web_extra_files"]:
+    for name in manifest["web"]["pages"] + manifest["web"].get("extra_files", []):
         assert (folder / name).is_file()
     for source in folder.glob("**/*.js"):
         assert "http://" not in source.read_text() or source.name.startswith("ort")

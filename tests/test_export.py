@@ -285,3 +285,26 @@ def test_an_exported_classifier_and_generator_are_scored_through_onnx_runtime(ru
     onnx_run = json.loads(call_tool("rlgen-eval", f"run={out}", "backend=onnx", *judge).stdout)
     figure = "test_accuracy" if kind == "classifier" else "class_accuracy"
     assert onnx_run[figure] == pytest.approx(torch_run[figure], abs=0.01)
+
+
+def test_a_web_export_checks_and_lists_its_other_precisions_and_others_can_read_it(runs):
+    """The ACGAN's page shows its generator at 32, 16 and 8 bits: the two extra files are
+    checked as the export's own, named once in the manifest; the folder and its files
+    carry the permissions mkdir and open give here (a static host reads them as another
+    user), not mkdtemp's private 0700."""
+    import os
+    import stat
+
+    _, out = runs["acgan"]
+    web = manifest(out)["web"]
+    assert "web_extra_files" not in manifest(out)
+    assert web["extra_files"] == ["generator-fp16.onnx", "generator-int8.onnx"]
+    for record, precision in zip(web["extra"], ("fp16", "int8"), strict=True):
+        assert record["precision"] == precision and record["check"]["passed"]
+        assert record["check"]["tolerance"] > 1e-5 and record["bytes"] > 0
+        assert record["file"] == f"generator-{precision}.onnx"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~umask
+    for file in out.rglob("*"):
+        assert stat.S_IMODE(file.stat().st_mode) & 0o004 or umask & 0o004, file

@@ -11,6 +11,7 @@ that holds anything but an earlier export of the same run.
 """
 
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -105,8 +106,12 @@ def export_run(args) -> Path:
                     "networks": described, **about}
         if args.web:
             manifest["web"] = {"pages": write_site(building), **side_by_side}
-            manifest["web_extra_files"] = side_by_side.get("extra_files", [])
         (building / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        # mkdtemp makes the folder private (0700); an export is meant to be copied to a
+        # static host that serves it as another user: the permissions mkdir would give
+        umask = os.umask(0)
+        os.umask(umask)
+        building.chmod(0o777 & ~umask)
         if out.exists():
             shutil.rmtree(out)  # an earlier export of this run, checked above
         building.rename(out)
@@ -115,7 +120,7 @@ def export_run(args) -> Path:
         shutil.rmtree(building, ignore_errors=True)
         for folder in [] if finished else reversed(made):  # folders made for this export
             shutil.rmtree(folder, ignore_errors=True)
-    for record in described:
+    for record in described + side_by_side.get("extra", []):
         errors = ", ".join(f"{k} {v:.1e}" for k, v in record["check"]["relative_error"].items())
         print(f"{record['file']}: {record['bytes']:,} bytes, gzip ratio {record['gzip_ratio']}, "
               f"checked on {record['check']['inputs']} inputs ({errors})")
@@ -127,18 +132,21 @@ def export_run(args) -> Path:
 def side_by_side_precisions(network, building: Path, chosen: str) -> dict:
     """The network again at the two other precisions, each checked as the export's own
     file is, for a page that compares them (the ACGAN's, as the book's exercise asks)."""
-    files = {chosen: f"{network.name}.onnx"}
+    files, extra = {chosen: f"{network.name}.onnx"}, []
     for precision in PRECISIONS:
         if precision == chosen:
             continue
         file = building / f"{network.name}-{precision}.onnx"
         export_network(network, file)
         quantize_weights(file, precision)
-        if not verify(network, file, precision)["passed"]:
+        check = verify(network, file, precision)
+        if not check["passed"]:
             raise UserError(f"{network.name} at quantize={precision} (for the web page) is outside "
                             "its tolerance; nothing was written")
         files[precision] = file.name
-    return {"precisions": files, "extra_files": [f for p, f in files.items() if p != chosen]}
+        extra.append({**describe(network, file), "precision": precision, "check": check})
+    return {"precisions": files, "extra_files": [record["file"] for record in extra],
+            "extra": extra}
 
 
 def main(argv: list[str] | None = None) -> None:

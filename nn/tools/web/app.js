@@ -91,7 +91,7 @@ async function start() {
   // one thread: several need cross-origin isolation, which a plain static host lacks
   ort.env.wasm.numThreads = 1;
   const sessions = {};
-  const files = manifest.networks.map((n) => n.file).concat(manifest.web_extra_files || []);
+  const files = manifest.networks.map((n) => n.file).concat((manifest.web && manifest.web.extra_files) || []);
   for (const file of files) {
     try {
       const bytes = await (await fetchOk(file)).arrayBuffer();
