@@ -101,6 +101,17 @@ def test_every_page_runs_its_models_as_onnx_runtime_does_in_python(sites, browse
     server = open_page(browser, folder)
     assert server.started and server.error is None
     manifest = json.loads((folder / "manifest.json").read_text())
+    # the page says what its controls do, said it was loading, and says it is ready
+    assert len(browser.find_element("id", "help").text) > 80
+    assert 'class="loading">loading the models' in (folder / "index.html").read_text()
+    assert browser.find_element("id", "status").text.startswith("ready")
+    # it downloaded the files it runs and no other (the VAE's page only decodes)
+    fetched = browser.execute_script(
+        "return performance.getEntriesByType('resource').map((e) => e.name.split('/').pop())")
+    wanted = {n["file"] for n in manifest["networks"]} | set(
+        manifest.get("web", {}).get("extra_files", []))
+    assert {f for f in fetched if f.endswith(".onnx")} == wanted - (
+        {"encoder.onnx"} if kind == "vae" else set())
     for network, feeds in fixed_inputs(kind, manifest, np.random.default_rng(0)).items():
         expected = python_outputs(folder, network, feeds)
         for got, want in zip(page_outputs(browser, network, feeds), expected, strict=True):
@@ -144,6 +155,60 @@ def test_the_pages_own_readings_match_python(sites, browser):
     greedy = int(reinforce.greedy_action(torch.tensor(logits)[None])[0])
     browser.find_element("id", "greedy").click()
     assert page_call(browser, "page.choose(await page.judge(args[0]))", obs) == greedy
+    server.shutdown()
+
+
+def test_the_pages_refuse_what_they_cannot_draw_cap_their_games_and_stay_current(sites,
+                                                                               browser):
+    """VAE: grid=1 and grid=100 drawn at 2 and 30 with a message, never NaN, and the zoom's
+    z follows a new range; Snake: an agent that never eats is stopped by the page's cap
+    with a game-over message, one that hits a wall too; the classifier shows nothing for a
+    blank square; the cart-pole's readout describes the state a paused reset made."""
+    server = open_page(browser, sites["vae"][1])
+    grid = browser.find_element("id", "grid")
+    for typed, drawn in (("1", "2"), ("100", "30")):  # as typed, then the field's change
+        page_call(browser, "{ document.getElementById('grid').value = args[0]; "
+                           "await page.drawGrid(); }", typed)
+        assert grid.get_attribute("value") == drawn
+        message = browser.find_element("id", "message").text
+        assert message == f"grid takes 2 to 30: {typed} is outside, drawn at {drawn}"
+        pixels = page_call(browser, "Array.from(document.getElementById('plane').getContext"
+                                    "('2d').getImageData(0, 0, 560, 560).data)")
+        assert len(set(pixels)) > 10  # decoded images, not a plane of NaN-black
+    page_call(browser, "page.showAt(1, 0)")
+    assert browser.find_element("id", "readout").text == "z = (4.00, 4.00)"
+    page_call(browser, "{ document.getElementById('range').value = '10'; await page.drawGrid(); }")
+    assert browser.find_element("id", "readout").text == "z = (10.00, 10.00)"
+    server.shutdown()
+
+    server = open_page(browser, sites["snake"][1])
+    browser.find_element("id", "pause").click()
+    hungry = page_call(browser, "page.hungry")  # the run's own cap, else 4 passes of the board
+    algo = json.loads((sites["snake"][1] / "manifest.json").read_text())["config"]["algo"]
+    assert hungry == (algo.get("eval_max_steps_without_reward") or 4 * 6 * 7)
+    # turning left at every step circles four squares: it eats at most once
+    ended = page_call(browser, "{ for (let i = 0; i < 3 * page.hungry && !page.ended(); i++) "
+                               "await page.tick(1); return page.ended(); }")
+    assert ended.startswith(f"game over: no fruit in {hungry} steps")
+    assert ended in browser.find_element("id", "readout").text
+    page_call(browser, "page.reset()")
+    ended = page_call(browser, "{ for (let i = 0; i < 20 && !page.ended(); i++) "
+                               "await page.tick(0); return page.ended(); }")
+    assert ended.startswith("game over: the agent crashed")  # straight into a wall
+    server.shutdown()
+
+    server = open_page(browser, sites["classifier"][1])
+    assert browser.find_element("id", "bars").text == "draw a digit on the black square"
+    server.shutdown()
+
+    server = open_page(browser, sites["cartpole"][1])
+    browser.find_element("id", "pause").click()
+    for _ in range(3):
+        page_call(browser, "page.reset()")
+        judged = page_call(browser, "page.judge(page.env.observation())")
+        shown = browser.find_element("id", "readout").text.splitlines()[1]
+        assert shown == (f"P(push left) {judged['probabilities'][0]:.3f}  "
+                         f"P(push right) {judged['probabilities'][1]:.3f}")
     server.shutdown()
 
 

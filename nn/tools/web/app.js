@@ -13,9 +13,9 @@ export function showError(message) {
   status.className = "error";
 }
 
-export function showStatus(message) {
+export function showStatus(message, state = "") {
   status.textContent = message;
-  status.className = "";
+  status.className = state;
 }
 
 // a labelled control in the page's control bar
@@ -88,23 +88,34 @@ async function start() {
       "(rlgen-eval run=EXPORT_DIR backend=onnx)");
     return;
   }
+  // the page first: what it says about its controls, and which networks it leaves out
+  const module = await import(`./pages/${kind}.js`);
+  document.getElementById("help").textContent = module.HELP;
   // one thread: several need cross-origin isolation, which a plain static host lacks
   ort.env.wasm.numThreads = 1;
   const sessions = {};
-  const files = manifest.networks.map((n) => n.file).concat((manifest.web && manifest.web.extra_files) || []);
-  for (const file of files) {
+  const load = async (file) => {
+    const bytes = await (await fetchOk(file)).arrayBuffer();
+    sessions[file.replace(/\.onnx$/, "")] = await ort.InferenceSession.create(bytes);
+  };
+  const unused = new Set(module.UNUSED || []); // never downloaded by the page itself
+  const files = manifest.networks.map((n) => n.file)
+    .concat((manifest.web && manifest.web.extra_files) || [])
+    .filter((file) => !unused.has(file.replace(/\.onnx$/, "")));
+  for (const [i, file] of files.entries()) {
+    showStatus(`loading the models: ${file} (${i + 1} of ${files.length})...`, "loading");
     try {
-      const bytes = await (await fetchOk(file)).arrayBuffer();
-      sessions[file.replace(/\.onnx$/, "")] = await ort.InferenceSession.create(bytes);
+      await load(file);
     } catch (err) {
       showError(`could not load ${file}: ${err.message || err}`);
       return;
     }
   }
   rlgen.sessions = sessions;
-  // any network on given inputs: {name: {type, data, dims}} -> [{name, data, dims}] in the
-  // order of the network's outputs
+  // any network on given inputs (one the page leaves out is loaded now): {name: {type,
+  // data, dims}} -> [{name, data, dims}] in the order of the network's outputs
   rlgen.infer = async (network, feeds) => {
+    if (!(network in sessions)) await load(`${network}.onnx`);
     const inputs = {};
     for (const [name, f] of Object.entries(feeds)) inputs[name] = tensor(f.type, f.data, f.dims);
     const outputs = await sessions[network].run(inputs);
@@ -120,12 +131,11 @@ async function start() {
     }
     return outputs;
   };
-  showStatus("");
-  const module = await import(`./pages/${kind}.js`);
   try {
     rlgen.page = await module.start({ manifest, sessions, run: timed,
       root: document.getElementById("page"), controls: document.getElementById("controls") });
     rlgen.kind = kind;
+    if (!rlgen.error) showStatus(`ready: ${files.length === 1 ? "the model" : `${files.length} models`} loaded`, "ready");
   } catch (err) {
     showError(`the ${kind} page failed: ${err.message || err}`);
   }

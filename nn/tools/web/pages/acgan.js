@@ -4,6 +4,10 @@ import { control, element, tensor } from "../app.js";
 
 const BITS = { none: "32 bits", fp16: "16 bits", int8: "8 bits" };
 
+export const HELP = "Pick a class: the generator draws a grid of that class from random noise, " +
+  "at each precision the export carries, side by side (the same noise for each). new noise " +
+  "draws again; grid: images a side (1 to 10).";
+
 export async function start({ manifest, sessions, run, root, controls }) {
   // the generator's file at each precision the export carries: {none: "generator.onnx", ...}
   const files = (manifest.web && manifest.web.precisions) || { [manifest.precision]: "generator.onnx" };

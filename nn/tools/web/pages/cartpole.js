@@ -4,6 +4,11 @@ import { CartPole } from "../envs.js";
 import { control, element, softmax, tensor } from "../app.js";
 import { arrowOf, gameLoop } from "./game.js";
 
+export const HELP = "The trained agent pushes the cart left or right to keep the pole up; its " +
+  "probability of each push (or, for a DQN, each push's value) below. Hold the left or right " +
+  "arrow key to push yourself; pause, step one push, reset and speed are buttons; greedy: " +
+  "always the likelier push.";
+
 export async function start({ manifest, sessions, run, root, controls }) {
   const env = new CartPole(manifest.env);
   const network = sessions.policy ? "policy" : "q_network";
@@ -73,7 +78,12 @@ export async function start({ manifest, sessions, run, root, controls }) {
     return chosen;
   }
 
-  const loop = gameLoop(controls, { tick: () => tick(), reset: () => { env.reset(); draw(); }, fps: 50 });
+  const reset = async () => { // the readout describes the new state, paused or not
+    env.reset();
+    last = await judge(env.observation());
+    draw();
+  };
+  const loop = gameLoop(controls, { tick: () => tick(), reset, fps: 50 });
   document.addEventListener("keydown", (event) => {
     const arrow = arrowOf(event);
     if (arrow !== "left" && arrow !== "right") return;
@@ -84,8 +94,6 @@ export async function start({ manifest, sessions, run, root, controls }) {
   document.addEventListener("keyup", (event) => {
     if (arrowOf(event) === held) held = null;
   });
-  env.reset();
-  draw();
-  await judge(env.observation());
-  return { env, judge, choose, tick, loop };
+  await reset();
+  return { env, judge, choose, tick, loop, reset };
 }

@@ -2,6 +2,10 @@
 // bars, as in the TensorFlow.js MNIST tutorial. The drawing is scaled to 28 x 28.
 import { control, element, softmax } from "../app.js";
 
+export const HELP = "Draw a digit with the mouse on the black square: the bars are the model's " +
+  "probability of each class, updated when you lift the button. clear wipes the square.";
+const SILENT = "draw a digit on the black square";
+
 export async function start({ manifest, sessions, run, root, controls }) {
   const session = sessions.classifier;
   const pad = element(root, "canvas", { id: "pad", width: 280, height: 280 });
@@ -10,9 +14,10 @@ export async function start({ manifest, sessions, run, root, controls }) {
   const g = pad.getContext("2d");
   let drawing = false;
 
-  function wipe() {
+  function wipe() { // a blank square is no digit: no probabilities shown for it
     g.fillStyle = "#000";
     g.fillRect(0, 0, pad.width, pad.height);
+    bars.textContent = SILENT;
   }
 
   // the model's input from 28 x 28 grey pixels (0-255): pixel / 127.5 - 1
@@ -70,8 +75,7 @@ export async function start({ manifest, sessions, run, root, controls }) {
     if (drawing) classify(drawnPixels());
     drawing = false;
   });
-  clear.onclick = () => { wipe(); classify(drawnPixels()); };
+  clear.onclick = wipe;
   wipe();
-  await classify(drawnPixels());
   return { classify, show, drawnPixels };
 }

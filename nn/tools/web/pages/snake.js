@@ -6,9 +6,20 @@ import { control, element, tensor } from "../app.js";
 import { arrowOf, gameLoop } from "./game.js";
 
 const DY = [0, -1, 0, 1], DX = [1, 0, -1, 0], TURN = [0, 1, 3];
+// a game's caps where the run set none: a greedy agent can circle forever without eating
+const DEFAULT_MAX_STEPS = 1000;
+
+export const HELP = "The trained agent steers the snake to the red fruit; on the squares around " +
+  "its head, each move's score (the highlighted one is taken). Press an arrow key to steer " +
+  "yourself (agent plays hands it back); pause, step one move, reset and speed are buttons. " +
+  "A game ends at a wall or the snake's own body, or at the step caps shown below.";
 
 export async function start({ manifest, sessions, run, root, controls }) {
-  const env = new Snake(manifest.env);
+  const env = new Snake({ ...manifest.env, max_steps_per_game:
+    manifest.env.max_steps_per_game ?? DEFAULT_MAX_STEPS });
+  // steps without a fruit: the run's own evaluation cap, or four passes over the board
+  const hungry = (manifest.config && manifest.config.algo &&
+    manifest.config.algo.eval_max_steps_without_reward) || 4 * env.height * env.width;
   // a Q network (DQN) or a policy (PPO): either way the likeliest move scores highest
   const network = sessions.q_network ? "q_network" : "policy";
   const session = sessions[network], scoreName = network === "q_network" ? "Q" : "logits";
@@ -17,7 +28,7 @@ export async function start({ manifest, sessions, run, root, controls }) {
     { width: env.width * cell, height: env.height * cell, id: "board" });
   const readout = element(root, "div", { className: "readout", id: "readout" });
   const agent = control(controls, "<button id='agent'>agent plays</button>");
-  let person = null, best = 0, q = null;
+  let person = null, best = 0, q = null, sinceFruit = 0, ended = "";
 
   async function qValues() {
     const feeds = { [session.inputNames[0]]: tensor("uint8", env.observation(),
@@ -55,18 +66,31 @@ export async function start({ manifest, sessions, run, root, controls }) {
     }
     const values = q ? env.actionNames.map((n, i) => `${n} ${q[i].toFixed(2)}`).join("  ") : "";
     readout.textContent = `fruits ${env.eaten}  length ${env.snake.length}  steps ${env.steps}` +
-      `  best ${best}\n${person ? "you play (arrow keys)" : "agent plays"}\n${scoreName}: ${values}`;
+      ` of ${env.maxSteps}  without a fruit ${sinceFruit} of ${hungry}  best ${best}\n` +
+      `${ended || (person ? "you play (arrow keys)" : "agent plays")}\n${scoreName}: ${values}`;
   }
 
   async function tick(action = null) {
-    if (env.done) {
+    if (env.done) { // the game over message stayed one tick; a new game, the agent playing
       best = Math.max(best, env.eaten);
       env.reset();
       person = null;
+      sinceFruit = 0;
+      ended = "";
+      q = await qValues();
     }
     const chosen = action ?? (person ? env.turnTowards(person) : q.indexOf(Math.max(...q)));
-    env.step(chosen);
-    if (!env.done) q = await qValues();
+    const before = env.eaten;
+    const { terminated } = env.step(chosen);
+    sinceFruit = env.eaten > before ? 0 : sinceFruit + 1;
+    if (!env.done && sinceFruit >= hungry) env.done = true;
+    if (env.done) {
+      const why = terminated ? `${person ? "you" : "the agent"} crashed` : sinceFruit >= hungry
+        ? `no fruit in ${hungry} steps` : `the cap of ${env.maxSteps} steps`;
+      ended = `game over: ${why}, ${env.eaten} fruits; a new game starts`;
+    } else {
+      q = await qValues();
+    }
     draw();
     return chosen;
   }
@@ -74,6 +98,8 @@ export async function start({ manifest, sessions, run, root, controls }) {
   const reset = async () => {
     env.reset();
     person = null;
+    sinceFruit = 0;
+    ended = "";
     q = await qValues();
     draw();
   };
@@ -87,5 +113,5 @@ export async function start({ manifest, sessions, run, root, controls }) {
     if (!loop.running) loop.tickOnce(); // paused: each press is one move
   });
   await reset();
-  return { env, qValues, tick, loop, reset };
+  return { env, qValues, tick, loop, reset, hungry, ended: () => ended };
 }

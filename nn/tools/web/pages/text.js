@@ -2,6 +2,10 @@
 // at the temperature chosen (0: always the likeliest character), streamed as sampled.
 import { control, element, softmax, tensor } from "../app.js";
 
+export const HELP = "Write a seed text and press generate: the model goes on one character at a " +
+  "time, carrying its state. temperature: 0 always takes the likeliest character, higher " +
+  "values take less likely ones more often; length: characters to write; stop ends it.";
+
 export async function start({ manifest, sessions, run, root, controls }) {
   const step = sessions.step;
   const vocabulary = manifest.vocabulary, width = manifest.state_size;
