@@ -102,47 +102,51 @@ TINY_RUNS = {
 }
 
 
-@pytest.fixture(scope="session")
-def tiny_runs(tmp_path_factory, worker_id) -> dict[str, Path]:
-    """TINY_RUNS trained once for the whole test session, shared by the test workers (a
-    file lock: the first to ask trains, the others wait). Tests read them and export
-    them, never change what training wrote."""
-    import importlib
-
+def made_once(tmp_path_factory, worker_id, name: str, make) -> Path:
+    """The folder `name`, filled by `make(folder)` once for the whole test session and
+    shared by the test workers: a file lock, the first to ask makes it, the others wait."""
     from filelock import FileLock
 
     root = tmp_path_factory.getbasetemp()
     root = root if worker_id == "master" else root.parent
-    shared = root / "tiny_runs"
-    with FileLock(str(root / "tiny_runs.lock")):
-        if not (shared / "trained").exists():
-            for kind, overrides in TINY_RUNS.items():
-                cfg = compose(*overrides, "device=cpu")
-                importlib.import_module(cfg.trainer).train(cfg, shared / kind)
-            (shared / "trained").touch()
+    shared = root / name
+    with FileLock(str(root / f"{name}.lock")):
+        if not (shared / ".made").exists():
+            make(shared)
+            (shared / ".made").touch()
+    return shared
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory, worker_id) -> dict[str, Path]:
+    """TINY_RUNS trained once for the whole test session. Tests read them and export
+    them, never change what training wrote."""
+    import importlib
+
+    def train(shared: Path) -> None:
+        for kind, overrides in TINY_RUNS.items():
+            cfg = compose(*overrides, "device=cpu")
+            importlib.import_module(cfg.trainer).train(cfg, shared / kind)
+
+    shared = made_once(tmp_path_factory, worker_id, "tiny_runs", train)
     return {kind: shared / kind for kind in TINY_RUNS}
 
 
 @pytest.fixture(scope="session")
 def tiny_exports(tiny_runs, tmp_path_factory, worker_id) -> dict[str, Path]:
     """Each of TINY_RUNS exported once for the session (`rlgen-export web=true`: the
-    networks, the manifest and, where the run has one, its web page), shared as tiny_runs
-    is; tests read an export or copy it, never change it."""
-    from filelock import FileLock
-
+    networks, the manifest and, where the run has one, its web page); tests read an
+    export or copy it, never change it."""
     from nn.config import parse_key_values
     from nn.tools.export import ExportArgs, export_run
 
-    root = tmp_path_factory.getbasetemp()
-    root = root if worker_id == "master" else root.parent
-    shared = root / "tiny_exports"
-    with FileLock(str(root / "tiny_exports.lock")):
-        if not (shared / "exported").exists():
-            for kind, run_dir in tiny_runs.items():
-                web = ["web=true"] if kind != "gymnasium" else []  # no page for any env
-                export_run(parse_key_values(ExportArgs, [f"run={run_dir}", *web,
-                                                         f"out={shared / kind}"]))
-            (shared / "exported").touch()
+    def export(shared: Path) -> None:
+        for kind, run_dir in tiny_runs.items():
+            web = ["web=true"] if kind != "gymnasium" else []  # no page for any env
+            export_run(parse_key_values(ExportArgs, [f"run={run_dir}", *web,
+                                                     f"out={shared / kind}"]))
+
+    shared = made_once(tmp_path_factory, worker_id, "tiny_exports", export)
     return {kind: shared / kind for kind in tiny_runs}
 
 
