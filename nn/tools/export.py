@@ -124,6 +124,10 @@ def export_run(args) -> Path:
         errors = ", ".join(f"{k} {v:.1e}" for k, v in record["check"]["relative_error"].items())
         print(f"{record['file']}: {record['bytes']:,} bytes, gzip ratio {record['gzip_ratio']}, "
               f"checked on {record['check']['inputs']} inputs ({errors})")
+    if args.web:
+        pages = manifest["web"]["pages"]
+        size = sum((out / page).stat().st_size for page in pages)
+        print(f"the web page: {len(pages)} files, {size:,} bytes ({', '.join(pages)})")
     print(f"wrote {out} (manifest.json)" + (f"; its web page: rlgen-serve {out}"
                                              if args.web else ""))
     return out
