@@ -145,7 +145,8 @@ def markdown(results: dict) -> str:
     lines = ["| feature | file | mutation | outcome | first test that failed |",
              "| --- | --- | --- | --- | --- |"]
     for r in results["rows"]:
-        edit = f"`{r['find'].splitlines()[0]}` -> `{r['replace'].splitlines()[0] or '(removed)'}`"
+        first = (r["replace"].splitlines() or ["(removed)"])[0]
+        edit = f"`{r['find'].splitlines()[0]}` -> `{first}`"
         caught = ", ".join(f"`{t.split('::')[-1]}`" for t in r["caught_by"]) or "-"
         lines.append(f"| {r['feature']} | `{r['file']}` | {edit} | {r['outcome']} "
                      f"({r['commit']}) | {caught} |")
