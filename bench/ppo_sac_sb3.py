@@ -261,8 +261,10 @@ def markdown(results: dict) -> str:
     for line in results["summary"]:
         run = next(r for r in results["runs"] if r["row"] == line["row"]
                    and r["seed"] == line["seed"] and r["library"] == "rlgen")
-        to_score = (f"{line['to_score_ratio']} ({line['rlgen_seconds_to_score']} / "
-                    f"{line['sb3_seconds_to_score']})")
+        ours, theirs = (line[f"{lib}_seconds_to_score"] for lib in ("rlgen", "sb3"))
+        to_score = "neither reached it" if ours is None and theirs is None else (
+            f"{line['to_score_ratio'] or '-'} ({ours or 'not reached'} / "
+            f"{theirs or 'not reached'})")
         lines.append(f"| {line['algorithm'].upper()}, {line['env']} | {line['steps']:,} "
                      f"({line['zoo_steps']:,}) | {line['zoo_score']:g} | {line['seed']} | "
                      f"{line['rlgen_return']:g} | {line['sb3_return']:g} | "
