@@ -186,8 +186,12 @@ def test_the_pages_refuse_what_they_cannot_draw_cap_their_games_and_stay_current
     hungry = page_call(browser, "page.hungry")  # the run's own cap, else 4 passes of the board
     algo = json.loads((sites["snake"][1] / "manifest.json").read_text())["config"]["algo"]
     assert hungry == (algo.get("eval_max_steps_without_reward") or 4 * 6 * 7)
-    # turning left at every step circles four squares: it eats at most once
-    ended = page_call(browser, "{ for (let i = 0; i < 3 * page.hungry && !page.ended(); i++) "
+    # an agent that never eats: a one-square snake on a board without fruit, turning left
+    # at every step, circles four squares in the middle of the board for ever
+    ended = page_call(browser, "{ const env = page.env; env.fruits = []; env.heading = 0; "
+                               "env.done = false; env.steps = 0; "
+                               "env.snake = [[env.height >> 1, env.width >> 1]]; "
+                               "for (let i = 0; i < 3 * page.hungry && !page.ended(); i++) "
                                "await page.tick(1); return page.ended(); }")
     assert ended.startswith(f"game over: no fruit in {hungry} steps")
     assert ended in browser.find_element("id", "readout").text
