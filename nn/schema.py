@@ -88,17 +88,23 @@ def check_ranges(node: DictConfig, where: str = "") -> str | None:
     return None
 
 
+def positive(text: str) -> float | None:
+    """The number `text` spells if it is one above 0 (the settings written as text with
+    a prefix: lin_X, auto_X), else None."""
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return number if number > 0 else None
+
+
 def schedule(value, name: str):
     """RL Zoo's forms of a setting that may change over a run: a number, constant, or
     "lin_X", X at the start falling linearly to 0 at the end. A function of the share
     of the run still ahead (1 at the start)."""
     text = str(value)
-    number = text[4:] if text.startswith("lin_") else text
-    try:
-        start = float(number)
-    except ValueError:
-        start = -1.0
-    if not start > 0:
+    start = positive(text[4:] if text.startswith("lin_") else text)
+    if start is None:
         raise UserError(f"algo.{name}={value!r} is not a number above 0 or lin_X (X above 0, "
                         f"falling linearly to 0 over the run), e.g. algo.{name}=lin_0.001")
     return (lambda left: start * left) if text.startswith("lin_") else (lambda left: start)

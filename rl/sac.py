@@ -37,7 +37,7 @@ from nn.errors import UserError
 from nn.export import Network
 from nn.memory import build_network
 from nn.run import Run
-from nn.schema import above, at_least, between, schedule
+from nn.schema import above, at_least, between, positive, schedule
 from nn.seeding import make_generator
 from rl.dqn_bookkeeping import GameStats
 from rl.play import (
@@ -94,12 +94,8 @@ def temperature_start(ent_coef) -> tuple[float, bool]:
     """The entropy temperature alpha to start from, and whether it is tuned."""
     text = str(ent_coef)
     tuned = text.startswith("auto")
-    number = (text[5:] or "1.0") if tuned else text
-    try:
-        start = float(number)
-    except ValueError:
-        start = -1.0
-    if not start > 0:
+    start = positive((text[5:] or "1.0") if tuned else text)
+    if start is None:
         raise UserError(f"algo.ent_coef={ent_coef!r} is not auto, auto_X (tuned from X) or a "
                         "number, each above 0; e.g. algo.ent_coef=auto")
     return start, tuned
@@ -234,9 +230,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     start, tuned = temperature_start(algo.ent_coef)
     log_alpha = torch.tensor(math.log(start), device=device, requires_grad=tuned)
     lr_at = schedule(algo.lr, "lr")
-    optimizers = {"actor": instantiate(algo.optimizer)(actor.parameters(), lr=lr_at(1.0)),
-                  "critics": instantiate(algo.optimizer)(critics.parameters(), lr=lr_at(1.0)),
-                  "alpha": instantiate(algo.optimizer)([log_alpha], lr=lr_at(1.0))}
+    optimizers = {name: instantiate(algo.optimizer)(params, lr=lr_at(1.0)) for name, params in
+                  (("actor", actor.parameters()), ("critics", critics.parameters()),
+                   ("alpha", [log_alpha]))}
     target_entropy = algo.target_entropy if algo.target_entropy is not None else -actor.action_dim
     memory = ReplayMemory(algo.replay_size, tuple(env.observation_space.shape),
                           envs.observation_dtype, device, (actor.action_dim,))
