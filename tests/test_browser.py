@@ -188,11 +188,17 @@ def test_the_pages_refuse_what_they_cannot_draw_cap_their_games_and_stay_current
     assert hungry == (algo.get("eval_max_steps_without_reward") or 4 * 6 * 7)
     # an agent that never eats: a one-square snake on a board without fruit, turning left
     # at every step, circles four squares in the middle of the board for ever
-    ended = page_call(browser, "{ const env = page.env; env.fruits = []; env.heading = 0; "
-                               "env.done = false; env.steps = 0; "
-                               "env.snake = [[env.height >> 1, env.width >> 1]]; "
-                               "for (let i = 0; i < 3 * page.hungry && !page.ended(); i++) "
-                               "await page.tick(1); return page.ended(); }")
+    # once the paused loop's last tick has ended (a tick that starts a new game would
+    # undo the setup below)
+    for _ in range(5):  # a tick of the paused loop still in flight can start a new game
+        ended = page_call(browser, "{ while (page.loop.busy) await new Promise((r) => "
+                                   "setTimeout(r, 10)); const env = page.env; env.fruits = []; "
+                                   "env.heading = 0; env.done = false; env.steps = 0; "
+                                   "env.snake = [[env.height >> 1, env.width >> 1]]; "
+                                   "for (let i = 0; i < 3 * page.hungry && !page.ended(); i++) "
+                                   "await page.tick(1); return page.ended(); }")
+        if "no fruit" in ended:
+            break
     assert ended.startswith(f"game over: no fruit in {hungry} steps")
     assert ended in browser.find_element("id", "readout").text
     page_call(browser, "page.reset()")
