@@ -45,3 +45,29 @@ def test_the_slurm_preset_maps_to_submitit_and_needs_slurm(tmp_path):
                        f"search.dir={tmp_path / 'nowhere'}", check=False)
     lines = [line for line in no_slurm.stderr.splitlines() if line.strip()]
     assert no_slurm.returncode == 2 and len(lines) == 1 and "submitit_local" in lines[0]
+
+
+def test_a_run_forked_from_the_warm_process_trains_as_rlgen_train_does(tmp_path):
+    """The search's runs come from a fork server (nn/tools/warm_runs.py): the same
+    command line gives the same run as `rlgen-train` itself, a bad one its one-line error
+    in the run's stderr and exit status 2."""
+    from nn.tools.search_space import failure_cause
+    from nn.tools.warm_runs import start_run
+
+    args = ["experiment=cartpole_reinforce", "algo.iterations=3", "algo.games_per_iteration=4",
+            "env.max_steps_per_game=60", "threads=1"]
+    forked = start_run([*args, f"hydra.run.dir={tmp_path / 'forked'}"], tmp_path / "forked.err")
+    run_cli("rlgen-train", *args, f"hydra.run.dir={tmp_path / 'direct'}")
+    forked.join()
+    assert forked.exitcode == 0, (tmp_path / "forked.err").read_text()
+    timing = {"train_seconds", "steps_per_second", "solved_train_seconds"}
+    histories = [[{k: v for k, v in record.items() if k not in timing} for record in
+                  json.loads((tmp_path / name / "metrics.json").read_text())["history"]]
+                 for name in ("forked", "direct")]
+    assert len(histories[0]) == 3 and histories[0] == histories[1]
+    bad = start_run([*args, "algo.iterations=-1", f"hydra.run.dir={tmp_path / 'bad'}"],
+                    tmp_path / "bad.err")
+    bad.join()
+    assert bad.exitcode == 2
+    assert "algo.iterations" in failure_cause((tmp_path / "bad.err").read_text(), bad.exitcode)
+    assert not (tmp_path / "bad").exists()

@@ -21,6 +21,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -41,17 +42,22 @@ from nn.tools.search_space import (
     make_pruner,
     parse_space,
     shown_storage,
-    train_command,
 )
+from nn.tools.warm_runs import start_run
 
 
 def run_trial(overrides: list[str], run_dir: Path, metric: str | None) -> float:
-    """One `rlgen-train` run in `run_dir`; its metrics.json's `metric` figure."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([*train_command(), *overrides, "threads=1", f"hydra.run.dir={run_dir}"],
-                          capture_output=True, text=True, env=env)
-    if done.returncode != 0:
-        raise TrialFailed(failure_cause(done.stderr, done.returncode))
+    """One `rlgen-train` run in `run_dir` (forked from the warm process); its
+    metrics.json's `metric` figure."""
+    handle, errors = tempfile.mkstemp(prefix="rlgen-rerun-", suffix=".err")
+    os.close(handle)
+    errors = Path(errors)
+    run = start_run([*overrides, f"hydra.run.dir={run_dir}"], errors)
+    run.join()
+    stderr = errors.read_text(errors="replace")
+    errors.unlink()
+    if run.exitcode != 0:
+        raise TrialFailed(failure_cause(stderr, run.exitcode))
     metrics = json.loads((run_dir / "metrics.json").read_text())
     if metrics.get("status") == "stopped":
         raise SearchStopped(f"{run_dir.name} was stopped by a signal; the search ends here "

@@ -4,9 +4,7 @@ syntax and the trial's settings drawn from it, the plan every worker reads from 
 study, the pruner, and how a trial's `rlgen-train` is called and its failure read."""
 
 import copy
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -58,12 +56,6 @@ class TrialFailed(Exception):
 
 class SearchStopped(UserError):
     """A trial stopped by a signal (the user's Ctrl-C reaches every trial too)."""
-
-
-def train_command() -> list[str]:
-    """The `rlgen-train` of this installation (beside the running interpreter)."""
-    beside = Path(sys.executable).with_name("rlgen-train")
-    return [str(beside)] if beside.is_file() else ["rlgen-train"]
 
 
 def failure_cause(stderr: str, returncode: int) -> str:

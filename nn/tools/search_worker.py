@@ -17,7 +17,8 @@ A trial whose worker died (its heartbeat stopped, on a database; its pid gone, o
 journal, seen when the search is resumed) is failed, holds no share, and is retried once
 with the same settings.
 
-A trial is one `rlgen-train` per trial seed, all of its seeds at once, each writing one
+A trial is one `rlgen-train` per trial seed (forked from a warm process,
+nn/tools/warm_runs.py), all of its seeds at once, each writing one
 line per evaluation to `progress.jsonl` in its run folder. The worker reports the mean
 over seeds at every step all seeds have reached to the trial, and when the pruner says
 so it stops the runs with SIGTERM, rlgen's own graceful stop (they save as usual), and
@@ -26,12 +27,10 @@ tells Optuna the trial was pruned. A run stopped by a signal the worker did not 
 interrupted trial is queued again for the resume.
 """
 
-import ctypes
 import json
 import os
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -52,8 +51,8 @@ from nn.tools.search_space import (
     plan_from,
     shown_storage,
     suggest,
-    train_command,
 )
+from nn.tools.warm_runs import start_run, warm_up
 
 POLL_SECONDS = 0.2  # how often a worker reads its runs' progress files
 
@@ -165,13 +164,6 @@ def fail_dead_workers_trials(study) -> list[int]:
     return failed
 
 
-def die_with_parent() -> None:
-    """A training run gets SIGTERM (a graceful stop) when its worker dies, even by
-    SIGKILL, rather than running on with no one to report it (Linux)."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 class Follower:
     """Reads one run's progress.jsonl as it grows: step -> the figure to prune on, reduced
     over the evaluations so far as the search's metric is ('last', 'mean' or 'best')."""
@@ -213,6 +205,7 @@ class Worker:
         self.storage_name, self.study_name = storage_name, study_name
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # failed trials: our own line
         plan = load_plan(self.search_dir, storage_name, study_name)
+        warm_up()  # the runs' fork server imports while the study loads
         self.settings, self.metric, self.base = plan.settings, plan.metric, plan.base
         self.space = plan.space
         self.storage = open_storage(storage_name, self.search_dir, self.settings.heartbeat_seconds,
@@ -324,16 +317,15 @@ class Worker:
                      for seed, run in runs.items()}
         children = {}
         for seed, run in runs.items():
-            errors = tempfile.TemporaryFile("w+")
-            command = [*train_command(), *self.base, *params, f"seed={seed}",
-                       "threads=1", f"hydra.run.dir={run}"]
-            children[seed] = (subprocess.Popen(
-                command, stdout=subprocess.DEVNULL, stderr=errors, text=True,
-                env={**os.environ, "OMP_NUM_THREADS": "1"}, preexec_fn=die_with_parent), errors)
+            handle, errors = tempfile.mkstemp(prefix="rlgen-trial-", suffix=".err")
+            os.close(handle)
+            errors = Path(errors)
+            children[seed] = (start_run([*self.base, *params, f"seed={seed}",
+                                         f"hydra.run.dir={run}"], errors), errors)
         reported, pruned_at, running = set(), None, True
         while running:
             time.sleep(POLL_SECONDS)
-            running = any(child.poll() is None for child, _ in children.values())
+            running = any(child.is_alive() for child, _ in children.values())
             if self.settings.progress is None or pruned_at is not None:
                 continue
             for follower in followers.values():
@@ -346,20 +338,22 @@ class Worker:
                 if running and trial.should_prune():  # a run that ended is not pruned
                     pruned_at = step
                     for child, _ in children.values():
-                        if child.poll() is None:
-                            child.send_signal(signal.SIGTERM)  # the run saves and stops
+                        if child.is_alive():
+                            child.terminate()  # SIGTERM: the run saves and stops
                     break
+        stderr = {}
+        for seed, (child, errors) in children.items():
+            child.join()
+            stderr[seed] = errors.read_text(errors="replace")
+            errors.unlink()
         if pruned_at is not None and any(stopped(run) for run in runs.values()):
             return "pruned", pruned_at  # else every run had ended before the signal came
         per_seed = {}
-        for seed, (child, errors) in children.items():
-            errors.seek(0)
-            stderr = errors.read()
-            errors.close()
+        for seed, (child, _) in children.items():
             # a run that ended as the pruning signal came may die of it after it finished
             late = pruned_at is not None and not stopped(runs[seed])
-            if child.returncode != 0 and not late:
-                return "failed", failure_cause(stderr, child.returncode)
+            if child.exitcode != 0 and not late:
+                return "failed", failure_cause(stderr[seed], child.exitcode)
             try:
                 metrics = json.loads((runs[seed] / "metrics.json").read_text())
                 if metrics.get("status") == "stopped":

@@ -1,0 +1,79 @@
+"""Training runs started from a warm process, for `rlgen-search`.
+
+A search's runs are often short (a pruned trial may train for a second), and a fresh
+`rlgen-train` spends seconds importing torch before its first step: on a 2-core machine
+that start costs more than many trials train. So a search starts one fork server
+(multiprocessing's "forkserver", a clean process that imports torch, the trainer and
+`rlgen-train` once) and each run is forked from it: the same command line, in a process
+of its own, as `rlgen-train` would run it. Its own process still matters: the worker
+stops a pruned run with SIGTERM (rlgen's graceful stop), a run that crashes cannot take
+the worker down, and each run has its own threads and memory.
+"""
+
+import atexit
+import ctypes
+import multiprocessing
+import os
+import signal
+import sys
+from multiprocessing import forkserver
+from pathlib import Path
+
+# what every run imports: torch, its _dynamo (the first optimizer imports it, a second),
+# TensorBoard's writer, the command, the config schemas and every trainer (the schemas
+# import them all)
+PRELOAD = ["torch", "torch._dynamo", "torch.utils.tensorboard", "nn.tools.train", "conf.schemas"]
+
+
+def warm_up() -> None:
+    """Start the fork server (once per process), so its imports overlap with what the
+    caller does next."""
+    from conf.schemas import trainers
+
+    forkserver.set_forkserver_preload([*PRELOAD, *trainers()])
+    forkserver.ensure_running()
+
+
+def start_run(args: list[str], errors: Path) -> multiprocessing.Process:
+    """`rlgen-train ARGS` with one thread, forked from the warm process; its stdout
+    dropped, its stderr written to `errors`. Poll it with `is_alive()`, read `exitcode`
+    (negative: the signal that ended it), stop it gracefully with `terminate()` (SIGTERM)."""
+    warm_up()  # a no-op once the server runs
+    run = multiprocessing.get_context("forkserver").Process(
+        target=train_in_child, args=([*args, "threads=1"], str(errors), os.getcwd()),
+        name="rlgen-train")
+    run.start()
+    return run
+
+
+def die_with_parent() -> None:
+    """This process gets SIGTERM (a graceful stop) when its parent dies, even by SIGKILL,
+    rather than running on with no one to report it (Linux). A forked run's parent is
+    the fork server, which exits as soon as the worker that started it is gone."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def train_in_child(args: list[str], errors: str, cwd: str) -> None:
+    die_with_parent()
+    os.chdir(cwd)
+    os.environ["OMP_NUM_THREADS"] = "1"
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+    os.dup2(os.open(errors, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), 2)
+    sys.argv = ["rlgen-train", *args]
+    from nn.tools.train import main
+
+    code = 0
+    try:
+        main()
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+        if not isinstance(stop.code, (int, type(None))):
+            print(stop.code, file=sys.stderr)
+    finally:
+        # a forked process leaves through os._exit, past the atexit handlers that flush
+        # logs and event files: run them here, as a process of its own would on its exit
+        atexit._run_exitfuncs()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    sys.exit(code)
