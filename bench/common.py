@@ -114,6 +114,12 @@ def portable(value):
     return value
 
 
+def read(name: str) -> dict:
+    """The last bench/results/<name>.json, or {} where there is none yet."""
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def write(name: str, results: dict) -> None:
     """bench/results/<name>.json, stamped with this run's date, machine and commit (over
     any stamp a bench carried over from an earlier file: rows keep their own)."""

@@ -294,8 +294,7 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"unknown row {unknown[0]!r}: choose from {', '.join(ROWS)}")
     seeds = [int(s) for s in args.seeds.split(",")]
-    last = common.RESULTS / "ppo_sac_sb3.json"
-    kept = json.loads(last.read_text())["runs"] if last.exists() else []
+    kept = common.read("ppo_sac_sb3").get("runs", [])
     runs = [r for r in kept if not (r["row"] in rows and r["seed"] in seeds)]
     for row in rows:
         for seed in seeds:

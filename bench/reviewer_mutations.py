@@ -6,7 +6,8 @@ explanation in docs/results.md. Unlike bench.mutation's random sample of cosmic-
 operators, these are chosen edits, kept here as data so that a later commit repeats
 them. Writes bench/results/reviewer_mutations.json.
 
-    python -m bench.reviewer_mutations [--rev HEAD] [--only NAME ...]
+    python -m bench.reviewer_mutations [--rev HEAD] [--only NAME ...]   (--only keeps
+    the other rows of the last results file)
 """
 
 import argparse
@@ -83,6 +84,14 @@ MUTATIONS = {
         "SAC: Polyak-averaged targets", "rl/sac.py",
         "torch._foreach_lerp_(list(target.parameters()), list(online.parameters()), tau)",
         "pass", "tests/test_sac.py -k polyak"),
+    "run-lock-not-taken": (
+        "run lock: one writer per run folder", "nn/run_lock.py",
+        "        lock.acquire()\n", "",
+        "tests/test_run_lock.py -k 'two_trainings or resume_of_a_running'"),
+    "warm-run-drops-its-command-line": (
+        "search: runs forked from a warm process", "nn/tools/warm_runs.py",
+        'sys.argv = ["rlgen-train", *args]', 'sys.argv = ["rlgen-train", *args[1:]]',
+        "tests/test_search_workers.py -k forked"),
 }
 
 
@@ -137,7 +146,14 @@ def main() -> None:
                        if rows else ["true"], cwd=ROOT, check=False)
         shutil.rmtree(folder, ignore_errors=True)
         subprocess.run(["git", "worktree", "prune"], cwd=ROOT, check=False)
-    common.write("reviewer_mutations", {"rows": rows})
+    # a mutation run alone (--only) replaces its own row; the others keep theirs, each
+    # with the commit it was tried on
+    done = {row["name"] for row in rows}
+    kept = [row for row in common.read("reviewer_mutations").get("rows", [])
+            if row["name"] not in done and row["name"] in MUTATIONS]
+    order = list(MUTATIONS)
+    common.write("reviewer_mutations",
+                 {"rows": sorted(kept + rows, key=lambda row: order.index(row["name"]))})
 
 
 def markdown(results: dict) -> str:

@@ -74,6 +74,44 @@ def call_train(*args: str) -> subprocess.CompletedProcess:
     return run_script("rlgen-train", list(args))
 
 
+class TrainingProcess:
+    """`rlgen-train ARGS` in a process of its own, for tests of what crosses a process
+    boundary (signals, kills, locks), forked from the warm process `rlgen-search` starts
+    its runs from (nn/tools/warm_runs.py): the command's own `main`, seconds sooner than
+    a new interpreter. Answers what these tests ask of a subprocess.Popen."""
+
+    def __init__(self, *args: str):
+        import tempfile
+
+        from nn.tools.warm_runs import start_run
+
+        folder = Path(tempfile.mkdtemp(prefix="rlgen-test-process-"))
+        self.out, self.err = folder / "stdout", folder / "stderr"
+        self.process = start_run(list(args), self.err, self.out)
+        self.pid = self.process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self.process.exitcode
+
+    def poll(self) -> int | None:
+        return None if self.process.is_alive() else self.process.exitcode
+
+    def send_signal(self, sig: int) -> None:
+        os.kill(self.pid, sig)
+
+    def wait(self, timeout: float | None = None) -> int:
+        self.process.join(timeout)
+        if self.process.is_alive():
+            raise subprocess.TimeoutExpired("rlgen-train", timeout)
+        return self.process.exitcode
+
+    def communicate(self, timeout: float | None = None) -> tuple[str, str]:
+        if not self.process.is_alive() or timeout is not None:
+            self.wait(timeout)
+        return self.out.read_text(), self.err.read_text()
+
+
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory) -> Path:
     """One tiny real training run through the CLI, shared by the read-back tests."""

@@ -1,16 +1,14 @@
 """The commands a user types, run for real as subprocesses."""
 
 import json
-import os
 import shutil
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import BIN, TINY, call_train, compose, error_line, run_cli
+from conftest import TINY, TrainingProcess, call_train, compose, error_line, run_cli
 from PIL import Image
 
 from nn.config import import_trainer, instantiate
@@ -210,10 +208,7 @@ def test_a_finished_or_foreign_run_dir_is_never_written_over(trained_run, tmp_pa
 def test_a_stop_signal_ends_the_whole_sweep(tmp_path):
     args = ["experiment=cartpole_reinforce", "algo.iterations=400", "algo.games_per_iteration=8",
             "env.max_steps_per_game=100", "device=cpu", "seed=0,1,2"]
-    child = subprocess.Popen([str(BIN / "rlgen-train"), "-m", *args,
-                              f"hydra.sweep.dir={tmp_path}"], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True,
-                             env=dict(os.environ, SDL_VIDEODRIVER="dummy"))
+    child = TrainingProcess("-m", *args, f"hydra.sweep.dir={tmp_path}")
     deadline = time.time() + 120
     while not any("iteration 2:" in log.read_text() for log in tmp_path.glob("*/train.log")):
         assert child.poll() is None and time.time() < deadline, child.communicate()

@@ -3,14 +3,12 @@ run ends exactly where an uninterrupted one does."""
 
 import importlib
 import json
-import os
 import signal
-import subprocess
 import time
 
 import pytest
 
-from tests.conftest import BIN, compose
+from tests.conftest import TrainingProcess, compose
 
 REINFORCE = ["experiment=cartpole_reinforce", "algo.iterations=60", "algo.games_per_iteration=8",
              "env.max_steps_per_game=100", "device=cpu"]
@@ -22,9 +20,7 @@ DQN = ["experiment=snake_dqn", "device=cpu", "model.channels=[8,8]", "model.hidd
 
 def train_until_signalled(args, run_dir, sig):
     """Start training, send `sig` once it is under way, wait for a clean exit."""
-    env = dict(os.environ, SDL_VIDEODRIVER="dummy")
-    child = subprocess.Popen([str(BIN / "rlgen-train"), *args, f"hydra.run.dir={run_dir}"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    child = TrainingProcess(*args, f"hydra.run.dir={run_dir}")
     deadline = time.time() + 120
     log = run_dir / "train.log"
     while not (log.exists() and "training" in log.read_text()):

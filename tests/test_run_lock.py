@@ -3,30 +3,26 @@ into one folder, a resume of a run still training, a resume after its holder was
 with SIGKILL, and a DQN run killed at random moments while it checkpoints."""
 
 import json
-import os
 import random
 import re
 import signal
 import socket
-import subprocess
 import time
 
 import pytest
-from conftest import BIN, TINY, error_line, run_cli
+from conftest import TINY, TrainingProcess, error_line, run_cli
 
 from nn.checkpoint import load_checkpoint
 
-ENV = dict(os.environ, SDL_VIDEODRIVER="dummy", OMP_NUM_THREADS="1")
 LONG = ["experiment=cartpole_reinforce", "algo.iterations=100000", "algo.games_per_iteration=4",
         "env.max_steps_per_game=50", "device=cpu"]
 
 
-def start(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([str(BIN / "rlgen-train"), *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=ENV)
+def start(*args: str) -> TrainingProcess:
+    return TrainingProcess(*args)
 
 
-def wait_until_training(child: subprocess.Popen, run_dir, timeout: float = 120) -> None:
+def wait_until_training(child: TrainingProcess, run_dir, timeout: float = 120) -> None:
     deadline = time.time() + timeout
     log = run_dir / "train.log"
     while not (log.exists() and "training" in log.read_text()):
@@ -34,7 +30,7 @@ def wait_until_training(child: subprocess.Popen, run_dir, timeout: float = 120) 
         time.sleep(0.05)
 
 
-def wait_for(child: subprocess.Popen, path, timeout: float = 120) -> None:
+def wait_for(child: TrainingProcess, path, timeout: float = 120) -> None:
     deadline = time.time() + timeout
     while not path.exists():
         assert child.poll() is None and time.time() < deadline, child.communicate()
@@ -79,9 +75,10 @@ def test_a_resume_of_a_running_run_is_refused_and_after_sigkill_it_takes_over(tm
     child.send_signal(signal.SIGKILL)
     child.wait()
     saved = load_checkpoint(run_dir / "checkpoints" / "last.pt")["meta"]["iteration"]
-    resumed = run_cli("rlgen-train", f"resume={run_dir}", f"algo.iterations={saved + 3}",
-                      process=True)
-    assert f"took over {run_dir} from pid {child.pid}" in resumed.stdout
+    resumed = start(f"resume={run_dir}", f"algo.iterations={saved + 3}")
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    assert f"took over {run_dir} from pid {child.pid}" in out
     assert json.loads((run_dir / "metrics.json").read_text())["status"] == "finished"
     assert not (run_dir / ".rlgen.holder").exists()  # a run that ended lets go
 

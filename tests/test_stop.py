@@ -11,7 +11,7 @@ import time
 
 import pytest
 import torch
-from conftest import BIN, compose
+from conftest import BIN, TrainingProcess, compose
 
 from nn.checkpoint import load_checkpoint
 
@@ -32,11 +32,16 @@ TIMING = {"train_seconds", "step_seconds", "chars_per_second", "examples_per_sec
           "images_per_second", "steps_per_second", "seconds", "wall_seconds"}
 
 
-def start_training(args, run_dir) -> subprocess.Popen:
-    """rlgen-train in a process of its own, once it is inside its first epoch."""
-    env = dict(os.environ, SDL_VIDEODRIVER="dummy", OMP_NUM_THREADS="1")
-    child = subprocess.Popen([str(BIN / "rlgen-train"), *args, f"hydra.run.dir={run_dir}"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+def start_training(args, run_dir, console_script: bool = False):
+    """rlgen-train in a process of its own (forked from the warm process, or the installed
+    console script started afresh), once it is inside its first epoch."""
+    if console_script:
+        env = dict(os.environ, SDL_VIDEODRIVER="dummy", OMP_NUM_THREADS="1")
+        child = subprocess.Popen([str(BIN / "rlgen-train"), *args, f"hydra.run.dir={run_dir}"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 env=env)
+    else:
+        child = TrainingProcess(*args, f"hydra.run.dir={run_dir}")
     deadline, log = time.time() + 120, run_dir / "train.log"
     while not (log.exists() and "training" in log.read_text()):
         assert child.poll() is None and time.time() < deadline, child.communicate()
@@ -106,7 +111,7 @@ def assert_same(a, b, where: str) -> None:
 
 
 def test_a_second_ctrl_c_ends_at_once_in_one_line(tmp_path):
-    child = start_training(VAE, tmp_path / "run")
+    child = start_training(VAE, tmp_path / "run", console_script=True)
     # Ctrl-C again and again until the process ends: two presses that land before Python
     # runs its handler count as one, so one fixed second press can be swallowed
     deadline = time.time() + 30

@@ -52,7 +52,7 @@ def run_trial(overrides: list[str], run_dir: Path, metric: str | None) -> float:
     handle, errors = tempfile.mkstemp(prefix="rlgen-rerun-", suffix=".err")
     os.close(handle)
     errors = Path(errors)
-    run = start_run([*overrides, f"hydra.run.dir={run_dir}"], errors)
+    run = start_run([*overrides, "threads=1", f"hydra.run.dir={run_dir}"], errors)
     run.join()
     stderr = errors.read_text(errors="replace")
     errors.unlink()

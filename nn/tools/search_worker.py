@@ -320,7 +320,7 @@ class Worker:
             handle, errors = tempfile.mkstemp(prefix="rlgen-trial-", suffix=".err")
             os.close(handle)
             errors = Path(errors)
-            children[seed] = (start_run([*self.base, *params, f"seed={seed}",
+            children[seed] = (start_run([*self.base, *params, f"seed={seed}", "threads=1",
                                          f"hydra.run.dir={run}"], errors), errors)
         reported, pruned_at, running = set(), None, True
         while running:

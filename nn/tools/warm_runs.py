@@ -34,14 +34,15 @@ def warm_up() -> None:
     forkserver.ensure_running()
 
 
-def start_run(args: list[str], errors: Path) -> multiprocessing.Process:
-    """`rlgen-train ARGS` with one thread, forked from the warm process; its stdout
-    dropped, its stderr written to `errors`. Poll it with `is_alive()`, read `exitcode`
+def start_run(args: list[str], errors: Path, output: Path | None = None
+              ) -> multiprocessing.Process:
+    """`rlgen-train ARGS` forked from the warm process, its stderr written to `errors`,
+    its stdout to `output` (else dropped). Poll it with `is_alive()`, read `exitcode`
     (negative: the signal that ended it), stop it gracefully with `terminate()` (SIGTERM)."""
     warm_up()  # a no-op once the server runs
     run = multiprocessing.get_context("forkserver").Process(
-        target=train_in_child, args=([*args, "threads=1"], str(errors), os.getcwd()),
-        name="rlgen-train")
+        target=train_in_child, name="rlgen-train",
+        args=(list(args), str(errors), str(output or os.devnull), os.getcwd()))
     run.start()
     return run
 
@@ -54,12 +55,12 @@ def die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def train_in_child(args: list[str], errors: str, cwd: str) -> None:
+def train_in_child(args: list[str], errors: str, output: str, cwd: str) -> None:
     die_with_parent()
     os.chdir(cwd)
     os.environ["OMP_NUM_THREADS"] = "1"
-    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
-    os.dup2(os.open(errors, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), 2)
+    for fd, path in ((1, output), (2, errors)):
+        os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), fd)
     sys.argv = ["rlgen-train", *args]
     from nn.tools.train import main
 
