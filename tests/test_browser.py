@@ -286,6 +286,10 @@ def test_the_cart_pole_and_snake_pages_play_a_ppo_policy(browser, tmp_path):
                 int(np.argmax(logits))
         else:  # the agent moves by its policy's likeliest move, shown as logits
             browser.find_element("id", "pause").click()
+            # once the paused loop's last tick has ended, a fresh game (the board read
+            # below is then the one the next tick moves on)
+            page_call(browser, "{ while (page.loop.busy) await new Promise((r) => "
+                               "setTimeout(r, 10)); await page.reset(); }")
             board = np.array(page_call(browser, "Array.from(page.env.observation())"), np.uint8)
             shape = page_call(browser, "page.env.observationShape()")
             logits = python_outputs(folder, "policy", {"obs": board.reshape(1, *shape)})[0][0]

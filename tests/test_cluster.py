@@ -5,11 +5,10 @@ its own run, and the Slurm preset composes."""
 import json
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
-from conftest import BIN, TINY, run_cli
+from conftest import TINY, TrainingProcess, run_cli
 
 LONG = ["experiment=cartpole_reinforce", "algo.iterations=40", "algo.games_per_iteration=8",
         "env.max_steps_per_game=100", "device=cpu"]
@@ -46,11 +45,8 @@ def job_pids(sweep: Path) -> list[int]:
 
 def test_preempted_job_is_requeued_and_continues_its_run(tmp_path):
     sweep = tmp_path / "sweep"
-    env = dict(os.environ, SDL_VIDEODRIVER="dummy")
-    master = subprocess.Popen(
-        [str(BIN / "rlgen-train"), "-m", *LONG, "hydra/launcher=submitit_local",
-         f"hydra.sweep.dir={sweep}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env=env)
+    master = TrainingProcess("-m", *LONG, "hydra/launcher=submitit_local",
+                             f"hydra.sweep.dir={sweep}")
     run = sweep / "0_cartpole_reinforce"
     deadline = time.time() + 120
     while not (run / "checkpoints" / "last.pt").exists() or not job_pids(sweep):

@@ -16,6 +16,7 @@ import multiprocessing
 import os
 import signal
 import sys
+from importlib.metadata import entry_points
 from multiprocessing import forkserver
 from pathlib import Path
 
@@ -62,8 +63,9 @@ def train_in_child(args: list[str], errors: str, output: str, cwd: str) -> None:
     for fd, path in ((1, output), (2, errors)):
         os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), fd)
     sys.argv = ["rlgen-train", *args]
-    from nn.tools.train import main
-
+    # the installed command's entry point, as its console script calls it
+    main = next(entry for entry in entry_points(group="console_scripts")
+                if entry.name == "rlgen-train").load()
     code = 0
     try:
         main()
