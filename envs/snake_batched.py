@@ -4,7 +4,6 @@ envs/snake.py (a test holds the two equal step for step)."""
 import numpy as np
 import torch
 
-from envs import snake_kernel
 from envs.snake_rules import DX, DY, OFF_BOARD, RIGHT, TURN, memory_needs, view_offsets, view_shape
 from nn.memory import check_fits
 from nn.seeding import make_generator
@@ -143,6 +142,8 @@ class BatchedSnake:
 
     def _start_compiled(self, done: np.ndarray) -> None:
         """`_start` as one compiled loop (CPU) over the games where `done`."""
+        from envs import snake_kernel  # numba loads here: a run without Snake never pays for it
+
         new_games = np.count_nonzero(done)
         if new_games:
             uniform = torch.rand(new_games, 2 + self.num_fruits, generator=self.generator)
@@ -171,6 +172,8 @@ class BatchedSnake:
             return self.board[:, :self.spare].clone().view(self.num_envs, *self.observation_shape)
         centred = self.view == "centred"
         if self.kernel:
+            from envs import snake_kernel
+
             out = torch.empty(self.num_envs, self.view_rows.shape[1], 2, dtype=torch.uint8)
             snake_kernel.viewed_boards(self.board.numpy(), self.head.numpy(),
                                        self.heading.numpy(), self.view_rows.numpy(),
@@ -212,6 +215,8 @@ class BatchedSnake:
     def _move_compiled(self, actions: np.ndarray):
         """`_move` and the new fruits as one compiled loop (CPU) on int64 actions; returns
         NumPy (reward, terminated, truncated)."""
+        from envs import snake_kernel
+
         n = self.num_envs
         uniform = torch.rand(n, generator=self.generator)  # for the fruits eaten
         reward, dead, truncated = np.empty(n, np.float32), np.empty(n, bool), np.empty(n, bool)
