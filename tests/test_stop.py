@@ -17,10 +17,10 @@ from nn.checkpoint import load_checkpoint
 
 # each epoch lasts a second or two on a 2-core machine, so a stop lands inside one
 TEXT = ["experiment=lstm_text_fast", "model.embedding_dim=8", "model.hidden_sizes=[24]",
-        "algo.sample_len=32", "algo.batch_size=8", "algo.examples_per_epoch=3200",
+        "algo.sample_len=32", "algo.batch_size=8", "algo.examples_per_epoch=1600",
         "algo.epochs=2", "algo.display_length=20", "algo.warmup_steps=2",
         "data.val_fraction=0.01", "device=cpu"]
-VAE = ["experiment=vae_mnist5k", "algo.epochs=2", "algo.batch_size=16", "device=cpu"]
+VAE = ["experiment=vae_mnist5k", "algo.epochs=2", "algo.batch_size=32", "device=cpu"]
 # one epoch of several seconds: the stop must come before its end (see the test)
 CLASSIFIER = ["experiment=mnist_cnn", "algo.epochs=1", "algo.batch_size=32", "device=cpu"]
 ACGAN = ["experiment=acgan_mnist5k", "model=acgan_light", "algo.epochs=2",
