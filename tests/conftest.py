@@ -75,19 +75,20 @@ def call_train(*args: str) -> subprocess.CompletedProcess:
 
 
 class TrainingProcess:
-    """`rlgen-train ARGS` in a process of its own, for tests of what crosses a process
-    boundary (signals, kills, locks), forked from the warm process `rlgen-search` starts
-    its runs from (nn/tools/warm_runs.py): the command's own `main`, seconds sooner than
-    a new interpreter. Answers what these tests ask of a subprocess.Popen."""
+    """`rlgen-train ARGS` (or `command`) in a process of its own, for tests of what
+    crosses a process boundary (signals, kills, locks), forked from the warm process
+    `rlgen-search` starts its runs from (nn/tools/warm_runs.py): the command's own `main`,
+    seconds sooner than a new interpreter. Answers what these tests ask of a
+    subprocess.Popen."""
 
-    def __init__(self, *args: str):
+    def __init__(self, *args: str, command: str = "rlgen-train"):
         import tempfile
 
         from nn.tools.warm_runs import start_run
 
         folder = Path(tempfile.mkdtemp(prefix="rlgen-test-process-"))
         self.out, self.err = folder / "stdout", folder / "stderr"
-        self.process = start_run(list(args), self.err, self.out)
+        self.process = start_run(list(args), self.err, self.out, command)
         self.pid = self.process.pid
 
     @property

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BIN, missing_tool, run_cli
+from tests.conftest import TrainingProcess, missing_tool, run_cli
 
 # games capped at 100 steps: a trial that learns does not play 500-step games
 TINY = ["hparams_search=cartpole_reinforce_fast", "algo.games_per_iteration=4",
@@ -70,10 +70,9 @@ def overlapped(trials: list[dict]) -> bool:
     return any(a[0] != b[0] and a[1] < b[2] and b[1] < a[2] for a in spans for b in spans)
 
 
-def start_search(args: list[str]) -> subprocess.Popen:
-    return subprocess.Popen([str(BIN / "rlgen-search"), *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, SDL_VIDEODRIVER="dummy"))
+def start_search(args: list[str]) -> TrainingProcess:
+    """rlgen-search in a process of its own (its workers are processes of their own too)."""
+    return TrainingProcess(*args, command="rlgen-search")
 
 
 def kill_a_worker_mid_trial(storage: str | None, where: Path) -> int:

@@ -35,15 +35,16 @@ def warm_up() -> None:
     forkserver.ensure_running()
 
 
-def start_run(args: list[str], errors: Path, output: Path | None = None
-              ) -> multiprocessing.Process:
-    """`rlgen-train ARGS` forked from the warm process, its stderr written to `errors`,
-    its stdout to `output` (else dropped). Poll it with `is_alive()`, read `exitcode`
-    (negative: the signal that ended it), stop it gracefully with `terminate()` (SIGTERM)."""
+def start_run(args: list[str], errors: Path, output: Path | None = None,
+              command: str = "rlgen-train") -> multiprocessing.Process:
+    """`rlgen-train ARGS` (or another of rlgen's commands) forked from the warm process,
+    its stderr written to `errors`, its stdout to `output` (else dropped). Poll it with
+    `is_alive()`, read `exitcode` (negative: the signal that ended it), stop it gracefully
+    with `terminate()` (SIGTERM)."""
     warm_up()  # a no-op once the server runs
     run = multiprocessing.get_context("forkserver").Process(
-        target=train_in_child, name="rlgen-train",
-        args=(list(args), str(errors), str(output or os.devnull), os.getcwd()))
+        target=run_in_child, name=command,
+        args=(command, list(args), str(errors), str(output or os.devnull), os.getcwd()))
     run.start()
     return run
 
@@ -56,16 +57,16 @@ def die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def train_in_child(args: list[str], errors: str, output: str, cwd: str) -> None:
+def run_in_child(command: str, args: list[str], errors: str, output: str, cwd: str) -> None:
     die_with_parent()
     os.chdir(cwd)
     os.environ["OMP_NUM_THREADS"] = "1"
     for fd, path in ((1, output), (2, errors)):
         os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), fd)
-    sys.argv = ["rlgen-train", *args]
+    sys.argv = [command, *args]
     # the installed command's entry point, as its console script calls it
     main = next(entry for entry in entry_points(group="console_scripts")
-                if entry.name == "rlgen-train").load()
+                if entry.name == command).load()
     code = 0
     try:
         main()
