@@ -131,7 +131,8 @@ TINY_RUNS = {
               "algo.max_seconds=null", "env.height=6", "env.width=7"],
     "gymnasium": ["experiment=acrobot_dqn", "model.hidden_sizes=[16]", "algo.replay_size=300",
                   "algo.replay_warmup=64", "algo.max_frames=200"],
-    "classifier": ["experiment=mnist_cnn", "algo.epochs=1", "algo.batch_size=500"],
+    "classifier": ["experiment=mnist_cnn", "model.channels=[8,16]", "model.hidden=32",
+                   "algo.epochs=1", "algo.batch_size=500"],  # the book's own sizes, narrower
     "vae": ["experiment=vae_mnist5k", "algo.epochs=1", "algo.batch_size=500"],
     "acgan": ["experiment=acgan_mnist5k", "model=acgan_light", "algo.epochs=1",
               "algo.epoch_images=100"],
