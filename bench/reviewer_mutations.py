@@ -90,7 +90,7 @@ MUTATIONS = {
         "tests/test_run_lock.py -k 'two_trainings or resume_of_a_running'"),
     "warm-run-drops-its-command-line": (
         "search: runs forked from a warm process", "nn/tools/warm_runs.py",
-        'sys.argv = ["rlgen-train", *args]', 'sys.argv = ["rlgen-train", *args[1:]]',
+        "sys.argv = [command, *args]", "sys.argv = [command, *args[1:]]",
         "tests/test_search_workers.py -k forked"),
 }
 
