@@ -58,7 +58,7 @@ def main() -> None:
             seconds["cold"].append(round(cold(Path(tmp) / f"cold{i}"), 2))
             seconds["warm"].append(round(warm(Path(tmp) / f"warm{i}"), 2))
     medians = {k: statistics.median(v) for k, v in seconds.items()}
-    results = {"run": " ".join(RUN), "rounds": args.rounds, "seconds": seconds,
+    results = {"run": " ".join(RUN), "rounds": args.rounds, "run_seconds": seconds,
                "median_seconds": medians, "first_warm_run_seconds": round(first, 2),
                "cold_over_warm": round(medians["cold"] / medians["warm"], 2),
                **common.stamp(time.perf_counter() - started)}
@@ -68,7 +68,7 @@ def main() -> None:
 
 def markdown(results: dict) -> str:
     """docs/results.md's table, from a results file this bench wrote."""
-    s = results["seconds"]
+    s = results["run_seconds"]
     return "\n".join([
         "| start | seconds per run, every round | median | cold / warm |",
         "| --- | --- | --- | --- |",
