@@ -31,6 +31,7 @@ from bench import (
     show,
     snake,
     text,
+    warm_runs,
     web,
     zoo,
 )
@@ -57,6 +58,7 @@ TABLES = {
     "text-tiny-selection": ("docs/results.md", "text.json", text.tiny_selection_markdown),
     "dqn-profile": ("docs/results.md", "dqn_profile.json", dqn_profile.markdown),
     "search-pruning": ("docs/results.md", "search_pruning.json", search_pruning.markdown),
+    "warm-runs": ("docs/results.md", "warm_runs.json", warm_runs.markdown),
     "cartpole-v1-misses": ("docs/results.md", "cartpole_v1_misses.json",
                            cartpole_v1_misses.markdown),
     "lunarlander-final-models": ("docs/results.md", "lunarlander_final_models.json",
