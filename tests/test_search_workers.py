@@ -4,6 +4,7 @@ on resume; and the Slurm preset mapped to submitit's parameters. (Two submitit a
 sharing a study, with pruning: tests/test_search_postgres.py.)"""
 
 import json
+from pathlib import Path
 
 from search_cases import TINY, kill_a_worker_mid_trial, start_search
 
@@ -71,3 +72,36 @@ def test_a_run_forked_from_the_warm_process_trains_as_rlgen_train_does(tmp_path)
     assert bad.exitcode == 2
     assert "algo.iterations" in failure_cause((tmp_path / "bad.err").read_text(), bad.exitcode)
     assert not (tmp_path / "bad").exists()
+
+
+def test_a_forked_run_stops_when_the_process_that_started_it_is_killed(tmp_path):
+    """A run forked from the warm process is the fork server's child, not its worker's:
+    still, a worker killed with SIGKILL leaves no run training on (it gets SIGTERM, saves
+    and stops), as a run that was the worker's own child did."""
+    import subprocess
+    import sys
+    import time
+
+    run_dir = tmp_path / "run"
+    worker = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; "
+         "from nn.tools.warm_runs import start_run; "
+         "run = start_run(sys.argv[2:], Path(sys.argv[1])); print(run.pid, flush=True); "
+         "time.sleep(600)", str(tmp_path / "run.err"), "experiment=cartpole_reinforce",
+         "algo.iterations=100000", "algo.games_per_iteration=4", "env.max_steps_per_game=50",
+         f"hydra.run.dir={run_dir}"], stdout=subprocess.PIPE, text=True)
+    run_pid = int(worker.stdout.readline())
+    deadline = time.time() + 120
+    while not ((run_dir / "train.log").exists() and "iteration 2:" in
+               (run_dir / "train.log").read_text()):
+        assert time.time() < deadline, (tmp_path / "run.err").read_text()
+        time.sleep(0.05)
+    worker.kill()
+    worker.wait()
+    deadline = time.time() + 30
+    while Path(f"/proc/{run_pid}").exists() and "Z" not in \
+            Path(f"/proc/{run_pid}/stat").read_text().split(")")[-1].split()[:1]:
+        assert time.time() < deadline, "the run went on after its worker was killed"
+        time.sleep(0.05)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "stopped"  # rlgen's own stop: saved where it stood

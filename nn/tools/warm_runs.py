@@ -11,11 +11,12 @@ the worker down, and each run has its own threads and memory.
 """
 
 import atexit
-import ctypes
 import multiprocessing
 import os
+import select
 import signal
 import sys
+import threading
 from importlib.metadata import entry_points
 from multiprocessing import forkserver
 from pathlib import Path
@@ -44,21 +45,35 @@ def start_run(args: list[str], errors: Path, output: Path | None = None,
     warm_up()  # a no-op once the server runs
     run = multiprocessing.get_context("forkserver").Process(
         target=run_in_child, name=command,
-        args=(command, list(args), str(errors), str(output or os.devnull), os.getcwd()))
+        args=(command, list(args), str(errors), str(output or os.devnull), os.getcwd(),
+              os.getpid()))
     run.start()
     return run
 
 
-def die_with_parent() -> None:
-    """This process gets SIGTERM (a graceful stop) when its parent dies, even by SIGKILL,
-    rather than running on with no one to report it (Linux). A forked run's parent is
-    the fork server, which exits as soon as the worker that started it is gone."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+def stop_with(requester: int) -> None:
+    """SIGTERM to this run (rlgen's graceful stop) as soon as the process that asked for
+    it ends, even by SIGKILL, rather than running on with no one to report it. A forked
+    run is the fork server's child, not the requester's, so the kernel's parent-death
+    signal cannot tell; a pidfd can (Linux 5.3+: it turns readable when its process has
+    ended). Elsewhere the run goes on alone."""
+    try:
+        watched = os.pidfd_open(requester)
+    except ProcessLookupError:  # gone before this run was forked
+        sys.exit(f"the process that started this run ({requester}) has ended")
+    except (AttributeError, OSError):
+        return
+
+    def watch() -> None:
+        select.select([watched], [], [])
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="stop-with-requester", daemon=True).start()
 
 
-def run_in_child(command: str, args: list[str], errors: str, output: str, cwd: str) -> None:
-    die_with_parent()
+def run_in_child(command: str, args: list[str], errors: str, output: str, cwd: str,
+                 requester: int) -> None:
+    stop_with(requester)
     os.chdir(cwd)
     os.environ["OMP_NUM_THREADS"] = "1"
     for fd, path in ((1, output), (2, errors)):
