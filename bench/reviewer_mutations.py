@@ -92,6 +92,10 @@ MUTATIONS = {
         "search: runs forked from a warm process", "nn/tools/warm_runs.py",
         "sys.argv = [command, *args]", "sys.argv = [command, *args[1:]]",
         "tests/test_search_workers.py -k forked"),
+    "warm-run-outlives-its-worker": (
+        "search: a killed worker leaves no run training", "nn/tools/warm_runs.py",
+        'threading.Thread(target=watch, name="stop-with-requester", daemon=True).start()',
+        "pass", "tests/test_search_workers.py -k stops_when"),
 }
 
 

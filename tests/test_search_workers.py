@@ -78,6 +78,9 @@ def test_a_forked_run_stops_when_the_process_that_started_it_is_killed(tmp_path)
     """A run forked from the warm process is the fork server's child, not its worker's:
     still, a worker killed with SIGKILL leaves no run training on (it gets SIGTERM, saves
     and stops), as a run that was the worker's own child did."""
+    import contextlib
+    import os
+    import signal
     import subprocess
     import sys
     import time
@@ -99,9 +102,13 @@ def test_a_forked_run_stops_when_the_process_that_started_it_is_killed(tmp_path)
     worker.kill()
     worker.wait()
     deadline = time.time() + 30
-    while Path(f"/proc/{run_pid}").exists() and "Z" not in \
-            Path(f"/proc/{run_pid}/stat").read_text().split(")")[-1].split()[:1]:
-        assert time.time() < deadline, "the run went on after its worker was killed"
-        time.sleep(0.05)
+    try:
+        while Path(f"/proc/{run_pid}").exists() and "Z" not in \
+                Path(f"/proc/{run_pid}/stat").read_text().split(")")[-1].split()[:1]:
+            assert time.time() < deadline, "the run went on after its worker was killed"
+            time.sleep(0.05)
+    finally:  # a run that went on is not left training after the test
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(run_pid, signal.SIGKILL)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["status"] == "stopped"  # rlgen's own stop: saved where it stood
