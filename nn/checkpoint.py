@@ -43,8 +43,9 @@ def atomic_write(path: Path, write) -> None:
 
 
 def remove_stale_temporaries(path: Path) -> None:
-    """Half-written files of `path` left by processes that were killed mid-write."""
-    for tmp in path.parent.glob(f".{path.name}.tmp-*"):
+    """Half-written files beside `path` (of any file there: a run killed while writing
+    best.pt may never write best.pt again) left by processes that were killed mid-write."""
+    for tmp in path.parent.glob(".*.tmp-*"):
         pid = tmp.name.rsplit("-", 1)[-1]
         if pid.isdigit() and not process_alive(int(pid)):
             tmp.unlink(missing_ok=True)

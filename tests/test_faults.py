@@ -78,11 +78,17 @@ def test_a_kill_during_a_checkpoint_write_never_replaces_the_good_one(tmp_path):
     payload = load_checkpoint(path)  # a whole checkpoint: the good one (or a whole big one)
     assert payload["experiment"] in ("good", "big")
     assert partial.exists()  # the killed write's remains, never renamed over the good file
-    # the next write of that checkpoint clears what the killed process left behind
+    # the next write in the folder clears what killed processes left behind, whatever
+    # file they were writing (a live writer's temporary stays)
     from nn.checkpoint import save_checkpoint
 
+    other = tmp_path / f".best.pt.tmp-{writer.pid}"
+    other.write_bytes(b"half")
+    live = tmp_path / f".best.pt.tmp-{os.getpid()}"
+    live.write_bytes(b"being written")
     save_checkpoint(path, experiment="next", trainer="t", config={}, state={})
-    assert not partial.exists() and load_checkpoint(path)["experiment"] == "next"
+    assert not partial.exists() and not other.exists() and live.exists()
+    assert load_checkpoint(path)["experiment"] == "next"
 
 
 def test_a_read_only_run_dir_fails_in_one_line_before_any_work(tmp_path):

@@ -103,11 +103,17 @@ def test_sigkill_at_random_moments_while_checkpointing_then_resume_finishes(tmp_
             pytest.fail(f"the run ended before it was killed: {child.communicate()}")
         child.send_signal(signal.SIGKILL)
         child.wait()
-        kept = sorted((run_dir / "checkpoints").glob("*"))
-        assert kept and all(p.suffix == ".pt" for p in kept), kept  # no half-written files
+        # a kill inside a write leaves only its hidden temporary (.NAME.tmp-PID), never a
+        # half-written checkpoint under a checkpoint's name
+        files = sorted((run_dir / "checkpoints").glob("*"))
+        kept = [p for p in files if not p.name.startswith(".")]
+        assert kept and all(p.suffix == ".pt" for p in kept), files
+        assert all(".pt.tmp-" in p.name for p in files if p not in kept), files
         for path in kept:
             load_checkpoint(path)  # every kept checkpoint loads
     finished = run_cli("rlgen-train", f"resume={run_dir}")
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["status"] == "finished", finished.stdout
     assert metrics["frames"] >= 8000
+    # the dead writers' temporaries went with the run's next writes
+    assert not list((run_dir / "checkpoints").glob(".*")), list((run_dir / "checkpoints").iterdir())
