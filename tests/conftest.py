@@ -108,8 +108,7 @@ class TrainingProcess:
         return self.process.exitcode
 
     def communicate(self, timeout: float | None = None) -> tuple[str, str]:
-        if not self.process.is_alive() or timeout is not None:
-            self.wait(timeout)
+        self.wait(timeout)
         return self.out.read_text(), self.err.read_text()
 
 

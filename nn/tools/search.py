@@ -17,11 +17,9 @@ hparams_search=PRESET ...` runs this same search.
 """
 
 import json
-import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -43,19 +41,14 @@ from nn.tools.search_space import (
     parse_space,
     shown_storage,
 )
-from nn.tools.warm_runs import start_run
+from nn.tools.warm_runs import start_run, stderr_of
 
 
 def run_trial(overrides: list[str], run_dir: Path, metric: str | None) -> float:
     """One `rlgen-train` run in `run_dir` (forked from the warm process); its
     metrics.json's `metric` figure."""
-    handle, errors = tempfile.mkstemp(prefix="rlgen-rerun-", suffix=".err")
-    os.close(handle)
-    errors = Path(errors)
-    run = start_run([*overrides, "threads=1", f"hydra.run.dir={run_dir}"], errors)
-    run.join()
-    stderr = errors.read_text(errors="replace")
-    errors.unlink()
+    run = start_run([*overrides, "threads=1", f"hydra.run.dir={run_dir}"])
+    stderr = stderr_of(run)
     if run.exitcode != 0:
         raise TrialFailed(failure_cause(stderr, run.exitcode))
     metrics = json.loads((run_dir / "metrics.json").read_text())

@@ -32,7 +32,6 @@ import os
 import signal
 import socket
 import sys
-import tempfile
 import threading
 import time
 import warnings
@@ -52,7 +51,7 @@ from nn.tools.search_space import (
     shown_storage,
     suggest,
 )
-from nn.tools.warm_runs import start_run, warm_up
+from nn.tools.warm_runs import start_run, stderr_of, warm_up
 
 POLL_SECONDS = 0.2  # how often a worker reads its runs' progress files
 
@@ -315,17 +314,12 @@ class Worker:
         followers = {seed: Follower(run / "progress.jsonl", self.settings.progress,
                                     self.settings.progress_reduce, maximize)
                      for seed, run in runs.items()}
-        children = {}
-        for seed, run in runs.items():
-            handle, errors = tempfile.mkstemp(prefix="rlgen-trial-", suffix=".err")
-            os.close(handle)
-            errors = Path(errors)
-            children[seed] = (start_run([*self.base, *params, f"seed={seed}", "threads=1",
-                                         f"hydra.run.dir={run}"], errors), errors)
+        children = {seed: start_run([*self.base, *params, f"seed={seed}", "threads=1",
+                                     f"hydra.run.dir={run}"]) for seed, run in runs.items()}
         reported, pruned_at, running = set(), None, True
         while running:
             time.sleep(POLL_SECONDS)
-            running = any(child.is_alive() for child, _ in children.values())
+            running = any(child.is_alive() for child in children.values())
             if self.settings.progress is None or pruned_at is not None:
                 continue
             for follower in followers.values():
@@ -337,19 +331,15 @@ class Worker:
                 reported.add(step)
                 if running and trial.should_prune():  # a run that ended is not pruned
                     pruned_at = step
-                    for child, _ in children.values():
+                    for child in children.values():
                         if child.is_alive():
                             child.terminate()  # SIGTERM: the run saves and stops
                     break
-        stderr = {}
-        for seed, (child, errors) in children.items():
-            child.join()
-            stderr[seed] = errors.read_text(errors="replace")
-            errors.unlink()
+        stderr = {seed: stderr_of(child) for seed, child in children.items()}
         if pruned_at is not None and any(stopped(run) for run in runs.values()):
             return "pruned", pruned_at  # else every run had ended before the signal came
         per_seed = {}
-        for seed, (child, _) in children.items():
+        for seed, child in children.items():
             # a run that ended as the pruning signal came may die of it after it finished
             late = pruned_at is not None and not stopped(runs[seed])
             if child.exitcode != 0 and not late:

@@ -11,11 +11,13 @@ the worker down, and each run has its own threads and memory.
 """
 
 import atexit
+import functools
 import multiprocessing
 import os
 import select
 import signal
 import sys
+import tempfile
 import threading
 from importlib.metadata import entry_points
 from multiprocessing import forkserver
@@ -27,28 +29,47 @@ from pathlib import Path
 PRELOAD = ["torch", "torch._dynamo", "torch.utils.tensorboard", "nn.tools.train", "conf.schemas"]
 
 
-def warm_up() -> None:
-    """Start the fork server (once per process), so its imports overlap with what the
-    caller does next."""
+@functools.cache
+def preload() -> list[str]:
     from conf.schemas import trainers
 
-    forkserver.set_forkserver_preload([*PRELOAD, *trainers()])
+    return [*PRELOAD, *trainers()]
+
+
+def warm_up() -> None:
+    """Start the fork server (once per process; again only if it died), so its imports
+    overlap with what the caller does next."""
+    forkserver.set_forkserver_preload(preload())
     forkserver.ensure_running()
 
 
-def start_run(args: list[str], errors: Path, output: Path | None = None,
+def start_run(args: list[str], errors: Path | None = None, output: Path | None = None,
               command: str = "rlgen-train") -> multiprocessing.Process:
     """`rlgen-train ARGS` (or another of rlgen's commands) forked from the warm process,
-    its stderr written to `errors`, its stdout to `output` (else dropped). Poll it with
-    `is_alive()`, read `exitcode` (negative: the signal that ended it), stop it gracefully
-    with `terminate()` (SIGTERM)."""
-    warm_up()  # a no-op once the server runs
+    its stderr written to `errors` (else a temporary file: `stderr_of` reads it), its
+    stdout to `output` (else dropped). Poll it with `is_alive()`, read `exitcode`
+    (negative: the signal that ended it), stop it gracefully with `terminate()` (SIGTERM)."""
+    if errors is None:
+        handle, name = tempfile.mkstemp(prefix=f"{command}-", suffix=".err")
+        os.close(handle)
+        errors = Path(name)
+    warm_up()
     run = multiprocessing.get_context("forkserver").Process(
         target=run_in_child, name=command,
         args=(command, list(args), str(errors), str(output or os.devnull), os.getcwd(),
               os.getpid()))
+    run.errors = errors
     run.start()
     return run
+
+
+def stderr_of(run: multiprocessing.Process) -> str:
+    """What a run started without an `errors` file wrote to stderr, once it has ended;
+    the temporary file is removed."""
+    run.join()
+    text = run.errors.read_text(errors="replace")
+    run.errors.unlink()
+    return text
 
 
 def stop_with(requester: int) -> None:
